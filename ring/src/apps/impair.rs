@@ -1,0 +1,1 @@
+//! Impairment (placeholder until written).

@@ -1,0 +1,1 @@
+//! Pcap (placeholder until written).

@@ -1,0 +1,18 @@
+//! Packet I/O for shunt, after Snabb and Rush: packets from a preallocated
+//! pool, links that are bounded rings of packets, apps that pull and push
+//! packets over links, an engine that runs them in breaths, and devices
+//! that put packets on a wire (memory pair, AF_PACKET) or a file (pcap).
+
+pub mod apps;
+pub mod engine;
+pub mod link;
+pub mod mem;
+pub mod offload;
+pub mod packet;
+pub mod rng;
+pub mod signal;
+mod sys;
+
+pub use engine::{App, Engine, Io, Load, RunOptions};
+pub use link::{Link, LinkStats};
+pub use packet::Packet;
