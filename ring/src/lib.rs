@@ -7,6 +7,7 @@ pub mod apps;
 pub mod engine;
 pub mod link;
 pub mod mem;
+pub mod netns;
 pub mod offload;
 pub mod packet;
 pub mod rng;

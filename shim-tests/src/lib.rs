@@ -1,1 +1,3 @@
-//! Test bed and shim tests.
+//! Real programs run over shunt in namespaces, and the test bed they share.
+
+pub mod testbed;

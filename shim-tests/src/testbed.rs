@@ -1,0 +1,142 @@
+//! The test bed: network namespaces and veth pairs made for one run and
+//! removed after it, even when the test fails or panics.
+//!
+//! Names carry the creating process's pid (`shunt-<pid>-<n>-<role>`), so
+//! parallel runs never collide, and a new test bed first removes any
+//! namespaces left by runs whose process is gone (killed by Ctrl-C before
+//! its cleanup ran). Interfaces live inside the namespaces, so their names
+//! can be short and fixed.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+const PREFIX: &str = "shunt-";
+
+pub struct Testbed {
+    tag: String,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+}
+
+fn ip(args: &[&str]) -> Output {
+    Command::new("ip").args(args).output().expect("cannot run ip(8): is iproute2 installed?")
+}
+
+fn ip_ok(args: &[&str]) {
+    let out = ip(args);
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// Remove namespaces of earlier runs whose process no longer exists.
+pub fn remove_stale() {
+    let out = ip(&["netns", "list"]);
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+impl Testbed {
+    pub fn new() -> Testbed {
+        remove_stale();
+        let tag = format!("{PREFIX}{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        Testbed { tag, namespaces: Vec::new(), children: Vec::new() }
+    }
+
+    /// Make a namespace with loopback up; returns its full name.
+    pub fn ns(&mut self, role: &str) -> String {
+        let name = format!("{}-{role}", self.tag);
+        ip_ok(&["netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        ip_ok(&["-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// Join `ns_a:if_a` and `ns_b:if_b` by a veth pair, both ends up.
+    pub fn veth(&mut self, ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) {
+        ip_ok(&["-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b]);
+        ip_ok(&["-n", ns_a, "link", "set", if_a, "up"]);
+        ip_ok(&["-n", ns_b, "link", "set", if_b, "up"]);
+    }
+
+    /// Add an address (`192.0.2.1/24`, `2001:db8::1/64`; IPv6 without DAD
+    /// so it is usable at once).
+    pub fn addr(&self, ns: &str, ifname: &str, cidr: &str) {
+        if cidr.contains(':') {
+            ip_ok(&["-n", ns, "addr", "add", cidr, "dev", ifname, "nodad"]);
+        } else {
+            ip_ok(&["-n", ns, "addr", "add", cidr, "dev", ifname]);
+        }
+    }
+
+    /// A command that runs inside `ns`.
+    pub fn cmd(&self, ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+
+    /// Run `sh -c script` inside `ns` and return its output.
+    pub fn sh(&self, ns: &str, script: &str) -> Output {
+        self.cmd(ns, "sh").args(["-c", script]).output().expect("cannot run sh")
+    }
+
+    /// Start `sh -c script` inside `ns`; it is killed when the test bed goes.
+    pub fn spawn_sh(&mut self, ns: &str, script: &str) -> &mut Child {
+        let child = self
+            .cmd(ns, "sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("cannot run sh");
+        self.children.push(child);
+        self.children.last_mut().expect("just pushed")
+    }
+
+    /// Keep a child started elsewhere, to kill it on cleanup.
+    pub fn adopt(&mut self, child: Child) -> &mut Child {
+        self.children.push(child);
+        self.children.last_mut().expect("just pushed")
+    }
+
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+}
+
+impl Default for Testbed {
+    fn default() -> Self {
+        Testbed::new()
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Processes started with `ip netns exec` may have forked: kill
+        // whatever still runs in our namespaces before deleting them.
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "pids", ns]).output().map(|o| {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            });
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
