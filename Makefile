@@ -1,0 +1,45 @@
+# shunt: build, demo, test, bench. `make test` is what CI runs.
+SHELL := /bin/bash
+CARGO ?= cargo
+# Debian packages that tests, demo and benchmarks use.
+DEB_PACKAGES := iproute2 iputils-ping netcat-openbsd socat tcpdump ethtool procps util-linux python3 gcc make coreutils bc
+
+.PHONY: all build deps demo test test-unit lint posix bench clean
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace --all-targets
+
+# Install what is missing, once; safe to run again.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "make deps: all packages present"; fi
+
+demo: deps build
+	bash scripts/demo.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+test-unit: build
+	$(CARGO) test --release --workspace
+
+posix: build
+	python3 posix-suite/run.py
+
+test: deps lint test-unit posix
+
+bench: deps build
+	bash scripts/bench.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf posix-suite/build
