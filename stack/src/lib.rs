@@ -1,3 +1,23 @@
 //! shunt's protocol stack: a sans-IO TCP/IP core, driven from outside by
 //! frames, a clock and socket calls. It never calls the OS.
+//!
+//! The foundation is three modules that everything else is written on:
+//!
+//! - [`ip`]: the IP version as a type parameter (`I: Ip`), so that the IP
+//!   layer, ICMP error logic, routing and sockets are written once for IPv4
+//!   and IPv6 rather than twice (or, as in most small stacks, once and a
+//!   half).
+//! - [`wire`]: zero-copy views of every header the stack speaks, and
+//!   builders that write headers into a caller's buffer. Parsing untrusted
+//!   bytes never panics; every malformed packet becomes a [`wire::ParseError`]
+//!   that the layer above counts and drops.
+//! - [`seq`]: TCP sequence numbers, whose comparisons wrap.
 #![forbid(unsafe_code)]
+
+pub mod ip;
+pub mod seq;
+pub mod wire;
+
+pub use ip::{Ip, IpAddress, IpProto, IpVersion, Ipv4, Ipv4Addr, Ipv6, Ipv6Addr, Subnet};
+pub use seq::SeqNum;
+pub use wire::{BuildError, Mac, ParseError};
