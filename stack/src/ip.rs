@@ -25,7 +25,9 @@ use core::str::FromStr;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::wire::{EtherType, Mac};
+use crate::wire::ipv4::{Ipv4Builder, Ipv4Packet};
+use crate::wire::ipv6::{Ipv6Builder, Ipv6Packet};
+use crate::wire::{BuildError, EtherType, Mac, ParseError};
 
 mod sealed {
     pub trait Sealed {}
@@ -69,6 +71,130 @@ pub trait Ip:
     /// Linux's default TTL / hop limit (`net.ipv4.ip_default_ttl`,
     /// `net.ipv6.conf.*.hop_limit`).
     const DEFAULT_TTL: u8 = 64;
+
+    /// The parsed view of this version's header, for code that receives
+    /// generically: `I::Packet::parse(buf)`.
+    type Packet<'a>: IpPacket<'a, Version = Self>;
+    /// The header builder, for code that sends generically.
+    type Builder: IpBuilder<Version = Self>;
+}
+
+/// What the version-generic IP layer reads from a received packet.
+pub trait IpPacket<'a>: Sized + Copy + fmt::Debug {
+    type Version: Ip;
+    /// The version's checks (see `Ipv4Packet::parse`, `Ipv6Packet::parse`).
+    fn parse(buf: &'a [u8]) -> Result<Self, ParseError>;
+    fn src(&self) -> <Self::Version as Ip>::Addr;
+    fn dst(&self) -> <Self::Version as Ip>::Addr;
+    /// TTL or hop limit.
+    fn ttl(&self) -> u8;
+    /// IPv4's protocol, or IPv6's fixed-header next header (which may name
+    /// an extension header).
+    fn next_header(&self) -> IpProto;
+    /// After the IPv4 header and options, or after the fixed IPv6 header.
+    fn payload(&self) -> &'a [u8];
+    /// The packet without link padding: what an ICMP error quotes.
+    fn as_bytes(&self) -> &'a [u8];
+}
+
+/// What the version-generic IP layer needs to write a header. Fields
+/// beyond these (IPv4 ident and DF, IPv6 flow label) are set on the
+/// concrete builder before it is handed over.
+pub trait IpBuilder: Sized + Copy + fmt::Debug {
+    type Version: Ip;
+    /// Default TTL, no options, not fragmented.
+    fn new(
+        src: <Self::Version as Ip>::Addr,
+        dst: <Self::Version as Ip>::Addr,
+        proto: IpProto,
+    ) -> Self;
+    fn set_ttl(&mut self, ttl: u8);
+    fn header_len(&self) -> usize;
+    /// Writes the header at the front of `buf`, the rest being the
+    /// payload. Returns the header length.
+    fn emit(&self, buf: &mut [u8]) -> Result<usize, BuildError>;
+}
+
+impl<'a> IpPacket<'a> for Ipv4Packet<'a> {
+    type Version = Ipv4;
+    fn parse(buf: &'a [u8]) -> Result<Self, ParseError> {
+        Ipv4Packet::parse(buf)
+    }
+    fn src(&self) -> Ipv4Addr {
+        Ipv4Packet::src(self)
+    }
+    fn dst(&self) -> Ipv4Addr {
+        Ipv4Packet::dst(self)
+    }
+    fn ttl(&self) -> u8 {
+        Ipv4Packet::ttl(self)
+    }
+    fn next_header(&self) -> IpProto {
+        self.protocol()
+    }
+    fn payload(&self) -> &'a [u8] {
+        Ipv4Packet::payload(self)
+    }
+    fn as_bytes(&self) -> &'a [u8] {
+        Ipv4Packet::as_bytes(self)
+    }
+}
+
+impl<'a> IpPacket<'a> for Ipv6Packet<'a> {
+    type Version = Ipv6;
+    fn parse(buf: &'a [u8]) -> Result<Self, ParseError> {
+        Ipv6Packet::parse(buf)
+    }
+    fn src(&self) -> Ipv6Addr {
+        Ipv6Packet::src(self)
+    }
+    fn dst(&self) -> Ipv6Addr {
+        Ipv6Packet::dst(self)
+    }
+    fn ttl(&self) -> u8 {
+        self.hop_limit()
+    }
+    fn next_header(&self) -> IpProto {
+        Ipv6Packet::next_header(self)
+    }
+    fn payload(&self) -> &'a [u8] {
+        Ipv6Packet::payload(self)
+    }
+    fn as_bytes(&self) -> &'a [u8] {
+        Ipv6Packet::as_bytes(self)
+    }
+}
+
+impl IpBuilder for Ipv4Builder<'static> {
+    type Version = Ipv4;
+    fn new(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProto) -> Self {
+        Ipv4Builder::new(src, dst, proto)
+    }
+    fn set_ttl(&mut self, ttl: u8) {
+        self.ttl = ttl;
+    }
+    fn header_len(&self) -> usize {
+        Ipv4Builder::header_len(self)
+    }
+    fn emit(&self, buf: &mut [u8]) -> Result<usize, BuildError> {
+        Ipv4Builder::emit(self, buf)
+    }
+}
+
+impl IpBuilder for Ipv6Builder {
+    type Version = Ipv6;
+    fn new(src: Ipv6Addr, dst: Ipv6Addr, proto: IpProto) -> Self {
+        Ipv6Builder::new(src, dst, proto)
+    }
+    fn set_ttl(&mut self, ttl: u8) {
+        self.hop_limit = ttl;
+    }
+    fn header_len(&self) -> usize {
+        Ipv6Builder::HEADER_LEN
+    }
+    fn emit(&self, buf: &mut [u8]) -> Result<usize, BuildError> {
+        Ipv6Builder::emit(self, buf)
+    }
 }
 
 // Unit structs rather than empty enums so that `Default` holds and
@@ -100,6 +226,8 @@ impl Ip for Ipv4 {
     const ICMP_ERROR_MAX_LEN: usize = 576;
     const ICMP_PROTO: IpProto = IpProto::ICMP;
     const ETHERTYPE: EtherType = EtherType::IPV4;
+    type Packet<'a> = Ipv4Packet<'a>;
+    type Builder = Ipv4Builder<'static>;
 }
 
 impl Ip for Ipv6 {
@@ -118,6 +246,8 @@ impl Ip for Ipv6 {
     const ICMP_ERROR_MAX_LEN: usize = 1280;
     const ICMP_PROTO: IpProto = IpProto::ICMPV6;
     const ETHERTYPE: EtherType = EtherType::IPV6;
+    type Packet<'a> = Ipv6Packet<'a>;
+    type Builder = Ipv6Builder;
 }
 
 /// An IP protocol / IPv6 next-header number (IANA "Assigned Internet
@@ -686,6 +816,27 @@ mod tests {
         assert!(I::UNSPECIFIED.is_unspecified());
         assert!(!I::LOOPBACK.is_multicast());
         assert!(usize::from(I::MIN_MTU) <= I::ICMP_ERROR_MAX_LEN);
+    }
+
+    /// The shape of the IP layer to come: one function, both versions.
+    fn generic_round_trip<I: Ip>(src: I::Addr, dst: I::Addr) {
+        let mut b = <I::Builder as IpBuilder>::new(src, dst, IpProto::UDP);
+        b.set_ttl(7);
+        let mut buf = vec![0u8; b.header_len() + 3];
+        let h = b.emit(&mut buf).unwrap();
+        buf[h..].copy_from_slice(b"abc");
+        let p = I::Packet::parse(&buf).unwrap();
+        assert_eq!((p.src(), p.dst(), p.ttl()), (src, dst, 7));
+        assert_eq!(p.next_header(), IpProto::UDP);
+        assert_eq!(p.payload(), b"abc");
+        assert_eq!(p.as_bytes(), &buf[..]);
+        assert_eq!(I::HEADER_LEN, h);
+    }
+
+    #[test]
+    fn generic_over_version() {
+        generic_round_trip::<Ipv4>(v4("192.0.2.1"), v4("192.0.2.2"));
+        generic_round_trip::<Ipv6>(v6("2001:db8::1"), v6("2001:db8::2"));
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub mod ip;
 pub mod seq;
 pub mod wire;
 
-pub use ip::{Ip, IpAddress, IpProto, IpVersion, Ipv4, Ipv4Addr, Ipv6, Ipv6Addr, Subnet};
+pub use ip::{
+    Ip, IpAddress, IpBuilder, IpPacket, IpProto, IpVersion, Ipv4, Ipv4Addr, Ipv6, Ipv6Addr, Subnet,
+};
 pub use seq::SeqNum;
 pub use wire::{BuildError, Mac, ParseError};
