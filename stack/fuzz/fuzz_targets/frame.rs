@@ -103,7 +103,9 @@ fuzz_target!(|data: &[u8]| {
             _ => {}
         }
     }
-    let Some((&pick, rest)) = data.split_first() else { return };
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
     let (a, b) = (Ipv6Addr::LOOPBACK, Ipv6Addr::LOOPBACK);
     match pick % 6 {
         0 => {

@@ -26,6 +26,45 @@
 //!
 //! Checksums that cover a pseudo-header take the addresses as `I::Addr`, so
 //! the same call serves both IP versions.
+//!
+//! A TCP segment in an Ethernet frame, built in place and read back:
+//!
+//! ```
+//! use shunt_stack::wire::{
+//!     EtherType, EthernetBuilder, EthernetFrame, Ipv4Builder, Ipv4Packet, Mac, TcpBuilder,
+//!     TcpFlags, TcpSegment,
+//! };
+//! use shunt_stack::{IpProto, Ipv4Addr, SeqNum};
+//!
+//! let (src, dst) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+//! let tcp = TcpBuilder {
+//!     src_port: 40000,
+//!     dst_port: 80,
+//!     seq: SeqNum::new(1),
+//!     flags: TcpFlags::SYN,
+//!     window: 65535,
+//!     ..TcpBuilder::default()
+//! };
+//! let ip = Ipv4Builder::new(src, dst, IpProto::TCP);
+//! let payload = b"";
+//!
+//! let (l3, l4) = (14, 14 + ip.header_len());
+//! let mut frame = [0u8; 128];
+//! let len = l4 + tcp.header_len() + payload.len();
+//! let frame = &mut frame[..len];
+//! frame[l4 + tcp.header_len()..].copy_from_slice(payload);
+//! tcp.emit(&src, &dst, &mut frame[l4..])?;
+//! ip.emit(&mut frame[l3..])?;
+//! EthernetBuilder { dst: Mac::BROADCAST, src: Mac([2, 0, 0, 0, 0, 1]), ethertype: EtherType::IPV4 }
+//!     .emit(frame)?;
+//!
+//! let eth = EthernetFrame::parse(frame)?;
+//! let ip = Ipv4Packet::parse(eth.payload())?;
+//! let seg = TcpSegment::parse(ip.payload(), &ip.src(), &ip.dst())?;
+//! assert!(seg.flags().syn());
+//! assert_eq!(seg.dst_port(), 80);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod arp;
 pub mod checksum;
