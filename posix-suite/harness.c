@@ -130,15 +130,22 @@ static int run_one(const struct ps_test *t) {
         _exit(0);
     }
     close(pfd[1]);
-    char reason[600] = "";
-    size_t got = 0;
-    ssize_t n;
-    while ((n = read(pfd[0], reason + got, sizeof reason - 1 - got)) > 0) got += (size_t)n;
-    reason[got] = 0;
-    close(pfd[0]);
+    /* Wait for the test first, then read its reason without blocking: a
+     * process the test forked may still hold the pipe open (the reason is
+     * far smaller than a pipe's buffer, so the test never blocks on it). */
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     kill(-pid, SIGKILL); /* whatever the test forked */
+    char reason[600] = "";
+    size_t got = 0;
+    ssize_t n;
+    fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+    while (got < sizeof reason - 1 &&
+           ((n = read(pfd[0], reason + got, sizeof reason - 1 - got)) > 0 ||
+            (n < 0 && errno == EINTR)))
+        if (n > 0) got += (size_t)n;
+    reason[got] = 0;
+    close(pfd[0]);
     int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (ok) {
         printf("PASS %s\n", t->name);
