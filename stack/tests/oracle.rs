@@ -276,15 +276,32 @@ fn udp_both_versions() {
     assert_eq!(u.checksum(), want);
 }
 
+/// RFC 1071 read literally, for messages etherparse cannot re-encode.
+fn naive_sum_is_zero(bytes: &[u8]) -> bool {
+    let mut sum: u32 = 0;
+    for c in bytes.chunks(2) {
+        sum += u32::from(c[0]) << 8 | c.get(1).map_or(0, |&b| u32::from(b));
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum == 0xffff
+}
+
 fn check_icmpv4(frame: &[u8]) {
     let p = SlicedPacket::from_ethernet(frame).unwrap();
     let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
         panic!("no ICMP")
     };
-    assert_eq!(
-        i.checksum(),
-        i.header().icmp_type.calc_checksum(i.payload())
-    );
+    // etherparse computes the checksum from its typed view of the header,
+    // which drops bits it considers unused (the unused word of a
+    // destination unreachable, say): compare with it only where that view
+    // re-encodes the exact header bytes.
+    if i.header().to_bytes()[..] == i.slice()[..8] {
+        assert_eq!(
+            i.checksum(),
+            i.header().icmp_type.calc_checksum(i.payload())
+        );
+    }
+    assert!(naive_sum_is_zero(i.slice()));
 }
 
 #[test]
