@@ -390,6 +390,11 @@ mod tests {
         let quoted = Ipv4Packet::parse_quote(q).unwrap();
         assert_eq!(quoted.protocol(), IpProto::UDP);
         assert_eq!(quoted.src(), Ipv4Addr::new(192, 0, 2, 2));
+        // The socket is found from the ports even in an 8-byte quote.
+        let short = Ipv4Packet::parse_quote(&dgram[..28]).unwrap();
+        assert_eq!(short.payload().len(), 8);
+        assert_eq!(crate::wire::l4_ports(short.payload()), Some((0, 0)));
+        assert_eq!(crate::wire::l4_ports(&[1, 2, 3]), None);
 
         // Wrapped in IP, the error is recognised as one.
         let mut ip = vec![0u8; 20 + buf.len()];

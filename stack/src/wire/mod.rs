@@ -175,6 +175,17 @@ macro_rules! wire_enum {
 }
 pub(crate) use wire_enum;
 
+/// Source and destination ports from the first four bytes of a TCP or UDP
+/// header. For the header quoted in an ICMP error, which is often cut to
+/// 8 bytes, too short for `TcpSegment` or `UdpPacket` to parse but enough
+/// to find the socket the error is about (RFC 1122 3.2.2, RFC 4443 2.4).
+pub fn l4_ports(header: &[u8]) -> Option<(u16, u16)> {
+    match header {
+        [a, b, c, d, ..] => Some((u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d]))),
+        _ => None,
+    }
+}
+
 /// Big-endian field types for the zero-copy header structs.
 pub(crate) use zerocopy::network_endian::{U16, U32};
 
