@@ -3,7 +3,9 @@
 //! packets over links, an engine that runs them in breaths, and devices
 //! that put packets on a wire (memory pair, AF_PACKET) or a file (pcap).
 
+pub mod afpacket;
 pub mod apps;
+pub mod csum;
 pub mod engine;
 pub mod link;
 pub mod mem;
