@@ -185,7 +185,7 @@ def load_known():
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
-            key, _, reason = line.partition(" ")
+            key, _, reason = line.replace("\t", " ").partition(" ")
             if "/" not in key:
                 die(f"known-failures.txt:{n}: expected 'category/test reason', got {line!r}")
             known[key] = reason.strip()
