@@ -228,7 +228,7 @@ TEST(no_waitall_returns_partial, "without MSG_WAITALL recv returns what is there
     char b[32];
     long t0 = ps_now_ms();
     CHECK_EQ(recv(c, b, sizeof b, 0), 10);
-    CHECK(ps_now_ms() - t0 < 100);
+    CHECK(ps_now_ms() - t0 < 1000);
 }
 
 /* ---- MSG_DONTWAIT ---- */
@@ -239,7 +239,7 @@ TEST(dontwait_empty_eagain, "recv(MSG_DONTWAIT) on an empty blocking socket fail
     long t0 = ps_now_ms();
     CHECK_ERR(recv(fd, b, sizeof b, MSG_DONTWAIT), EAGAIN);
     CHECK_EQ(EAGAIN, EWOULDBLOCK);
-    CHECK(ps_now_ms() - t0 < 50);
+    CHECK(ps_now_ms() - t0 < 1000);
 }
 
 TEST(dontwait_leaves_fd_blocking, "MSG_DONTWAIT is per call: the file stays without O_NONBLOCK", "recv(2) MSG_DONTWAIT") {
@@ -462,11 +462,12 @@ TEST(msg_more_tcp_joined, "TCP data sent with MSG_MORE then without it arrives a
     CHECK(memcmp(b, "abcdef", 6) == 0);
 }
 
-TEST(msg_more_tcp_holds_small_segment, "a lone small TCP send with MSG_MORE is held back (not sent within 100 ms)", "tcp(7) TCP_CORK, send(2) MSG_MORE") {
+TEST(msg_more_tcp_holds_small_segment, "a lone small TCP send with MSG_MORE is held back (not sent within 50 ms)", "tcp(7) TCP_CORK, send(2) MSG_MORE") {
     int c, s;
     tcp_pair(&c, &s);
     CHECK_EQ(send(c, "abc", 3, MSG_MORE), 3);
-    CHECK_EQ(poll1(s, POLLIN, 100), 0);
+    /* Linux lets it out when the probe timer fires (>= 200 ms). */
+    CHECK_EQ(poll1(s, POLLIN, 50), 0);
     CHECK_EQ(send(c, "d", 1, 0), 1);
     wait_bytes(s, 4);
     char b[8];
@@ -506,7 +507,7 @@ TEST(zero_length_recv_tcp, "a zero-length TCP recv waits for data (EAGAIN with M
     wait_bytes(c, 3);
     long t0 = ps_now_ms();
     CHECK_EQ(recv(c, b, 0, 0), 0);
-    CHECK(ps_now_ms() - t0 < 100);
+    CHECK(ps_now_ms() - t0 < 1000);
     CHECK_EQ(recv(c, b, sizeof b, 0), 3);
 }
 

@@ -149,6 +149,14 @@ static void join_blocked(struct blocked *b, int ms) {
     pthread_join(b->th, NULL);
 }
 
+static void wait_first_done(struct blocked *a, struct blocked *b) {
+    long end = ps_now_ms() + 3000;
+    while (!__atomic_load_n(&a->done, __ATOMIC_SEQ_CST) && !__atomic_load_n(&b->done, __ATOMIC_SEQ_CST)) {
+        if (ps_now_ms() > end) FAIL("neither blocked call returned within 3 s");
+        ps_sleep_ms(1);
+    }
+}
+
 /* ---- shutdown from another thread ---- */
 
 TEST(shutdown_rd_wakes_recv, "shutdown(SHUT_RD) in one thread makes a recv blocked in another return 0", "shutdown(2), recv(2)") {
@@ -224,6 +232,7 @@ TEST(two_readers_one_byte, "two threads blocked in recv on one socket: one byte 
     struct blocked *a = start_blocked(c, 0);
     struct blocked *b = start_blocked(c, 0);
     ps_write_all(s, "1", 1);
+    wait_first_done(a, b);
     ps_sleep_ms(100);
     CHECK_EQ(a->done + b->done, 1);
     ps_write_all(s, "2", 1);
@@ -239,6 +248,7 @@ TEST(two_acceptors_one_connection, "two threads blocked in accept on one listene
     struct blocked *a = start_blocked(l, 1);
     struct blocked *b = start_blocked(l, 1);
     int c1 = ps_tcp_connect4(ps_local4(), ps_local_port(l));
+    wait_first_done(a, b);
     ps_sleep_ms(100);
     CHECK_EQ(a->done + b->done, 1);
     int c2 = ps_tcp_connect4(ps_local4(), ps_local_port(l));
