@@ -16,6 +16,7 @@
 
 pub mod ip;
 pub mod seq;
+pub mod time;
 pub mod wire;
 
 pub use ip::{
