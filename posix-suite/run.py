@@ -119,7 +119,9 @@ class Testbed:
 
     @staticmethod
     def sysctl(ns, key, value):
-        sh("ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"{key}={value}")
+        # /proc/sys/net shows the namespace of the process that opens it.
+        path = "/proc/sys/" + key.replace(".", "/")
+        sh("ip", "netns", "exec", ns, "sh", "-c", f"echo {value} > {path}")
 
     def start_peer(self):
         env = dict(os.environ, PS_PEER4=PEER4, PS_PEER6=PEER6, PYTHONDONTWRITEBYTECODE="1")
