@@ -24,6 +24,7 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
+use std::time::{Duration, Instant};
 
 use crate::engine::{App, Io};
 use crate::link::Link;
@@ -51,10 +52,18 @@ pub struct AfPacketOptions {
     /// Bytes per receive block: a multiple of the page size, at least
     /// 128 KiB so that a 64 KiB GSO frame fits.
     pub rx_block_size: usize,
-    /// Receive blocks in the ring.
+    /// Receive blocks in the ring. The kernel hands a block over when it
+    /// is full or when the timeout below expires, whichever comes first,
+    /// so at low rates each block holds one timeout's worth of frames and
+    /// the ring holds `rx_block_count` timeouts' worth: the reader must
+    /// come back within that time (32 ms by default) or frames are dropped
+    /// (counted in [`AfPacketStats::rx_drops`]). At high rates the blocks
+    /// fill first and the ring holds `rx_block_size * rx_block_count`
+    /// bytes.
     pub rx_block_count: usize,
     /// A block that is not full is handed over after this many
-    /// milliseconds (latency bound at low rates).
+    /// milliseconds: the receive latency at low rates (poll(2) wakes up
+    /// when a block is handed over).
     pub rx_block_timeout_ms: u32,
     /// Transmit path.
     pub tx_mode: TxMode,
@@ -75,8 +84,8 @@ pub struct AfPacketOptions {
 impl Default for AfPacketOptions {
     fn default() -> Self {
         AfPacketOptions {
-            rx_block_size: 2 << 20,
-            rx_block_count: 16,
+            rx_block_size: 1 << 20,
+            rx_block_count: 32,
             rx_block_timeout_ms: 1,
             tx_mode: TxMode::Ring,
             tx_frames: 1024,
@@ -248,6 +257,14 @@ const TP3_HDR: usize = 48;
 const BLOCK_DESC: usize = 48;
 /// Bytes of Ethernet header plus one VLAN tag beyond the MTU.
 const L2_MAX: usize = 18;
+/// How soon the engine comes back to a device whose transmit side is
+/// backed up.
+const TX_RETRY: Duration = Duration::from_micros(100);
+/// Flushes in a row a frame may be refused with ENOBUFS before it is
+/// dropped ([`TxMode::Sendmmsg`]).
+const MAX_ENOBUFS: u32 = 64;
+/// Empty pulls between two looks at the socket error.
+const IDLE_ERROR_CHECK: u32 = 16;
 
 fn last_errno() -> i32 {
     std::io::Error::last_os_error()
@@ -512,10 +529,13 @@ impl RxRing {
                 stats.rx_errors += self.left as u64;
                 self.left = 0;
             }
+            let vlan = status & libc::TP_STATUS_VLAN_VALID != 0;
             if mac < TP3_HDR + VNET_HDR_LEN
                 || end > self.block_size
                 || snaplen < len
                 || snaplen < 14
+                // Too big to put the tag back without allocating.
+                || (vlan && snaplen + 4 > self.scratch.capacity())
             {
                 stats.rx_errors += 1;
             } else {
@@ -532,7 +552,7 @@ impl RxRing {
                 stats.rx_packets += 1;
                 stats.rx_bytes += snaplen as u64;
                 n += 1;
-                if status & libc::TP_STATUS_VLAN_VALID != 0 {
+                if vlan {
                     let tci = self.read_u32(off + 32) as u16;
                     let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
                         self.read_u16(off + 36)
@@ -591,7 +611,10 @@ struct TxRing {
     frames: usize,
     /// Next slot to fill.
     head: usize,
-    /// Slots filled since the last successful kick.
+    /// Oldest slot the kernel may not have taken yet: it takes slots in
+    /// order, so the unsent ones run from here to `head`.
+    unsent: usize,
+    /// Slots filled and not yet taken by the kernel.
     pending: usize,
     /// A socket without a TX ring for frames that do not fit a slot.
     big: OwnedFd,
@@ -616,7 +639,21 @@ impl TxRing {
 
     #[inline]
     fn has_room(&self) -> bool {
-        self.status(self.head).load(Ordering::Acquire) == libc::TP_STATUS_AVAILABLE
+        // Timestamp flags may ride along in the high bits.
+        let busy =
+            libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_SENDING | libc::TP_STATUS_WRONG_FORMAT;
+        self.status(self.head).load(Ordering::Acquire) & busy == 0
+    }
+
+    /// After a kick: move past the slots the kernel has taken (sent,
+    /// in flight, or skipped as malformed).
+    fn reap(&mut self) {
+        while self.pending > 0
+            && self.status(self.unsent).load(Ordering::Acquire) & libc::TP_STATUS_SEND_REQUEST == 0
+        {
+            self.unsent = (self.unsent + 1) % self.frames;
+            self.pending -= 1;
+        }
     }
 
     /// Largest frame (without vnet header) a slot holds.
@@ -661,6 +698,8 @@ struct Mmsg {
     pkts: Vec<Packet>,
     msgs: Vec<libc::mmsghdr>,
     iovs: Vec<[libc::iovec; 2]>,
+    /// ENOBUFS in a row on the oldest packet.
+    enobufs: u32,
 }
 
 enum Tx {
@@ -688,6 +727,12 @@ pub struct AfPacket {
     stats: AfPacketStats,
     /// Last errno from a failed transmit, for reports.
     last_tx_errno: i32,
+    /// Last pending socket error (ENETDOWN when the link went down).
+    last_sock_errno: i32,
+    /// Pulls in a row that found nothing.
+    idle_pulls: u32,
+    /// The last push left packets on the input link (the ring was full).
+    tx_blocked: bool,
 }
 
 // SAFETY: an AfPacket exclusively owns its sockets and its mapping; the raw
@@ -955,6 +1000,7 @@ impl AfPacket {
                 frame_size: tx_geom.0,
                 frames: tx_geom.1,
                 head: 0,
+                unsent: 0,
                 pending: 0,
                 big,
             })
@@ -970,6 +1016,7 @@ impl AfPacket {
                 pkts: Vec::with_capacity(opts.tx_batch),
                 msgs: vec![zero_msg; opts.tx_batch],
                 iovs: vec![[zero_iov; 2]; opts.tx_batch],
+                enobufs: 0,
             })
         };
 
@@ -985,6 +1032,9 @@ impl AfPacket {
             batch: opts.tx_batch,
             stats: AfPacketStats::default(),
             last_tx_errno: 0,
+            last_sock_errno: 0,
+            idle_pulls: 0,
+            tx_blocked: false,
         })
     }
 
@@ -1147,7 +1197,9 @@ impl AfPacket {
             return;
         }
         match kick(self.fd.as_fd()) {
-            Ok(_) => r.pending = 0,
+            // The kernel may stop early without an error (socket buffer
+            // full after some frames went): reap() counts what it took.
+            Ok(_) => {}
             // Congestion (socket buffer full, device queue full): the
             // frames stay in the ring and the next kick sends them.
             Err(libc::EAGAIN) | Err(libc::ENOBUFS) => {}
@@ -1156,6 +1208,7 @@ impl AfPacket {
                 self.last_tx_errno = e;
             }
         }
+        r.reap();
     }
 
     /// Hand everything queued to the kernel: one kick of the TX ring, or
@@ -1209,6 +1262,7 @@ impl AfPacket {
             match r {
                 Ok(0) => break,
                 Ok(k) => {
+                    m.enobufs = 0;
                     for p in &m.pkts[done..done + k] {
                         self.stats.tx_packets += 1;
                         self.stats.tx_bytes += p.len() as u64;
@@ -1217,15 +1271,19 @@ impl AfPacket {
                 }
                 // Socket buffer full: keep the rest for later.
                 Err(libc::EAGAIN) | Err(libc::EINTR) => break,
+                // The device or qdisc dropped this frame (queue full):
+                // congestion, so keep it and try again later, as the
+                // kernel does with TX ring frames; but not forever.
+                Err(libc::ENOBUFS) if m.enobufs < MAX_ENOBUFS => {
+                    m.enobufs += 1;
+                    break;
+                }
                 Err(e) => {
-                    // This frame failed (the device dropped it, or the
-                    // kernel refused it): count it and go on later.
+                    // This frame failed: count it, drop it, go on.
                     self.stats.tx_errors += 1;
                     self.last_tx_errno = e;
+                    m.enobufs = 0;
                     done += 1;
-                    if e == libc::ENOBUFS {
-                        break;
-                    }
                 }
             }
         }
@@ -1326,10 +1384,16 @@ impl App for AfPacket {
     }
 
     fn pull(&mut self, io: &mut Io) {
-        let Some(out) = io.output(0) else { return };
+        let Some(out) = io.output(0) else {
+            // Nobody takes frames: drop them here rather than leave a full
+            // ring that polls readable forever.
+            let n = self.rx.recv(usize::MAX, &mut self.stats, |_, _| {});
+            self.note_pull(n);
+            return;
+        };
         let room = out.room();
         let mut too_big = 0;
-        self.rx.recv(room, &mut self.stats, |frame, hdr| {
+        let n = self.rx.recv(room, &mut self.stats, |frame, hdr| {
             if frame.len() > MAX_FRAME {
                 too_big += 1;
                 return;
@@ -1342,13 +1406,25 @@ impl App for AfPacket {
         });
         self.stats.rx_errors += too_big;
         self.stats.rx_packets -= too_big;
+        self.note_pull(n);
     }
 
     fn push(&mut self, io: &mut Io) {
+        self.tx_blocked = false;
         if let Some(input) = io.input(0) {
             self.drain(input);
         }
         self.flush();
+    }
+
+    /// While frames wait for room in the ring (or for the kernel to take
+    /// a batch), come back soon rather than sleep on the receive side.
+    fn deadline(&self) -> Option<Instant> {
+        let backlog = match &self.tx {
+            Tx::Ring(r) => r.pending > 0,
+            Tx::Mmsg(m) => !m.pkts.is_empty(),
+        };
+        (self.tx_blocked || backlog).then(|| Instant::now() + TX_RETRY)
     }
 
     fn report(&self) -> Option<String> {
@@ -1366,6 +1442,12 @@ impl App for AfPacket {
         );
         if self.last_tx_errno != 0 {
             line.push_str(&format!(" (last tx error: {})", os_err(self.last_tx_errno)));
+        }
+        if self.last_sock_errno != 0 {
+            line.push_str(&format!(
+                " (socket error: {})",
+                os_err(self.last_sock_errno)
+            ));
         }
         Some(line)
     }
@@ -1385,6 +1467,25 @@ impl AfPacket {
             }
             let Some(p) = input.receive() else { break };
             let _ = self.send_packet(p);
+        }
+        self.tx_blocked = !input.is_empty();
+    }
+
+    /// After an empty pull, now and then, read and clear a pending socket
+    /// error: when the interface goes down the kernel sets ENETDOWN, which
+    /// makes poll(2) return at once (POLLERR) until someone reads it, and
+    /// the engine would spin. The device recovers by itself when the
+    /// interface comes back up.
+    fn note_pull(&mut self, n: usize) {
+        if n > 0 {
+            self.idle_pulls = 0;
+            return;
+        }
+        self.idle_pulls = self.idle_pulls.wrapping_add(1);
+        if self.idle_pulls.is_multiple_of(IDLE_ERROR_CHECK)
+            && let Some(e) = self.take_error()
+        {
+            self.last_sock_errno = e;
         }
     }
 }

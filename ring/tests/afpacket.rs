@@ -870,3 +870,132 @@ fn vlan_partial_checksum_offsets_fit_the_tagged_frame() {
     });
     assert_eq!(checked, 3);
 }
+
+/// The interface going down makes the socket report ENETDOWN (POLLERR);
+/// the device as an app clears it instead of letting the engine spin, and
+/// receives again once the interface is back up.
+#[test]
+fn link_down_and_up() {
+    let bed = bed();
+    let dev = open(&bed.a, "veth0");
+    assert!(bed.tb.sh(&bed.a, "ip link set veth0 down").status.success());
+    let mut e = Engine::new();
+    e.add_app("dev", Box::new(dev)).unwrap();
+    e.add_app("sink", Box::new(Sink::default())).unwrap();
+    e.connect("dev.output -> sink.input").unwrap();
+    // A spinning engine burns the whole run in CPU time.
+    let cpu = || {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    };
+    let c0 = cpu();
+    e.run(
+        RunOptions {
+            duration: Some(Duration::from_millis(300)),
+            ..Default::default()
+        },
+        |_, _| {},
+    );
+    let used = cpu() - c0;
+    assert!(
+        used < Duration::from_millis(100),
+        "engine spun: {used:?} of CPU in 300 ms"
+    );
+    let report = e.app_reports().map(|(_, r)| r).collect::<String>();
+    assert!(report.contains("socket error: Network is down"), "{report}");
+
+    assert!(bed.tb.sh(&bed.a, "ip link set veth0 up").status.success());
+    let dev = e.app_mut::<AfPacket>("dev").unwrap();
+    assert_eq!(dev.take_error(), None);
+    spawn_in(&bed.b, || {
+        let s = UdpSocket::bind("192.0.2.2:0").unwrap();
+        // The first datagrams may wait for ARP; send a few, spaced.
+        for _ in 0..20 {
+            s.send_to(b"back up", "192.0.2.1:9000").unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    })
+    .join()
+    .unwrap();
+    let ok = recv_until(dev, Duration::from_secs(3), |frame, _| {
+        frame.len() >= 49 && frame.ends_with(b"back up")
+    });
+    assert!(ok, "nothing received after the link came back");
+}
+
+/// Behind a slow qdisc and with a tiny send buffer the kernel takes only
+/// part of each batch and drops at the qdisc; the device keeps what was
+/// not taken (or dropped with ENOBUFS) and sends it with later flushes, in
+/// order, none lost or stuck.
+#[test]
+fn backpressure_loses_nothing() {
+    let bed = bed();
+    let out = bed.tb.sh(
+        &bed.a,
+        "tc qdisc add dev veth0 root tbf rate 200mbit burst 16kb latency 2ms",
+    );
+    if !out.status.success() {
+        eprintln!(
+            "skipped: no tbf qdisc: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return;
+    }
+    for mode in [TxMode::Ring, TxMode::Sendmmsg] {
+        let mut rx = open(&bed.b, "veth1");
+        let opts = AfPacketOptions {
+            tx_mode: mode,
+            qdisc_bypass: false,
+            sndbuf: 1,
+            tx_frames: 32,
+            tx_batch: 32,
+            ..Default::default()
+        };
+        let mut tx = open_in(&bed.a, "veth0", opts).unwrap();
+        let (src, dst) = (tx.mac(), rx.mac());
+        const N: u32 = 3000;
+        let receiver = std::thread::spawn(move || {
+            let mut next = 0;
+            let ok = recv_until(&mut rx, Duration::from_secs(5), |frame, _| {
+                if let Some(seq) = test_seq(frame) {
+                    assert_eq!(seq, next, "out of order or lost");
+                    next += 1;
+                }
+                next == N
+            });
+            (ok, next, rx.stats())
+        });
+        let mut sent = 0;
+        let mut full = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            while sent < N {
+                match tx.send(&test_frame(dst, src, sent, 1400), &VnetHdr::default()) {
+                    Ok(()) => sent += 1,
+                    Err(TxError::Full) => {
+                        full += 1;
+                        break;
+                    }
+                    Err(e) => panic!("{mode:?}: {e}"),
+                }
+            }
+            tx.flush();
+            if receiver.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let (ok, next, rxs) = receiver.join().unwrap();
+        let report = shunt_ring::App::report(&tx).unwrap();
+        assert!(
+            ok,
+            "{mode:?}: received {next} of {N} ({sent} queued, full {full} times): {report}; {rxs:?}"
+        );
+        assert!(
+            full > 0,
+            "{mode:?}: the test never filled the ring: {report}"
+        );
+        assert_eq!(tx.stats().tx_errors, 0, "{report}");
+        eprintln!("{mode:?}: {report}");
+    }
+}
