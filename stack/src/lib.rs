@@ -14,6 +14,10 @@
 //! - [`seq`]: TCP sequence numbers, whose comparisons wrap.
 #![forbid(unsafe_code)]
 
+pub mod context;
+pub mod counters;
+pub mod errno;
+pub mod iface;
 pub mod ip;
 pub mod seq;
 pub mod time;
