@@ -5,8 +5,18 @@
 //! is in place, the rest is to be added from `csum_start` and stored at
 //! `csum_start + csum_offset`) and as GSO frames up to 64 KiB (`gso_type`,
 //! `gso_size`: cut into segments of `gso_size` payload bytes).
+//!
+//! When such a frame must go somewhere that cannot take it as it is (a
+//! pcap file, a wire without offloads, the stack's own parser), finish
+//! the work in software: [`complete_checksum`] fills in a partial
+//! checksum, [`segment`] cuts a GSO frame into wire-ready frames, and
+//! [`finalize`] does whichever applies. Frames are untrusted: anything
+//! malformed is an [`OffloadError`], never a panic.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::csum;
+use crate::packet::Packet;
 
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: checksum is partial.
 pub const F_NEEDS_CSUM: u8 = 1;
@@ -55,9 +65,6 @@ impl VnetHdr {
 // ---------------------------------------------------------------------------
 // Completing checksums and cutting GSO frames in software.
 // ---------------------------------------------------------------------------
-
-use crate::csum;
-use crate::packet::Packet;
 
 /// Why a frame's offload work could not be done. The caller counts the
 /// frame and drops it.
@@ -346,6 +353,12 @@ pub fn segment(p: &Packet, mut out: impl FnMut(Packet)) -> Result<usize, Offload
     let headers = &f[..hlen];
     let payload = &f[hlen..lay.end];
     let nseg = payload.len().div_ceil(mss).max(1);
+    // Every segment's IP length must fit its 16-bit field (a huge
+    // gso_size on a BIG TCP or jumbogram frame would not).
+    let ip_fixed = if lay.v6 { 40 } else { 0 };
+    if hlen - lay.l3 - ip_fixed + mss.min(payload.len()) > u16::MAX as usize {
+        return Err(OffloadError::BadGsoSize);
+    }
     let id0 = if lay.v6 { 0 } else { be16(f, lay.l3 + 4)? };
     let seq0 = u32::from_be_bytes([f[lay.l4 + 4], f[lay.l4 + 5], f[lay.l4 + 6], f[lay.l4 + 7]]);
     let tcp = lay.proto == PROTO_TCP;
@@ -398,6 +411,9 @@ fn fragment_udp(
     let ulen = dgram.len();
     if ulen > u16::MAX as usize {
         return Err(OffloadError::BadL4Header);
+    }
+    if l4 - lay.l3 + frag.min(ulen) > u16::MAX as usize {
+        return Err(OffloadError::BadGsoSize);
     }
     // The checksum of the whole datagram, with the UDP length set to the
     // datagram's (the field is summed, the check field counts as zero).
@@ -826,6 +842,11 @@ mod tests {
             segment(&arp, |_| {}),
             Err(OffloadError::UnsupportedEtherType(0x0806))
         );
+        // A jumbo IPv6 frame (payload length 0) cut into segments too big
+        // for the 16-bit payload length field.
+        let mut big = gso_frame(true, PROTO_TCP, &payload(65_600), GSO_TCPV6, 65_535, 0x10);
+        big.data_mut()[18..20].copy_from_slice(&[0, 0]);
+        assert_eq!(segment(&big, |_| {}), Err(OffloadError::BadGsoSize));
         let mut short = Packet::from_slice(&p.data()[..40]);
         *short.offload_mut() = *p.offload();
         assert_eq!(segment(&short, |_| {}), Err(OffloadError::Truncated));
