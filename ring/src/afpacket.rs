@@ -285,8 +285,8 @@ const L2_MAX: usize = 18;
 /// How soon the engine comes back to a device whose transmit side is
 /// backed up.
 const TX_RETRY: Duration = Duration::from_micros(100);
-/// Flushes in a row a frame may be refused with ENOBUFS before it is
-/// dropped ([`TxMode::Sendmmsg`]).
+/// Attempts in a row a frame sent by `sendmsg`/`sendmmsg` may be refused
+/// with ENOBUFS (the device or qdisc queue was full) before it is dropped.
 const MAX_ENOBUFS: u32 = 64;
 /// Largest receive plus transmit ring memory of one device: the kernel
 /// allocates it up front, zeroed and unswappable, so a typo must not ask
@@ -647,6 +647,8 @@ struct TxRing {
     pending: usize,
     /// A socket without a TX ring for frames that do not fit a slot.
     big: OwnedFd,
+    /// ENOBUFS in a row on `big`.
+    big_enobufs: u32,
 }
 
 impl TxRing {
@@ -1037,6 +1039,7 @@ impl AfPacket {
                 unsent: 0,
                 pending: 0,
                 big,
+                big_enobufs: 0,
             })
         } else {
             // SAFETY: mmsghdr and iovec are plain data; all-zero is valid
@@ -1121,49 +1124,69 @@ impl AfPacket {
 
     /// Queue a frame (a copy) for transmission with its virtio-net header.
     /// Batches go to the kernel when full and on [`AfPacket::flush`].
+    /// [`TxError::Full`] means "not now": keep the frame and try again
+    /// after a flush; any other error is final (and counted).
     pub fn send(&mut self, frame: &[u8], hdr: &VnetHdr) -> Result<(), TxError> {
-        if let Tx::Mmsg(_) = self.tx {
-            if let Err(e) = check_frame(frame, hdr, self.mtu) {
-                self.stats.tx_errors += 1;
-                return Err(e);
-            }
-            let mut p = Packet::from_slice(frame);
-            *p.offload_mut() = *hdr;
-            return self.send_packet(p);
+        if let Tx::Ring(_) = self.tx {
+            return self.send_ring(frame, hdr);
         }
-        self.send_ring(frame, hdr)
+        if let Err(e) = check_frame(frame, hdr, self.mtu) {
+            self.stats.tx_errors += 1;
+            return Err(e);
+        }
+        if !self.mmsg_room() {
+            return Err(TxError::Full);
+        }
+        let mut p = Packet::from_slice(frame);
+        *p.offload_mut() = *hdr;
+        self.mmsg_push(p);
+        Ok(())
     }
 
     /// Queue a packet for transmission, with the virtio-net header it
     /// carries. In [`TxMode::Sendmmsg`] the packet itself waits in the
-    /// batch (no copy); in [`TxMode::Ring`] it is copied into the ring and
-    /// freed.
-    pub fn send_packet(&mut self, p: Packet) -> Result<(), TxError> {
-        let Tx::Mmsg(m) = &mut self.tx else {
-            return self.send_ring(p.data(), p.offload());
-        };
+    /// batch (no copy); in [`TxMode::Ring`] it is copied into the ring.
+    /// On [`TxError::Full`] the packet is handed back.
+    pub fn send_packet(&mut self, p: Packet) -> Result<(), (TxError, Option<Packet>)> {
+        if let Tx::Ring(_) = self.tx {
+            return match self.send_ring(p.data(), p.offload()) {
+                Ok(()) => Ok(()),
+                Err(TxError::Full) => Err((TxError::Full, Some(p))),
+                Err(e) => Err((e, None)),
+            };
+        }
         if let Err(e) = check_frame(p.data(), p.offload(), self.mtu) {
             self.stats.tx_errors += 1;
-            return Err(e);
+            return Err((e, None));
         }
-        if m.pkts.len() == m.msgs.len() {
-            self.flush();
-            let Tx::Mmsg(m) = &self.tx else {
-                unreachable!()
-            };
-            if m.pkts.len() == m.msgs.len() {
-                self.stats.tx_full += 1;
-                return Err(TxError::Full);
-            }
+        if !self.mmsg_room() {
+            return Err((TxError::Full, Some(p)));
         }
+        self.mmsg_push(p);
+        Ok(())
+    }
+
+    /// Room in the sendmmsg batch, flushing once if it is full.
+    fn mmsg_room(&mut self) -> bool {
+        if self.tx_has_room() {
+            return true;
+        }
+        self.flush();
+        if self.tx_has_room() {
+            return true;
+        }
+        self.stats.tx_full += 1;
+        false
+    }
+
+    fn mmsg_push(&mut self, p: Packet) {
         let Tx::Mmsg(m) = &mut self.tx else {
-            unreachable!()
+            unreachable!("mmsg_push in ring mode")
         };
         m.pkts.push(p);
         if m.pkts.len() >= self.batch {
             self.flush();
         }
-        Ok(())
     }
 
     fn send_ring(&mut self, frame: &[u8], hdr: &VnetHdr) -> Result<(), TxError> {
@@ -1188,15 +1211,24 @@ impl AfPacket {
             }
             return match sendmsg_one(r.big.as_fd(), frame, hdr) {
                 Ok(()) => {
+                    r.big_enobufs = 0;
                     self.stats.tx_packets += 1;
                     self.stats.tx_bytes += frame.len() as u64;
                     Ok(())
                 }
+                // Socket buffer full; or the device dropped the frame
+                // (congestion: try again, but not forever).
                 Err(libc::EAGAIN) => {
                     self.stats.tx_full += 1;
                     Err(TxError::Full)
                 }
+                Err(libc::ENOBUFS) if r.big_enobufs < MAX_ENOBUFS => {
+                    r.big_enobufs += 1;
+                    self.stats.tx_full += 1;
+                    Err(TxError::Full)
+                }
                 Err(e) => {
+                    r.big_enobufs = 0;
                     self.stats.tx_errors += 1;
                     self.last_tx_errno = e;
                     Err(TxError::Os(e))
@@ -1488,19 +1520,27 @@ impl App for AfPacket {
 }
 
 impl AfPacket {
-    /// Move packets from `input` into the transmit batch while there is
-    /// room; what does not fit stays on the link.
+    /// Move packets from `input` into the transmit ring or batch while
+    /// there is room; what does not fit stays on the link.
     fn drain(&mut self, input: &mut Link) {
-        while !input.is_empty() {
-            if !self.tx_has_room() {
-                self.flush();
-                if !self.tx_has_room() {
-                    self.stats.tx_full += 1;
-                    break;
+        while let Some(p) = input.peek() {
+            let r = match self.tx {
+                // Copied from the link: take it off only once it is in.
+                Tx::Ring(_) => self.send_ring(p.data(), p.offload()),
+                Tx::Mmsg(_) => {
+                    if !self.mmsg_room() {
+                        break;
+                    }
+                    let Some(p) = input.receive() else { break };
+                    let _ = self.send_packet(p);
+                    continue;
                 }
+            };
+            if r == Err(TxError::Full) {
+                break;
             }
-            let Some(p) = input.receive() else { break };
-            let _ = self.send_packet(p);
+            // Sent, or refused for good (counted).
+            input.receive();
         }
         self.tx_blocked = !input.is_empty();
     }

@@ -187,7 +187,7 @@ fn check_wire_frame(f: &[u8]) -> (u32, Vec<u8>) {
 
 #[test]
 fn open_errors_are_one_clear_line() {
-    let mut bed = bed();
+    let bed = bed();
     let e = open_in(&bed.a, "nonexistent", AfPacketOptions::default()).unwrap_err();
     assert_eq!(e.to_string(), "interface nonexistent not found");
     assert!(matches!(e, DeviceError::NotFound { .. }));
@@ -242,7 +242,6 @@ fn open_errors_are_one_clear_line() {
         e.to_string(),
         "interface veth0 is down (bring it up with `ip link set veth0 up`)"
     );
-    let _ = &mut bed;
 }
 
 /// Clear CAP_NET_RAW from the calling thread's effective set.
