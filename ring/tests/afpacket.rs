@@ -996,3 +996,59 @@ fn backpressure_loses_nothing() {
         eprintln!("{mode:?}: {report}");
     }
 }
+
+/// Promiscuous membership lasts as long as the device.
+#[test]
+fn promiscuous_while_open() {
+    let bed = bed();
+    let promiscuity = || {
+        let out = bed.tb.sh(&bed.a, "ip -d link show veth0");
+        let s = String::from_utf8_lossy(&out.stdout).to_string();
+        let n = s
+            .split("promiscuity ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_string);
+        n.unwrap_or_else(|| panic!("no promiscuity in {s}"))
+    };
+    assert_eq!(promiscuity(), "0");
+    let opts = AfPacketOptions {
+        promiscuous: true,
+        ..Default::default()
+    };
+    let dev = open_in(&bed.a, "veth0", opts).unwrap();
+    assert_eq!(promiscuity(), "1");
+    drop(dev);
+    assert_eq!(promiscuity(), "0");
+}
+
+/// `recv_batch(max)` stops after `max` frames and picks up where it left
+/// off inside a block.
+#[test]
+fn recv_batch_resumes_inside_a_block() {
+    let bed = bed();
+    let mut rx = open(&bed.b, "veth1");
+    let mut tx = open(&bed.a, "veth0");
+    let (src, dst) = (tx.mac(), rx.mac());
+    for i in 0..50 {
+        tx.send(&test_frame(dst, src, i, 100), &VnetHdr::default())
+            .unwrap();
+    }
+    tx.flush();
+    let mut next = 0u32;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while next < 50 && Instant::now() < deadline {
+        let max = 1 + (next as usize % 3);
+        let n = rx.recv_batch(max, |frame, _| {
+            if let Some(seq) = test_seq(frame) {
+                assert_eq!(seq, next);
+                next += 1;
+            }
+        });
+        assert!(n <= max);
+        if n == 0 {
+            wait_readable(&rx, 10);
+        }
+    }
+    assert_eq!(next, 50);
+}
