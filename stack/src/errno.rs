@@ -39,6 +39,7 @@ errnos! {
     ENOMEM = 12, "Cannot allocate memory";
     EACCES = 13, "Permission denied";
     EFAULT = 14, "Bad address";
+    EEXIST = 17, "File exists";
     EINVAL = 22, "Invalid argument";
     EPIPE = 32, "Broken pipe";
     ENONET = 64, "Machine is not on the network";

@@ -19,6 +19,7 @@ pub mod counters;
 pub mod errno;
 pub mod iface;
 pub mod ip;
+pub mod ip_layer;
 pub mod seq;
 pub mod time;
 pub mod wire;
