@@ -17,6 +17,7 @@
 pub mod context;
 pub mod counters;
 pub mod errno;
+pub mod icmp;
 pub mod iface;
 pub mod ip;
 pub mod ip_layer;
