@@ -20,7 +20,10 @@ pub fn parse(argv: &[String], valued: &[&str], switches: &[&str]) -> Result<Args
             if valued.contains(&name) {
                 let v = match inline {
                     Some(v) => v,
-                    None => it.next().cloned().ok_or_else(|| format!("--{name} needs a value"))?,
+                    None => it
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| format!("--{name} needs a value"))?,
                 };
                 options.push((name.to_string(), Some(v)));
             } else if switches.contains(&name) {
@@ -35,12 +38,19 @@ pub fn parse(argv: &[String], valued: &[&str], switches: &[&str]) -> Result<Args
             positional.push(a.clone());
         }
     }
-    Ok(Args { positional, options })
+    Ok(Args {
+        positional,
+        options,
+    })
 }
 
 impl Args {
     pub fn value(&self, name: &str) -> Option<&str> {
-        self.options.iter().rev().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref())
+        self.options
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -58,8 +68,12 @@ mod tests {
 
     #[test]
     fn scans_positionals_values_and_switches() {
-        let a = parse(&s(&["a", "--loss", "1%", "b", "--seed=3", "--quiet"]), &["loss", "seed"], &["quiet"])
-            .unwrap();
+        let a = parse(
+            &s(&["a", "--loss", "1%", "b", "--seed=3", "--quiet"]),
+            &["loss", "seed"],
+            &["quiet"],
+        )
+        .unwrap();
         assert_eq!(a.positional, ["a", "b"]);
         assert_eq!(a.value("loss"), Some("1%"));
         assert_eq!(a.value("seed"), Some("3"));

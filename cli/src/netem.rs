@@ -13,8 +13,19 @@ use shunt_ring::{Engine, RunOptions, engine::ConfigError};
 
 use crate::args;
 
-const VALUED: &[&str] =
-    &["loss", "delay", "jitter", "reorder", "duplicate", "corrupt", "rate", "seed", "limit", "pcap", "duration"];
+const VALUED: &[&str] = &[
+    "loss",
+    "delay",
+    "jitter",
+    "reorder",
+    "duplicate",
+    "corrupt",
+    "rate",
+    "seed",
+    "limit",
+    "pcap",
+    "duration",
+];
 const SWITCHES: &[&str] = &["quiet", "busy"];
 
 pub fn main(argv: &[String]) -> i32 {
@@ -29,7 +40,17 @@ pub fn main(argv: &[String]) -> i32 {
 
 fn config(a: &args::Args) -> Result<ImpairConfig, String> {
     let mut cfg = ImpairConfig::default();
-    for key in ["loss", "delay", "jitter", "reorder", "duplicate", "corrupt", "rate", "seed", "limit"] {
+    for key in [
+        "loss",
+        "delay",
+        "jitter",
+        "reorder",
+        "duplicate",
+        "corrupt",
+        "rate",
+        "seed",
+        "limit",
+    ] {
         if let Some(v) = a.value(key) {
             cfg.set(key, v).map_err(|e| format!("--{key}: {e}"))?;
         }
@@ -51,12 +72,21 @@ fn run(argv: &[String]) -> Result<(), String> {
         return Err(format!("cannot bridge {if1} to itself"));
     }
     let cfg = config(&a)?;
-    let duration = a.value("duration").map(parse_duration).transpose().map_err(|e| format!("--duration: {e}"))?;
-    let opts = AfPacketOptions { promiscuous: true, ..Default::default() };
+    let duration = a
+        .value("duration")
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| format!("--duration: {e}"))?;
+    let opts = AfPacketOptions {
+        promiscuous: true,
+        ..Default::default()
+    };
     let dev1 = AfPacket::open(if1, &opts).map_err(|e| e.to_string())?;
     let dev2 = AfPacket::open(if2, &opts).map_err(|e| e.to_string())?;
     let pcap = match a.value("pcap") {
-        Some(path) => Some(Rc::new(RefCell::new(PcapWriter::create(path).map_err(|e| e.to_string())?))),
+        Some(path) => Some(Rc::new(RefCell::new(
+            PcapWriter::create(path).map_err(|e| e.to_string())?,
+        ))),
         None => None,
     };
 
@@ -64,21 +94,35 @@ fn run(argv: &[String]) -> Result<(), String> {
     e.add_app("if1", Box::new(dev1)).map_err(cfg_err)?;
     e.add_app("if2", Box::new(dev2)).map_err(cfg_err)?;
     // One direction: if1 -> [tap] -> [impair] -> if2 (and mirrored).
-    for (from, to, tag, seed) in [("if1", "if2", "12", cfg.seed), ("if2", "if1", "21", cfg.seed.wrapping_add(1))] {
+    for (from, to, tag, seed) in [
+        ("if1", "if2", "12", cfg.seed),
+        ("if2", "if1", "21", cfg.seed.wrapping_add(1)),
+    ] {
         let mut upstream = format!("{from}.output");
         if let Some(w) = &pcap {
             let name = format!("tap{tag}");
-            e.add_app(&name, Box::new(PcapTap::new(w.clone()))).map_err(cfg_err)?;
-            e.connect(&format!("{upstream} -> {name}.input")).map_err(cfg_err)?;
+            e.add_app(&name, Box::new(PcapTap::new(w.clone())))
+                .map_err(cfg_err)?;
+            e.connect(&format!("{upstream} -> {name}.input"))
+                .map_err(cfg_err)?;
             upstream = format!("{name}.output");
         }
         if !cfg.is_noop() {
             let name = format!("impair{tag}");
-            e.add_app(&name, Box::new(Impair::new(ImpairConfig { seed, ..cfg.clone() }))).map_err(cfg_err)?;
-            e.connect(&format!("{upstream} -> {name}.input")).map_err(cfg_err)?;
+            e.add_app(
+                &name,
+                Box::new(Impair::new(ImpairConfig {
+                    seed,
+                    ..cfg.clone()
+                })),
+            )
+            .map_err(cfg_err)?;
+            e.connect(&format!("{upstream} -> {name}.input"))
+                .map_err(cfg_err)?;
             upstream = format!("{name}.output");
         }
-        e.connect(&format!("{upstream} -> {to}.input")).map_err(cfg_err)?;
+        e.connect(&format!("{upstream} -> {to}.input"))
+            .map_err(cfg_err)?;
     }
 
     let stop = shunt_ring::signal::stop_on_signals();
@@ -100,7 +144,7 @@ fn run(argv: &[String]) -> Result<(), String> {
             }
         },
     );
-    println!("shunt netem: stopped; {}", drops(&e, &names));
+    println!("shunt netem: stopped; drops {}", drops(&mut e, &names));
     for (name, report) in e.app_reports() {
         println!("  {name}: {report}");
     }
@@ -109,21 +153,28 @@ fn run(argv: &[String]) -> Result<(), String> {
 
 /// Packets lost inside the bridge per direction: full links, and what the
 /// devices could not receive or send.
-fn drops(e: &Engine, names: &[String; 2]) -> String {
+fn drops(e: &mut Engine, names: &[String; 2]) -> String {
     let mut d = [0u64; 2];
     for (link, st) in e.link_stats() {
-        let dir = if link.starts_with("if1") || link.contains("12.") { 0 } else { 1 };
+        let dir = if link.starts_with("if1") || link.contains("12.") {
+            0
+        } else {
+            1
+        };
         d[dir] += st.txdrop;
     }
     for (i, dev) in ["if1", "if2"].iter().enumerate() {
-        if let Some(a) = e.app::<AfPacket>(dev) {
+        if let Some(a) = e.app_mut::<AfPacket>(dev) {
             let s = a.stats();
             // What the kernel dropped before we read it belongs to traffic
             // leaving this interface's side; what we failed to send, to the
             // other direction.
-            d[i] += s.rx_dropped;
+            d[i] += s.rx_drops;
             d[1 - i] += s.tx_errors;
         }
     }
-    format!("{}->{} {}  {}->{} {}", names[0], names[1], d[0], names[1], names[0], d[1])
+    format!(
+        "{}->{} {}  {}->{} {}",
+        names[0], names[1], d[0], names[1], names[0], d[1]
+    )
 }

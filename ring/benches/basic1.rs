@@ -7,7 +7,10 @@ use shunt_ring::Engine;
 use shunt_ring::apps::basic::{Sink, Source};
 
 fn main() {
-    let secs: f64 = std::env::var("BASIC1_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let secs: f64 = std::env::var("BASIC1_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
     let mut e = Engine::new();
     e.add_app("source", Box::new(Source::new(60))).unwrap();
     e.add_app("sink", Box::new(Sink::default())).unwrap();
@@ -29,5 +32,8 @@ fn main() {
     let dt = t0.elapsed().as_secs_f64();
     let n = e.app::<Sink>("sink").unwrap().packets - before;
     println!("BENCH basic1 {:.1} Mpps", n as f64 / dt / 1e6);
-    println!("BENCH basic1-packets-per-breath {:.0} packets", n as f64 / breaths as f64);
+    println!(
+        "BENCH basic1-packets-per-breath {:.0} packets",
+        n as f64 / breaths as f64
+    );
 }

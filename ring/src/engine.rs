@@ -209,7 +209,12 @@ impl Engine {
         }
         let inputs = vec![None; app.inputs().len()];
         let outputs = vec![None; app.outputs().len()];
-        self.apps.push(Slot { name: name.to_string(), app, inputs, outputs });
+        self.apps.push(Slot {
+            name: name.to_string(),
+            app,
+            inputs,
+            outputs,
+        });
         Ok(())
     }
 
@@ -241,7 +246,9 @@ impl Engine {
             .outputs()
             .iter()
             .position(|p| *p == fport)
-            .ok_or_else(|| ConfigError(format!("{} has no output {fport:?}", self.apps[fa].name)))?;
+            .ok_or_else(|| {
+                ConfigError(format!("{} has no output {fport:?}", self.apps[fa].name))
+            })?;
         let ti = self.apps[ta]
             .app
             .inputs()
@@ -256,7 +263,8 @@ impl Engine {
         }
         let l = self.links.len();
         self.links.push(Link::new());
-        self.link_names.push(format!("{} -> {}", from.trim(), to.trim()));
+        self.link_names
+            .push(format!("{} -> {}", from.trim(), to.trim()));
         self.apps[fa].outputs[fi] = Some(l);
         self.apps[ta].inputs[ti] = Some(l);
         Ok(())
@@ -268,12 +276,22 @@ impl Engine {
         let now = Instant::now();
         for s in self.apps.iter_mut() {
             if s.app.pulls() {
-                let mut io = Io { links: &mut self.links, inputs: &s.inputs, outputs: &s.outputs, now };
+                let mut io = Io {
+                    links: &mut self.links,
+                    inputs: &s.inputs,
+                    outputs: &s.outputs,
+                    now,
+                };
                 s.app.pull(&mut io);
             }
         }
         for s in self.apps.iter_mut() {
-            let mut io = Io { links: &mut self.links, inputs: &s.inputs, outputs: &s.outputs, now };
+            let mut io = Io {
+                links: &mut self.links,
+                inputs: &s.inputs,
+                outputs: &s.outputs,
+                now,
+            };
             s.app.push(&mut io);
         }
         let after: u64 = self.links.iter().map(|l| l.stats().txpackets).sum();
@@ -293,7 +311,9 @@ impl Engine {
             }
             if s.app.pulls() {
                 match s.app.wait_fd() {
-                    Some(fd) => self.pollfds_scratch.push(std::os::fd::AsRawFd::as_raw_fd(&fd)),
+                    Some(fd) => self
+                        .pollfds_scratch
+                        .push(std::os::fd::AsRawFd::as_raw_fd(&fd)),
                     None => blind = true,
                 }
             }
@@ -312,7 +332,7 @@ impl Engine {
 
     /// Run breaths until the duration passes or the stop flag is set,
     /// calling `report` with the load of each interval.
-    pub fn run(&mut self, opts: RunOptions, mut report: impl FnMut(&Engine, &Load)) {
+    pub fn run(&mut self, opts: RunOptions, mut report: impl FnMut(&mut Engine, &Load)) {
         let start = Instant::now();
         let mut last = start;
         let mut last_freed = packet::freed();
@@ -338,7 +358,10 @@ impl Engine {
             if opts.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
                 break;
             }
-            if opts.duration.is_some_and(|d| now.duration_since(start) >= d) {
+            if opts
+                .duration
+                .is_some_and(|d| now.duration_since(start) >= d)
+            {
                 break;
             }
             if moved == 0 && !opts.busy {
@@ -351,12 +374,17 @@ impl Engine {
 
     /// Counters of every link, by name (`"a.output -> b.input"`).
     pub fn link_stats(&self) -> impl Iterator<Item = (&str, LinkStats)> {
-        self.link_names.iter().map(String::as_str).zip(self.links.iter().map(Link::stats))
+        self.link_names
+            .iter()
+            .map(String::as_str)
+            .zip(self.links.iter().map(Link::stats))
     }
 
     /// Per-app report lines.
     pub fn app_reports(&self) -> impl Iterator<Item = (&str, String)> {
-        self.apps.iter().filter_map(|s| s.app.report().map(|r| (s.name.as_str(), r)))
+        self.apps
+            .iter()
+            .filter_map(|s| s.app.report().map(|r| (s.name.as_str(), r)))
     }
 
     /// The app named `name`, if it is a `T`.
@@ -472,7 +500,13 @@ mod tests {
         assert!(t.elapsed() >= Duration::from_millis(120));
         assert!((2..=3).contains(&reports), "{reports} reports");
         let stop = AtomicBool::new(true);
-        e.run(RunOptions { stop: Some(&stop), ..Default::default() }, |_, _| {});
+        e.run(
+            RunOptions {
+                stop: Some(&stop),
+                ..Default::default()
+            },
+            |_, _| {},
+        );
     }
 
     /// An app with nothing to do makes the engine sleep, not spin.

@@ -44,7 +44,12 @@ impl Default for Link {
 impl Link {
     pub fn new() -> Link {
         let ring = (0..LINK_CAPACITY).map(|_| MaybeUninit::uninit()).collect();
-        Link { ring, read: 0, write: 0, stats: LinkStats::default() }
+        Link {
+            ring,
+            read: 0,
+            write: 0,
+            stats: LinkStats::default(),
+        }
     }
 
     /// Packets waiting on the link.
@@ -137,7 +142,10 @@ mod tests {
         }
         assert!(l.receive().is_none());
         let s = l.stats();
-        assert_eq!((s.txpackets, s.txbytes, s.rxpackets, s.rxbytes, s.txdrop), (10, 30, 10, 30, 0));
+        assert_eq!(
+            (s.txpackets, s.txbytes, s.rxpackets, s.rxbytes, s.txdrop),
+            (10, 30, 10, 30, 0)
+        );
     }
 
     #[test]

@@ -25,8 +25,16 @@ pub fn pair() -> (MemPort, MemPort) {
     let ab = Arc::new(ArrayQueue::new(PAIR_CAPACITY));
     let ba = Arc::new(ArrayQueue::new(PAIR_CAPACITY));
     (
-        MemPort { tx: ab.clone(), rx: ba.clone(), drops: 0 },
-        MemPort { tx: ba, rx: ab, drops: 0 },
+        MemPort {
+            tx: ab.clone(),
+            rx: ba.clone(),
+            drops: 0,
+        },
+        MemPort {
+            tx: ba,
+            rx: ab,
+            drops: 0,
+        },
     )
 }
 

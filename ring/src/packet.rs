@@ -125,7 +125,8 @@ fn map_chunk(into: &mut Vec<NonNull<PacketBuf>>) {
 /// Packets and bytes freed (forwarded or dropped) by this thread so far.
 pub fn freed() -> (u64, u64) {
     // SAFETY: thread-local, read outside any other access to the cell.
-    FREE.try_with(|f| unsafe { *f.freed.get() }).unwrap_or((0, 0))
+    FREE.try_with(|f| unsafe { *f.freed.get() })
+        .unwrap_or((0, 0))
 }
 
 /// Number of packet buffers mapped so far in this process.
@@ -275,7 +276,10 @@ impl Packet {
     #[inline]
     pub fn set_len(&mut self, len: usize) {
         let b = self.inner_mut();
-        assert!(b.head as usize + len <= BUF_SIZE, "packet length {len} too large");
+        assert!(
+            b.head as usize + len <= BUF_SIZE,
+            "packet length {len} too large"
+        );
         b.len = len as u32;
     }
 

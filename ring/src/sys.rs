@@ -12,7 +12,10 @@ const MAX_FDS: usize = 16;
 /// Wait until one of `fds` is readable or `timeout` passes. Errors (EINTR)
 /// just end the wait early: the caller loops anyway.
 pub fn poll_readable(fds: &[i32], timeout: Duration) {
-    let ts = Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
+    let ts = Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: timeout.subsec_nanos() as i64,
+    };
     let n = fds.len().min(MAX_FDS);
     if n == 0 {
         let _ = rustix::thread::nanosleep(&ts);

@@ -20,7 +20,10 @@ pub struct Testbed {
 }
 
 fn ip(args: &[&str]) -> Output {
-    Command::new("ip").args(args).output().expect("cannot run ip(8): is iproute2 installed?")
+    Command::new("ip")
+        .args(args)
+        .output()
+        .expect("cannot run ip(8): is iproute2 installed?")
 }
 
 fn ip_ok(args: &[&str]) {
@@ -38,7 +41,9 @@ pub fn remove_stale() {
     let out = ip(&["netns", "list"]);
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
@@ -51,8 +56,16 @@ pub fn remove_stale() {
 impl Testbed {
     pub fn new() -> Testbed {
         remove_stale();
-        let tag = format!("{PREFIX}{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
-        Testbed { tag, namespaces: Vec::new(), children: Vec::new() }
+        let tag = format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        Testbed {
+            tag,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+        }
     }
 
     /// Make a namespace with loopback up; returns its full name.
@@ -66,7 +79,9 @@ impl Testbed {
 
     /// Join `ns_a:if_a` and `ns_b:if_b` by a veth pair, both ends up.
     pub fn veth(&mut self, ns_a: &str, if_a: &str, ns_b: &str, if_b: &str) {
-        ip_ok(&["-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b]);
+        ip_ok(&[
+            "-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", ns_b,
+        ]);
         ip_ok(&["-n", ns_a, "link", "set", if_a, "up"]);
         ip_ok(&["-n", ns_b, "link", "set", if_b, "up"]);
     }
@@ -90,7 +105,10 @@ impl Testbed {
 
     /// Run `sh -c script` inside `ns` and return its output.
     pub fn sh(&self, ns: &str, script: &str) -> Output {
-        self.cmd(ns, "sh").args(["-c", script]).output().expect("cannot run sh")
+        self.cmd(ns, "sh")
+            .args(["-c", script])
+            .output()
+            .expect("cannot run sh")
     }
 
     /// Start `sh -c script` inside `ns`; it is killed when the test bed goes.
@@ -131,11 +149,14 @@ impl Drop for Testbed {
         // Processes started with `ip netns exec` may have forked: kill
         // whatever still runs in our namespaces before deleting them.
         for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "pids", ns]).output().map(|o| {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
-                }
-            });
+            let _ = Command::new("ip")
+                .args(["netns", "pids", ns])
+                .output()
+                .map(|o| {
+                    for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                        let _ = Command::new("kill").args(["-9", pid]).status();
+                    }
+                });
             let _ = ip(&["netns", "del", ns]);
         }
     }

@@ -23,7 +23,11 @@ impl Source {
     }
 
     pub fn from_template(template: Packet) -> Source {
-        Source { template, limit: None, sent: 0 }
+        Source {
+            template,
+            limit: None,
+            sent: 0,
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::{App, Io};
 use crate::link::Link;
+use crate::offload;
 use crate::packet::Packet;
 use crate::rng::Rng;
 
@@ -80,9 +81,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     } else if t == "0" {
         (t, 0.0)
     } else {
-        return Err(format!("bad duration {s:?} (expected e.g. 20ms, 1s, 300us)"));
+        return Err(format!(
+            "bad duration {s:?} (expected e.g. 20ms, 1s, 300us)"
+        ));
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}"))?;
     if !(0.0..=3600.0).contains(&(v * mult)) {
         return Err(format!("duration {s:?} out of range"));
     }
@@ -92,14 +98,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Parse "100mbit", "1gbit", "500kbit", "2000000" (bits per second).
 pub fn parse_rate(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix("bps").or_else(|| t.strip_suffix("bit")).unwrap_or(&t);
+    let t = t
+        .strip_suffix("bps")
+        .or_else(|| t.strip_suffix("bit"))
+        .unwrap_or(&t);
     let (num, mult) = match t.chars().last() {
         Some('k') => (&t[..t.len() - 1], 1e3),
         Some('m') => (&t[..t.len() - 1], 1e6),
         Some('g') => (&t[..t.len() - 1], 1e9),
         _ => (t, 1.0),
     };
-    let v: f64 = num.parse().map_err(|_| format!("bad rate {s:?} (expected e.g. 100mbit)"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("bad rate {s:?} (expected e.g. 100mbit)"))?;
     if !(v * mult >= 1.0 && v * mult < 1e13) {
         return Err(format!("rate {s:?} out of range"));
     }
@@ -155,6 +166,12 @@ impl ImpairConfig {
         Ok(())
     }
 
+    /// True if decisions are made per packet (so a 64 KiB GSO frame must
+    /// first become the wire packets it stands for).
+    pub fn per_packet(&self) -> bool {
+        self.loss > 0.0 || self.reorder > 0.0 || self.duplicate > 0.0 || self.corrupt > 0.0
+    }
+
     /// True if nothing is done to packets.
     pub fn is_noop(&self) -> bool {
         self.loss == 0.0
@@ -177,7 +194,11 @@ impl fmt::Display for ImpairConfig {
             self.reorder * 100.0,
             self.duplicate * 100.0,
             self.corrupt * 100.0,
-            if self.rate == 0 { "unlimited".to_string() } else { format!("{}bit", self.rate) },
+            if self.rate == 0 {
+                "unlimited".to_string()
+            } else {
+                format!("{}bit", self.rate)
+            },
             self.seed
         )
     }
@@ -194,6 +215,8 @@ pub struct ImpairStats {
     pub reordered: u64,
     /// Dropped because the queue held `limit` packets.
     pub overlimit: u64,
+    /// Offloaded frames that could not be cut into wire packets.
+    pub malformed: u64,
 }
 
 struct Timed {
@@ -233,6 +256,8 @@ pub struct Impair {
     held: Option<(Packet, Instant)>,
     /// When the rate-limited line is next free.
     line_free: Option<Instant>,
+    /// Segments of the GSO frame being processed (kept to avoid allocating).
+    segments: Vec<Packet>,
     pub stats: ImpairStats,
 }
 
@@ -240,7 +265,16 @@ impl Impair {
     pub fn new(cfg: ImpairConfig) -> Impair {
         let rng = Rng::new(cfg.seed);
         let queue = BinaryHeap::with_capacity(cfg.limit.min(1 << 20));
-        Impair { cfg, rng, queue, seq: 0, held: None, line_free: None, stats: ImpairStats::default() }
+        Impair {
+            cfg,
+            rng,
+            queue,
+            seq: 0,
+            held: None,
+            line_free: None,
+            segments: Vec::new(),
+            stats: ImpairStats::default(),
+        }
     }
 
     pub fn config(&self) -> &ImpairConfig {
@@ -256,8 +290,30 @@ impl Impair {
         !self.cfg.delay.is_zero() || self.cfg.rate != 0
     }
 
-    /// Take one packet in; what may leave now goes to `out`.
+    /// Take one frame in; what may leave now goes to `out`.
+    ///
+    /// A frame a kernel handed over with offloads (a GSO frame, a partial
+    /// checksum) is first made into the packets it stands for on a wire
+    /// when decisions are per packet: loss then hits one 1500-byte packet,
+    /// not 44 at once, and a corrupted packet keeps a checksum that tells.
     pub fn process(&mut self, p: Packet, now: Instant, out: &mut Link) {
+        if !p.offload().is_plain() && self.cfg.per_packet() {
+            let mut segs = std::mem::take(&mut self.segments);
+            match offload::finalize(p, |s| segs.push(s)) {
+                Ok(_) => {
+                    for s in segs.drain(..) {
+                        self.process_plain(s, now, out);
+                    }
+                }
+                Err(_) => self.stats.malformed += 1,
+            }
+            self.segments = segs;
+        } else {
+            self.process_plain(p, now, out);
+        }
+    }
+
+    fn process_plain(&mut self, p: Packet, now: Instant, out: &mut Link) {
         self.stats.received += 1;
         if self.cfg.loss > 0.0 && self.rng.chance(self.cfg.loss) {
             self.stats.lost += 1;
@@ -283,7 +339,9 @@ impl Impair {
         if !self.cfg.jitter.is_zero() {
             let j = self.cfg.jitter.as_nanos() as u64;
             let off = self.rng.below(2 * j + 1);
-            at = (now + self.cfg.delay + Duration::from_nanos(off)).checked_sub(self.cfg.jitter).unwrap_or(now);
+            at = (now + self.cfg.delay + Duration::from_nanos(off))
+                .checked_sub(self.cfg.jitter)
+                .unwrap_or(now);
         }
         if self.cfg.reorder > 0.0 && self.rng.chance(self.cfg.reorder) {
             self.stats.reordered += 1;
@@ -300,10 +358,11 @@ impl Impair {
                 return;
             }
         }
-        if self.cfg.rate != 0 {
+        // Preamble, FCS and inter-frame gap take line time too.
+        let bits = (p.len() as u64 + 24) * 8;
+        if let Some(ns) = (bits * 1_000_000_000).checked_div(self.cfg.rate) {
             let start = self.line_free.map_or(at, |f| f.max(at));
-            let bits = (p.len() as u64 + 24) * 8; // preamble, FCS and gap
-            let done = start + Duration::from_nanos(bits * 1_000_000_000 / self.cfg.rate);
+            let done = start + Duration::from_nanos(ns);
             self.line_free = Some(done);
             at = done;
         }
@@ -313,7 +372,11 @@ impl Impair {
             self.stats.overlimit += 1;
         } else {
             self.seq += 1;
-            self.queue.push(Timed { at, seq: self.seq, packet: p });
+            self.queue.push(Timed {
+                at,
+                seq: self.seq,
+                packet: p,
+            });
         }
         if let Some((held, _)) = self.held.take() {
             self.send(held, out);
@@ -385,7 +448,7 @@ impl App for Impair {
     fn report(&self) -> Option<String> {
         let s = &self.stats;
         Some(format!(
-            "in {} out {} lost {} dup {} corrupt {} reorder {} overlimit {} queued {}",
+            "in {} out {} lost {} dup {} corrupt {} reorder {} overlimit {} malformed {} queued {}",
             s.received,
             s.sent,
             s.lost,
@@ -393,6 +456,7 @@ impl App for Impair {
             s.corrupted,
             s.reordered,
             s.overlimit,
+            s.malformed,
             self.queued()
         ))
     }
@@ -450,7 +514,16 @@ mod tests {
         assert_eq!(parse_rate("500k").unwrap(), 500_000);
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("300us").unwrap(), Duration::from_micros(300));
-        for bad in ["loss=120%", "loss=x", "delay=5", "bogus=1", "loss", "jitter=5ms", "rate=0", "limit=0"] {
+        for bad in [
+            "loss=120%",
+            "loss=x",
+            "delay=5",
+            "bogus=1",
+            "loss",
+            "jitter=5ms",
+            "rate=0",
+            "limit=0",
+        ] {
             assert!(ImpairConfig::parse(bad).is_err(), "{bad} accepted");
         }
         assert!(ImpairConfig::parse("").unwrap().is_noop());
@@ -465,7 +538,11 @@ mod tests {
 
     #[test]
     fn loss_rate_is_within_bounds() {
-        let cfg = ImpairConfig { loss: 0.10, seed: 42, ..Default::default() };
+        let cfg = ImpairConfig {
+            loss: 0.10,
+            seed: 42,
+            ..Default::default()
+        };
         let (got, st) = run(cfg, 100_000);
         let lost = 100_000 - got.len();
         assert_eq!(lost as u64, st.lost);
@@ -493,7 +570,14 @@ mod tests {
 
     #[test]
     fn duplicate_rate_within_bounds() {
-        let (got, st) = run(ImpairConfig { duplicate: 0.05, seed: 3, ..Default::default() }, 50_000);
+        let (got, st) = run(
+            ImpairConfig {
+                duplicate: 0.05,
+                seed: 3,
+                ..Default::default()
+            },
+            50_000,
+        );
         let extra = got.len() - 50_000;
         assert_eq!(extra as u64, st.duplicated);
         assert!((2_000..3_000).contains(&extra), "{extra}");
@@ -501,19 +585,33 @@ mod tests {
 
     #[test]
     fn reorder_without_delay_swaps_neighbours_and_loses_nothing() {
-        let (got, st) = run(ImpairConfig { reorder: 0.1, seed: 5, ..Default::default() }, 20_000);
+        let (got, st) = run(
+            ImpairConfig {
+                reorder: 0.1,
+                seed: 5,
+                ..Default::default()
+            },
+            20_000,
+        );
         assert_eq!(got.len(), 20_000);
         let mut sorted = got.clone();
         sorted.sort();
         assert_eq!(sorted, (0..20_000).collect::<Vec<_>>());
         let inversions = got.windows(2).filter(|w| w[0] > w[1]).count() as u64;
-        assert!(inversions > 0 && inversions <= st.reordered, "{inversions} vs {}", st.reordered);
+        assert!(
+            inversions > 0 && inversions <= st.reordered,
+            "{inversions} vs {}",
+            st.reordered
+        );
         assert!((1_700..2_300).contains(&st.reordered), "{}", st.reordered);
     }
 
     #[test]
     fn corrupt_flips_exactly_one_bit_after_ethernet() {
-        let mut imp = Impair::new(ImpairConfig { corrupt: 1.0, ..Default::default() });
+        let mut imp = Impair::new(ImpairConfig {
+            corrupt: 1.0,
+            ..Default::default()
+        });
         let mut out = Link::new();
         let now = Instant::now();
         for _ in 0..1000 {
@@ -529,7 +627,10 @@ mod tests {
 
     #[test]
     fn delay_holds_packets_until_due() {
-        let mut imp = Impair::new(ImpairConfig { delay: Duration::from_millis(20), ..Default::default() });
+        let mut imp = Impair::new(ImpairConfig {
+            delay: Duration::from_millis(20),
+            ..Default::default()
+        });
         let mut out = Link::new();
         let t0 = Instant::now();
         imp.process(numbered(1), t0, &mut out);
@@ -566,7 +667,12 @@ mod tests {
 
     #[test]
     fn reorder_with_delay_overtakes() {
-        let cfg = ImpairConfig { delay: Duration::from_millis(5), reorder: 0.2, seed: 11, ..Default::default() };
+        let cfg = ImpairConfig {
+            delay: Duration::from_millis(5),
+            reorder: 0.2,
+            seed: 11,
+            ..Default::default()
+        };
         let mut imp = Impair::new(cfg);
         let mut out = Link::new();
         let t0 = Instant::now();
@@ -583,7 +689,10 @@ mod tests {
     #[test]
     fn rate_limit_spaces_departures() {
         // 1500-byte frames at 12.192 Mbit/s: (1500+24)*8 bits = 1 ms each.
-        let cfg = ImpairConfig { rate: 12_192_000, ..Default::default() };
+        let cfg = ImpairConfig {
+            rate: 12_192_000,
+            ..Default::default()
+        };
         let mut imp = Impair::new(cfg);
         let mut out = Link::new();
         let t0 = Instant::now();
@@ -596,9 +705,86 @@ mod tests {
         assert_eq!(out.len(), 10);
     }
 
+    /// An Ethernet/IPv4/UDP frame whose UDP checksum is partial, the way a
+    /// kernel with offloads hands it over.
+    fn partial_udp() -> Packet {
+        let payload = [0x5au8; 100];
+        let udp_len = 8 + payload.len();
+        let mut f = vec![0u8; 14 + 20];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[192, 0, 2, 1]);
+        ip[16..20].copy_from_slice(&[192, 0, 2, 2]);
+        let c = crate::csum::checksum(ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut udp = vec![0u8; 8];
+        udp[0..2].copy_from_slice(&1234u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&5678u16.to_be_bytes());
+        udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        let pseudo = crate::csum::pseudo_v4([192, 0, 2, 1], [192, 0, 2, 2], 17, udp_len as u16);
+        udp[6..8].copy_from_slice(&crate::csum::fold(pseudo).to_be_bytes());
+        f.extend_from_slice(&udp);
+        f.extend_from_slice(&payload);
+        let mut p = Packet::from_slice(&f);
+        *p.offload_mut() = offload::VnetHdr {
+            flags: offload::F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 6,
+            ..Default::default()
+        };
+        p
+    }
+
+    #[test]
+    fn offloaded_frames_leave_as_valid_wire_packets() {
+        let mut imp = Impair::new(ImpairConfig {
+            duplicate: 1.0,
+            ..Default::default()
+        });
+        let mut out = Link::new();
+        imp.process(partial_udp(), Instant::now(), &mut out);
+        assert_eq!(out.len(), 2);
+        while let Some(p) = out.receive() {
+            assert!(p.offload().is_plain());
+            let udp = etherparse::SlicedPacket::from_ethernet(p.data()).unwrap();
+            let Some(etherparse::TransportSlice::Udp(u)) = udp.transport else {
+                panic!("not UDP")
+            };
+            let Some(etherparse::NetSlice::Ipv4(ip)) = udp.net else {
+                panic!("not IPv4")
+            };
+            let want = u
+                .to_header()
+                .calc_checksum_ipv4(&ip.header().to_header(), u.payload())
+                .unwrap();
+            assert_eq!(u.checksum(), want);
+        }
+    }
+
+    #[test]
+    fn delay_alone_keeps_offloaded_frames_whole() {
+        let mut imp = Impair::new(ImpairConfig {
+            delay: Duration::from_millis(1),
+            ..Default::default()
+        });
+        let mut out = Link::new();
+        let t0 = Instant::now();
+        imp.process(partial_udp(), t0, &mut out);
+        imp.release(t0 + Duration::from_millis(1), &mut out);
+        assert!(out.receive().unwrap().offload().needs_csum());
+    }
+
     #[test]
     fn queue_limit_drops_and_counts() {
-        let cfg = ImpairConfig { delay: Duration::from_secs(1), limit: 100, ..Default::default() };
+        let cfg = ImpairConfig {
+            delay: Duration::from_secs(1),
+            limit: 100,
+            ..Default::default()
+        };
         let mut imp = Impair::new(cfg);
         let mut out = Link::new();
         let t0 = Instant::now();

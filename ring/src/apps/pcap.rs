@@ -37,8 +37,17 @@ impl PcapWriter {
             OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o644),
         )
-        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("cannot create pcap file {path}: {e}")))?;
-        let mut w = PcapWriter { fd, buf: Vec::with_capacity(FLUSH_AT + SNAPLEN as usize), records: 0 };
+        .map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("cannot create pcap file {path}: {e}"),
+            )
+        })?;
+        let mut w = PcapWriter {
+            fd,
+            buf: Vec::with_capacity(FLUSH_AT + SNAPLEN as usize),
+            records: 0,
+        };
         for v in [MAGIC_NS, 2 | (4 << 16), 0, 0, SNAPLEN, LINKTYPE_ETHERNET] {
             w.buf.extend_from_slice(&v.to_le_bytes());
         }
@@ -48,7 +57,9 @@ impl PcapWriter {
 
     /// Record one frame, stamped now.
     pub fn write(&mut self, frame: &[u8]) -> io::Result<()> {
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         self.write_at(frame, t.as_secs() as u32, t.subsec_nanos())
     }
 
@@ -131,12 +142,19 @@ pub struct Record {
 /// Read a whole pcap file (either timestamp resolution, little-endian).
 pub fn read_file(path: &str) -> io::Result<Vec<Record>> {
     let bytes = std::fs::read(path)?;
-    parse(&bytes).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: not a pcap file")))
+    parse(&bytes).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{path}: not a pcap file"),
+        )
+    })
 }
 
 /// Parse pcap bytes; None if malformed.
 pub fn parse(bytes: &[u8]) -> Option<Vec<Record>> {
-    let u32_at = |o: usize| -> Option<u32> { Some(u32::from_le_bytes(bytes.get(o..o + 4)?.try_into().ok()?)) };
+    let u32_at = |o: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(bytes.get(o..o + 4)?.try_into().ok()?))
+    };
     let magic = u32_at(0)?;
     let ns = match magic {
         MAGIC_NS => true,
@@ -151,14 +169,22 @@ pub fn parse(bytes: &[u8]) -> Option<Vec<Record>> {
         let incl = u32_at(off + 8)? as usize;
         let orig_len = u32_at(off + 12)?;
         let data = bytes.get(off + 16..off + 16 + incl)?.to_vec();
-        out.push(Record { secs, nanos: if ns { frac } else { frac * 1000 }, orig_len, data });
+        out.push(Record {
+            secs,
+            nanos: if ns { frac } else { frac * 1000 },
+            orig_len,
+            data,
+        });
         off += 16 + incl;
     }
     Some(out)
 }
 
 /// Write packets to a file (for tools that record outside an engine).
-pub fn write_packets<'a>(path: &str, packets: impl IntoIterator<Item = &'a Packet>) -> io::Result<u64> {
+pub fn write_packets<'a>(
+    path: &str,
+    packets: impl IntoIterator<Item = &'a Packet>,
+) -> io::Result<u64> {
     let mut w = PcapWriter::create(path)?;
     for p in packets {
         w.write(p.data())?;
@@ -170,11 +196,15 @@ pub fn write_packets<'a>(path: &str, packets: impl IntoIterator<Item = &'a Packe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Engine;
     use crate::apps::basic::{Sink, Source};
+    use crate::engine::Engine;
 
     fn tmp(name: &str) -> String {
-        format!("{}/shunt-pcap-{}-{name}.pcap", std::env::temp_dir().display(), std::process::id())
+        format!(
+            "{}/shunt-pcap-{}-{name}.pcap",
+            std::env::temp_dir().display(),
+            std::process::id()
+        )
     }
 
     #[test]
@@ -186,7 +216,15 @@ mod tests {
         drop(w);
         let recs = read_file(&path).unwrap();
         assert_eq!(recs.len(), 2);
-        assert_eq!(recs[0], Record { secs: 10, nanos: 999_999_999, orig_len: 3, data: vec![1, 2, 3] });
+        assert_eq!(
+            recs[0],
+            Record {
+                secs: 10,
+                nanos: 999_999_999,
+                orig_len: 3,
+                data: vec![1, 2, 3]
+            }
+        );
         assert_eq!(recs[1].data.len(), 70_000);
         let _ = std::fs::remove_file(&path);
     }
