@@ -23,6 +23,7 @@ pub mod ip;
 pub mod ip_layer;
 pub mod seq;
 pub mod time;
+pub mod udp;
 pub mod wire;
 
 pub use ip::{
