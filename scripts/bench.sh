@@ -2,6 +2,12 @@
 # make bench: every benchmark, printed as BENCH / RATIO lines (DESIGN.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "# ring: in-memory source -> sink through one link (Rush's basic1)"
 cargo bench -q -p shunt-ring --bench basic1 2>/dev/null | grep -E '^(BENCH|RATIO)'
+echo "# ring: AF_PACKET transmit paths on a veth (TX ring vs sendmmsg)"
+cargo test -q --release -p shunt-ring --test afpacket -- --ignored --nocapture tx_rate 2>/dev/null | grep -E '^(BENCH|RATIO)'
+echo "# shunt netem between two namespaces vs a veth straight through"
 cargo bench -q -p shunt-cli --bench bridge 2>/dev/null | grep -E '^(BENCH|RATIO)'
+echo "# stack: checksum"
+cargo bench -q -p shunt-stack --bench checksum 2>/dev/null | grep -E '^(BENCH|RATIO)' || true
