@@ -50,7 +50,10 @@ fn frame(len: usize) -> Vec<u8> {
 
 fn rx_packets(tb: &Testbed, ns: &str) -> u64 {
     let out = tb.sh(ns, "cat /sys/class/net/veth0/statistics/rx_packets");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 /// Send `len`-byte frames from `ns`'s veth0 for `secs`; returns packets/s
@@ -84,7 +87,9 @@ fn blast(tb: &Testbed, ns: &str, sink_ns: &str, len: usize, secs: f64) -> f64 {
 
 fn netem(tb: &Testbed, m: &str) -> Child {
     let c = Command::new("taskset")
-        .args(["-c", "1", "ip", "netns", "exec", m, SHUNT, "netem", "veth0", "veth1", "--quiet"])
+        .args([
+            "-c", "1", "ip", "netns", "exec", m, SHUNT, "netem", "veth0", "veth1", "--quiet",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .expect("start shunt netem");
@@ -94,7 +99,10 @@ fn netem(tb: &Testbed, m: &str) -> Child {
 }
 
 fn main() {
-    let secs: f64 = std::env::var("BRIDGE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let secs: f64 = std::env::var("BRIDGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
     // Straight veth: a -- b.
     let mut direct = Testbed::new();
     let da = direct.ns("a");
@@ -113,9 +121,20 @@ fn main() {
         let kernel = blast(&direct, &da, &db, len, secs);
         let shunt = blast(&bridged, &ba, &bb, len, secs);
         let gbps = |pps: f64| pps * (len + 4) as f64 * 8.0 / 1e9;
-        println!("BENCH kernel-veth-{name} {:.0} pps ({:.2} Gbit/s)", kernel, gbps(kernel));
-        println!("BENCH netem-bridge-{name} {:.0} pps ({:.2} Gbit/s)", shunt, gbps(shunt));
-        println!("RATIO netem-bridge-vs-kernel-veth-{name} {:.2}", shunt / kernel.max(1.0));
+        println!(
+            "BENCH kernel-veth-{name} {:.0} pps ({:.2} Gbit/s)",
+            kernel,
+            gbps(kernel)
+        );
+        println!(
+            "BENCH netem-bridge-{name} {:.0} pps ({:.2} Gbit/s)",
+            shunt,
+            gbps(shunt)
+        );
+        println!(
+            "RATIO netem-bridge-vs-kernel-veth-{name} {:.2}",
+            shunt / kernel.max(1.0)
+        );
     }
     let _ = bridge.kill();
     let _ = bridge.wait();
