@@ -2,10 +2,12 @@
 //! removed after it, even when the test fails or panics.
 //!
 //! Names carry the creating process's pid (`shunt-<pid>-<n>-<role>`), so
-//! parallel runs never collide, and a new test bed first removes any
-//! namespaces left by runs whose process is gone (killed by Ctrl-C before
-//! its cleanup ran). Interfaces live inside the namespaces, so their names
-//! can be short and fixed.
+//! parallel runs never collide. Cleanup happens three ways: on drop (a
+//! passing or panicking test); by a small reaper process started with the
+//! test bed, which outlives a test process killed by Ctrl-C or SIGKILL and
+//! then removes its namespaces; and, as a last resort, by the next test bed,
+//! which removes namespaces of runs whose process is gone. Interfaces live
+//! inside the namespaces, so their names can be short and fixed.
 
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -17,6 +19,7 @@ pub struct Testbed {
     tag: String,
     namespaces: Vec<String>,
     children: Vec<Child>,
+    reaper: Option<Child>,
 }
 
 fn ip(args: &[&str]) -> Output {
@@ -53,6 +56,25 @@ pub fn remove_stale() {
     }
 }
 
+/// Start a process that waits for this one to die (however it dies) and
+/// then removes every namespace named `tag-*`. It ignores the terminal's
+/// Ctrl-C, which goes to the whole process group.
+fn spawn_reaper(tag: &str) -> Option<Child> {
+    let script = format!(
+        "trap '' INT HUP; while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+         for ns in $(ip netns list | awk '{{print $1}}' | grep '^{tag}-'); do \
+           for p in $(ip netns pids $ns); do kill -9 $p; done; ip netns del $ns; done",
+        pid = std::process::id()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
+
 impl Testbed {
     pub fn new() -> Testbed {
         remove_stale();
@@ -61,10 +83,12 @@ impl Testbed {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
+        let reaper = spawn_reaper(&tag);
         Testbed {
             tag,
             namespaces: Vec::new(),
             children: Vec::new(),
+            reaper,
         }
     }
 
@@ -158,6 +182,10 @@ impl Drop for Testbed {
                     }
                 });
             let _ = ip(&["netns", "del", ns]);
+        }
+        if let Some(mut r) = self.reaper.take() {
+            let _ = r.kill();
+            let _ = r.wait();
         }
     }
 }
