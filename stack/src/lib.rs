@@ -22,6 +22,7 @@ pub mod iface;
 pub mod ip;
 pub mod ip_layer;
 pub mod seq;
+pub mod tcp;
 pub mod time;
 pub mod udp;
 pub mod wire;
