@@ -15,7 +15,9 @@ use core::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::Hash;
 
-use crate::counters::{Counter, Counters};
+use crate::counters::Counter;
+#[cfg(test)]
+use crate::counters::Counters;
 use crate::time::{Duration, Instant};
 
 /// The current time, as the driver last told it.

@@ -17,12 +17,13 @@
 pub mod context;
 pub mod counters;
 pub mod errno;
+pub mod events;
 pub mod icmp;
 pub mod iface;
 pub mod ip;
 pub mod ip_layer;
 pub mod seq;
-pub mod tcp;
+mod stack;
 pub mod time;
 pub mod udp;
 pub mod wire;
@@ -31,4 +32,10 @@ pub use ip::{
     Ip, IpAddress, IpBuilder, IpPacket, IpProto, IpVersion, Ipv4, Ipv4Addr, Ipv6, Ipv6Addr, Subnet,
 };
 pub use seq::SeqNum;
+pub use stack::{EchoReply, Stack, StackConfig, UdpHandle, UdpRecv};
+pub use errno::Errno;
+pub use events::Event;
+pub use iface::RxOffload;
+pub use counters::{Counter, Counters};
+pub use udp::{PmtuDisc, Readiness, RecvFlags, RecvMeta, Shutdown, UdpOptions};
 pub use wire::{BuildError, Mac, ParseError};

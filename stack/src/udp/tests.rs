@@ -345,7 +345,7 @@ fn icmp_error_only_on_connected_and_once() {
         u.deliver_error((OURS, 6000), (PEER, 53), Errno::ECONNREFUSED, true),
         Some(a)
     );
-    assert_eq!(u.readiness(a).unwrap().error(), false);
+    assert!(!u.readiness(a).unwrap().error());
     u.connect(&mut c, a, Some((PEER, 53))).unwrap();
     u.deliver_error((OURS, 6000), (PEER, 53), Errno::EHOSTUNREACH, false);
     assert!(

@@ -1,0 +1,1383 @@
+//! The facade: one [`Stack`] per interface, driven from outside.
+//!
+//! ```text
+//! driver                         Stack
+//! ------                         -----
+//! frame from the device   --->   receive(frame, offload, now)
+//! socket call             --->   udp_send_to(...), udp_recv_from(...), ...
+//! timer expired           --->   on_timer(now)
+//! "anything to send?"     <---   poll_transmit(now, buf) / transmit_with(now, f)
+//! "when do I wake you?"   <---   next_deadline()
+//! "what changed?"         <---   poll_event()
+//! ```
+//!
+//! After any call, the driver drains `poll_transmit` until it returns
+//! `None` and sleeps until `next_deadline()` (or a frame, or a socket
+//! call). The stack never blocks, never calls the OS, and owns no clock
+//! or entropy: `now` comes with every call and randomness from the seed in
+//! [`StackConfig`].
+//!
+//! Inside, each module keeps its own state and reaches the rest through
+//! its context trait; this file builds those contexts from disjoint
+//! borrows of the stack's fields and does the version-specific glue
+//! (the IPv4 receive path, IPv4 output with fragmentation, ICMPv4).
+//!
+//! Work that would re-enter a module (a packet this stack sends to itself,
+//! an ICMP error generated while the neighbour table is being updated) is
+//! queued and done at the end of the call, at top level: the loopback
+//! queue and the deferred queue.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+
+use crate::context::{
+    CounterContext, EventContext, InstantContext, RngContext, StackRng, TimerContext, TimerQueue,
+};
+use crate::counters::{Counter, Counters};
+use crate::errno::Errno;
+use crate::events::Event;
+use crate::icmp::{self, IcmpErrorKind, IcmpState, Offending};
+use crate::iface::neighbor::{
+    NeighborConfig, NeighborContext, NeighborEvent, NeighborInfo, NeighborTable, NeighborTimerId,
+};
+use crate::iface::{BufPool, Device, ETH_HLEN, Frame, PacketType, RxOffload, arp};
+use crate::ip::{IpAddress, IpProto, Ipv4, Ipv4Addr};
+use crate::ip_layer::reassembly::{FragKey, Fragment, Outcome, ReassemblyTimerId};
+use crate::ip_layer::route::Route;
+use crate::ip_layer::{AddrEntry, DstKind, IpLayer, NextHop, RouteResult, fragment};
+use crate::time::Instant;
+use crate::udp::{
+    Delivery, PmtuDisc, Readiness, RecvFlags, RecvMeta, Shutdown, UdpContext, UdpEvent, UdpOptions,
+    UdpSocketId, UdpSockets,
+};
+use crate::wire::icmpv4::{self, Icmpv4Message, Icmpv4Packet};
+use crate::wire::ipv4::{self, Ipv4Packet};
+use crate::wire::{
+    EtherType, EthernetArp, EthernetFrame, Ipv4Builder, Mac, ParseError, TcpBuilder, TcpFlags,
+    TcpSegment, UdpBuilder, UdpPacket,
+};
+
+/// How the stack is set up.
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    pub mac: Mac,
+    /// IP MTU of the link.
+    pub mtu: u16,
+    /// Seeds every random choice (ports, idents, timer jitter). The
+    /// driver draws it from the OS; tests fix it.
+    pub seed: u64,
+    pub neighbor: NeighborConfig,
+    /// Frames the transmit queue holds before it drops (`txqueuelen`).
+    pub tx_queue_len: usize,
+    /// Keep events for [`Stack::poll_event`]. Off, nothing is kept.
+    pub record_events: bool,
+}
+
+impl StackConfig {
+    pub fn new(mac: Mac) -> StackConfig {
+        StackConfig {
+            mac,
+            mtu: 1500,
+            seed: 0x5eed,
+            neighbor: NeighborConfig::default(),
+            tx_queue_len: 1000,
+            record_events: true,
+        }
+    }
+}
+
+/// A UDP socket of the facade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UdpHandle(UdpSocketId);
+
+/// What one `recvfrom` returned (see [`RecvMeta`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpRecv {
+    /// The return value: bytes copied, or the real length with
+    /// `MSG_TRUNC`.
+    pub ret: usize,
+    /// The datagram's length.
+    pub len: usize,
+    /// `MSG_TRUNC` in `msg_flags`.
+    pub truncated: bool,
+    /// The sender; `None` for the 0 returned after `SHUT_RD`.
+    pub src: Option<SocketAddr>,
+    /// The address it was sent to (`IP_PKTINFO`).
+    pub dst: Option<IpAddr>,
+}
+
+/// An ICMP echo reply that arrived for an echo request sent with
+/// [`Stack::send_echo_request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EchoReply {
+    pub from: Ipv4Addr,
+    pub ident: u16,
+    pub seq: u16,
+    pub data: Vec<u8>,
+    pub ttl: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum TimerId {
+    Neighbor4(Ipv4Addr),
+    Reasm4(FragKey<Ipv4>),
+}
+
+/// Work queued for the end of the current call.
+#[derive(Debug)]
+enum Deferred {
+    /// A frame whose next hop could not be resolved: ICMP host
+    /// unreachable to its sender.
+    Unresolved4(Frame),
+}
+
+/// Everything that is shared by the modules' contexts.
+struct Core {
+    now: Instant,
+    timers: TimerQueue<TimerId>,
+    counters: Counters,
+    events: VecDeque<Event>,
+    record_events: bool,
+    rng: StackRng,
+    pool: BufPool,
+    tx: VecDeque<Frame>,
+    tx_limit: usize,
+    loopback: VecDeque<Frame>,
+    deferred: VecDeque<Deferred>,
+    device: Device,
+    echo_replies: VecDeque<EchoReply>,
+}
+
+impl Core {
+    fn emit(&mut self, e: Event) {
+        if self.record_events {
+            self.events.push_back(e);
+        }
+    }
+
+    fn push_tx(&mut self, frame: Frame) {
+        if self.tx.len() >= self.tx_limit {
+            self.counters.increment(Counter::EthOutDrops);
+            self.pool.put_frame(frame);
+            return;
+        }
+        self.counters.increment(Counter::EthOutFrames);
+        self.tx.push_back(frame);
+    }
+
+    fn send_arp(&mut self, p: &EthernetArp, dst: Mac) {
+        let mut f = self.pool.frame(ETH_HLEN + EthernetArp::LEN);
+        f.set_ethernet(dst, self.device.mac, EtherType::ARP);
+        let _ = p.emit(&mut f.as_mut_slice()[ETH_HLEN..]);
+        self.push_tx(f);
+    }
+}
+
+impl InstantContext for Core {
+    fn now(&self) -> Instant {
+        self.now
+    }
+}
+impl RngContext for Core {
+    fn random_u64(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+}
+impl CounterContext for Core {
+    fn add_counter(&mut self, c: Counter, n: u64) {
+        self.counters.add(c, n)
+    }
+}
+impl TimerContext<NeighborTimerId<Ipv4>> for Core {
+    fn schedule_timer_at(&mut self, at: Instant, id: NeighborTimerId<Ipv4>) -> Option<Instant> {
+        self.timers.schedule(at, TimerId::Neighbor4(id.0))
+    }
+    fn cancel_timer(&mut self, id: &NeighborTimerId<Ipv4>) -> Option<Instant> {
+        self.timers.cancel(&TimerId::Neighbor4(id.0))
+    }
+    fn scheduled_at(&self, id: &NeighborTimerId<Ipv4>) -> Option<Instant> {
+        self.timers.get(&TimerId::Neighbor4(id.0))
+    }
+}
+impl TimerContext<ReassemblyTimerId<Ipv4>> for Core {
+    fn schedule_timer_at(&mut self, at: Instant, id: ReassemblyTimerId<Ipv4>) -> Option<Instant> {
+        self.timers.schedule(at, TimerId::Reasm4(id.0))
+    }
+    fn cancel_timer(&mut self, id: &ReassemblyTimerId<Ipv4>) -> Option<Instant> {
+        self.timers.cancel(&TimerId::Reasm4(id.0))
+    }
+    fn scheduled_at(&self, id: &ReassemblyTimerId<Ipv4>) -> Option<Instant> {
+        self.timers.get(&TimerId::Reasm4(id.0))
+    }
+}
+impl EventContext<NeighborEvent<Ipv4>> for Core {
+    fn on_event(&mut self, e: NeighborEvent<Ipv4>) {
+        self.emit(Event::Neighbor {
+            addr: e.addr.to_std(),
+            state: e.state,
+            mac: e.mac,
+        });
+    }
+}
+impl EventContext<UdpEvent<Ipv4>> for Core {
+    fn on_event(&mut self, e: UdpEvent<Ipv4>) {
+        self.emit(Event::Udp4(e));
+    }
+}
+
+/// Implements the base context traits for a borrowed context by
+/// delegating to its `core`.
+macro_rules! delegate_to_core {
+    ($ty:ident $(, $timer:ty)* ; $($event:ty),*) => {
+        impl InstantContext for $ty<'_> {
+            fn now(&self) -> Instant {
+                self.core.now
+            }
+        }
+        impl RngContext for $ty<'_> {
+            fn random_u64(&mut self) -> u64 {
+                self.core.rng.next_u64()
+            }
+        }
+        impl CounterContext for $ty<'_> {
+            fn add_counter(&mut self, c: Counter, n: u64) {
+                self.core.counters.add(c, n)
+            }
+        }
+        $(impl TimerContext<$timer> for $ty<'_> {
+            fn schedule_timer_at(&mut self, at: Instant, id: $timer) -> Option<Instant> {
+                self.core.schedule_timer_at(at, id)
+            }
+            fn cancel_timer(&mut self, id: &$timer) -> Option<Instant> {
+                TimerContext::<$timer>::cancel_timer(self.core, id)
+            }
+            fn scheduled_at(&self, id: &$timer) -> Option<Instant> {
+                TimerContext::<$timer>::scheduled_at(self.core, id)
+            }
+        })*
+        $(impl EventContext<$event> for $ty<'_> {
+            fn on_event(&mut self, e: $event) {
+                self.core.on_event(e)
+            }
+        })*
+    };
+}
+
+/// The neighbour table's and ARP's context: the core plus read access to
+/// the IPv4 addresses.
+struct ArpCtx<'a> {
+    core: &'a mut Core,
+    ip: &'a IpLayer<Ipv4>,
+}
+delegate_to_core!(ArpCtx, NeighborTimerId<Ipv4>; NeighborEvent<Ipv4>);
+
+impl NeighborContext<Ipv4> for ArpCtx<'_> {
+    fn send_solicitation(&mut self, target: Ipv4Addr, src: Option<Ipv4Addr>, unicast: Option<Mac>) {
+        let src = src
+            .filter(|s| self.ip.is_local(s))
+            .or_else(|| self.ip.select_source(&target))
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        arp::solicit(self, target, src, unicast);
+    }
+    fn send_frame(&mut self, frame: Frame) {
+        self.core.push_tx(frame);
+    }
+    fn resolution_failed(&mut self, _target: Ipv4Addr, frame: Frame) {
+        self.core.deferred.push_back(Deferred::Unresolved4(frame));
+    }
+    fn drop_frame(&mut self, frame: Frame) {
+        self.core.pool.put_frame(frame);
+    }
+}
+
+impl arp::ArpContext for ArpCtx<'_> {
+    fn our_mac(&self) -> Mac {
+        self.core.device.mac
+    }
+    fn is_our_addr(&self, a: Ipv4Addr) -> bool {
+        self.ip.is_local(&a)
+    }
+    fn is_broadcast_addr(&self, a: Ipv4Addr) -> bool {
+        self.ip.is_broadcast(&a)
+    }
+    fn send_arp(&mut self, p: &EthernetArp, dst: Mac) {
+        self.core.send_arp(p, dst);
+    }
+}
+
+/// UDP's context.
+struct UdpCtx<'a> {
+    core: &'a mut Core,
+    ip: &'a IpLayer<Ipv4>,
+}
+delegate_to_core!(UdpCtx; UdpEvent<Ipv4>);
+
+impl UdpContext<Ipv4> for UdpCtx<'_> {
+    fn is_local(&self, a: &Ipv4Addr) -> bool {
+        self.ip.is_local(a)
+    }
+    fn is_broadcast(&self, a: &Ipv4Addr) -> bool {
+        self.ip.is_broadcast(a)
+    }
+    fn route(&self, dst: &Ipv4Addr, src: Option<Ipv4Addr>) -> Result<RouteResult<Ipv4>, Errno> {
+        self.ip.route(dst, src, self.core.device.mtu, self.core.now)
+    }
+    fn alloc_buf(&mut self, len: usize) -> Vec<u8> {
+        self.core.pool.get(len)
+    }
+    fn free_buf(&mut self, buf: Vec<u8>) {
+        self.core.pool.put(buf)
+    }
+}
+
+/// How an IPv4 datagram is to be sent.
+#[derive(Clone, Copy, Debug)]
+struct Out4 {
+    route: RouteResult<Ipv4>,
+    dst: Ipv4Addr,
+    proto: IpProto,
+    ttl: u8,
+    tos: u8,
+    dont_fragment: bool,
+}
+
+/// Loopback packets processed per call before the rest waits for the next
+/// call (two sockets of ours answering each other forever must not hang
+/// the driver).
+const LOOPBACK_BUDGET: usize = 256;
+
+/// shunt's stack for one Ethernet interface.
+pub struct Stack {
+    core: Core,
+    ip4: IpLayer<Ipv4>,
+    arp: NeighborTable<Ipv4>,
+    icmp4: IcmpState<Ipv4>,
+    udp4: UdpSockets<Ipv4>,
+}
+
+fn v4_of(a: SocketAddr) -> Result<(Ipv4Addr, u16), Errno> {
+    match a {
+        SocketAddr::V4(a) => Ok(((*a.ip()).into(), a.port())),
+        SocketAddr::V6(_) => Err(Errno::EAFNOSUPPORT),
+    }
+}
+
+fn sa((a, p): (Ipv4Addr, u16)) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(a.into(), p))
+}
+
+impl Stack {
+    pub fn new(config: StackConfig) -> Stack {
+        let mut rng = StackRng::new(config.seed);
+        let mut device = Device::new(config.mac, config.mtu);
+        let mut ip4 = IpLayer::new(rng.next_u64());
+        // Every IPv4 host is in the all-systems group (RFC 1112).
+        ip4.join_group(Ipv4Addr::ALL_SYSTEMS);
+        if let Some(m) = Ipv4Addr::ALL_SYSTEMS.multicast_mac() {
+            device.join_group(m);
+        }
+        let frame_cap = usize::from(config.mtu) + ETH_HLEN;
+        Stack {
+            core: Core {
+                now: Instant::ZERO,
+                timers: TimerQueue::default(),
+                counters: Counters::default(),
+                events: VecDeque::new(),
+                record_events: config.record_events,
+                rng,
+                pool: BufPool::new(frame_cap, 4096),
+                tx: VecDeque::with_capacity(config.tx_queue_len),
+                tx_limit: config.tx_queue_len,
+                loopback: VecDeque::new(),
+                deferred: VecDeque::new(),
+                device,
+                echo_replies: VecDeque::new(),
+            },
+            ip4,
+            arp: NeighborTable::new(config.neighbor),
+            icmp4: IcmpState::default(),
+            udp4: UdpSockets::default(),
+        }
+    }
+
+    pub fn mac(&self) -> Mac {
+        self.core.device.mac
+    }
+
+    pub fn mtu(&self) -> u16 {
+        self.core.device.mtu
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.core.counters
+    }
+
+    /// The next observable state change, oldest first.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.core.events.pop_front()
+    }
+
+    /// The IPv4 layer, read-only (addresses, routes, PMTU cache).
+    pub fn ipv4(&self) -> &IpLayer<Ipv4> {
+        &self.ip4
+    }
+
+    /// `ip neigh show`.
+    pub fn neighbors(&self) -> Vec<NeighborInfo<Ipv4>> {
+        self.arp.iter().collect()
+    }
+
+    /// ICMP settings (`icmp_echo_ignore_broadcasts`, rate limits).
+    pub fn icmp4_mut(&mut self) -> &mut IcmpState<Ipv4> {
+        &mut self.icmp4
+    }
+
+    fn arp_ctx(&mut self) -> (&mut NeighborTable<Ipv4>, ArpCtx<'_>) {
+        (
+            &mut self.arp,
+            ArpCtx {
+                core: &mut self.core,
+                ip: &self.ip4,
+            },
+        )
+    }
+
+    fn udp_ctx(&mut self) -> (&mut UdpSockets<Ipv4>, UdpCtx<'_>) {
+        (
+            &mut self.udp4,
+            UdpCtx {
+                core: &mut self.core,
+                ip: &self.ip4,
+            },
+        )
+    }
+
+    // ------------------------------------------------------------------
+    // Configuration.
+
+    /// `ip addr add ADDR/PREFIX`: the address, its prefix route, and a
+    /// gratuitous ARP announcing it.
+    pub fn add_ipv4_address(
+        &mut self,
+        addr: Ipv4Addr,
+        prefix: u8,
+        now: Instant,
+    ) -> Result<(), Errno> {
+        self.core.now = now;
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_limited_broadcast() {
+            return Err(Errno::EINVAL);
+        }
+        let entry = AddrEntry::v4(addr, prefix).ok_or(Errno::EINVAL)?;
+        self.ip4.add_addr(entry)?;
+        self.core.emit(Event::AddressAdded {
+            addr: addr.to_std(),
+            prefix,
+        });
+        if let Some(s) = entry.subnet {
+            self.core.emit(Event::RouteAdded {
+                dst: s.network().to_std(),
+                prefix: s.prefix(),
+                gateway: None,
+            });
+        }
+        let (_, mut ctx) = self.arp_ctx();
+        arp::announce(&mut ctx, addr);
+        Ok(())
+    }
+
+    pub fn remove_ipv4_address(&mut self, addr: Ipv4Addr) -> Result<(), Errno> {
+        let e = self.ip4.remove_addr(&addr).ok_or(Errno::EADDRNOTAVAIL)?;
+        self.core.emit(Event::AddressRemoved {
+            addr: addr.to_std(),
+        });
+        if let Some(s) = e.subnet {
+            self.core.emit(Event::RouteRemoved {
+                dst: s.network().to_std(),
+                prefix: s.prefix(),
+                gateway: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// `ip route add`.
+    pub fn add_ipv4_route(&mut self, route: Route<Ipv4>) -> Result<(), Errno> {
+        self.ip4.routes.add(route).map_err(|_| Errno::EEXIST)?;
+        self.core.emit(Event::RouteAdded {
+            dst: route.subnet.network().to_std(),
+            prefix: route.subnet.prefix(),
+            gateway: route.gateway.map(|g| g.to_std()),
+        });
+        Ok(())
+    }
+
+    /// `ip route add default via GW`.
+    pub fn set_ipv4_gateway(&mut self, gateway: Ipv4Addr) -> Result<(), Errno> {
+        self.add_ipv4_route(Route::default_via(gateway))
+    }
+
+    /// `ip neigh replace ADDR lladdr MAC nud permanent`.
+    pub fn add_static_neighbor(&mut self, addr: Ipv4Addr, mac: Mac, now: Instant) {
+        self.core.now = now;
+        let (t, mut ctx) = self.arp_ctx();
+        t.add_static(&mut ctx, addr, mac);
+        self.run_deferred();
+    }
+
+    /// `IP_ADD_MEMBERSHIP` (no IGMP reports yet).
+    pub fn join_ipv4_group(&mut self, group: Ipv4Addr) -> Result<(), Errno> {
+        if !group.is_multicast() {
+            return Err(Errno::EINVAL);
+        }
+        if self.ip4.join_group(group) {
+            if let Some(m) = group.multicast_mac() {
+                self.core.device.join_group(m);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn leave_ipv4_group(&mut self, group: Ipv4Addr) -> Result<(), Errno> {
+        if !self.ip4.is_joined(&group) {
+            return Err(Errno::EADDRNOTAVAIL);
+        }
+        if self.ip4.leave_group(&group) {
+            if let Some(m) = group.multicast_mac() {
+                self.core.device.leave_group(m);
+            }
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------
+    // Driving.
+
+    /// A frame from the device.
+    pub fn receive(&mut self, frame: &[u8], offload: RxOffload, now: Instant) {
+        self.core.now = now;
+        self.receive_frame(frame, offload);
+        self.run_deferred();
+    }
+
+    fn receive_frame(&mut self, frame: &[u8], offload: RxOffload) {
+        self.core.counters.increment(Counter::EthInFrames);
+        let Ok(eth) = EthernetFrame::parse(frame) else {
+            self.core.counters.increment(Counter::EthInMalformed);
+            return;
+        };
+        if eth.src().is_multicast() {
+            self.core.counters.increment(Counter::EthInBadSrc);
+            return;
+        }
+        let Some(pkt_type) = self.core.device.classify(eth.dst()) else {
+            self.core.counters.increment(Counter::EthInOtherHost);
+            return;
+        };
+        match eth.ethertype() {
+            EtherType::ARP => {
+                let (t, mut ctx) = self.arp_ctx();
+                arp::receive(t, &mut ctx, pkt_type, eth.payload());
+            }
+            EtherType::IPV4 => self.receive_ipv4(eth.payload(), pkt_type, offload),
+            EtherType::IPV6 => self
+                .core
+                .counters
+                .increment(Counter::Ip6InReceivesUnsupported),
+            _ => self.core.counters.increment(Counter::EthInUnknownType),
+        }
+    }
+
+    /// Frames ready for the device, oldest first: copies the next one into
+    /// `buf` and returns its length. A frame longer than `buf` is dropped
+    /// (`EthOutDrops`).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.transmit_with(now, |frame| {
+            let n = frame.len();
+            if n > buf.len() {
+                return None;
+            }
+            buf[..n].copy_from_slice(frame);
+            Some(n)
+        })
+        .map(|r| {
+            r.or_else(|| {
+                self.core.counters.increment(Counter::EthOutDrops);
+                Some(0)
+            })
+        })
+        .and_then(|r| match r {
+            Some(0) => self.poll_transmit(now, buf),
+            r => r,
+        })
+    }
+
+    /// The next frame ready for the device, lent to `f` (which writes it
+    /// straight into a TX ring slot): no copy here at all.
+    pub fn transmit_with<R>(&mut self, now: Instant, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.core.now = now;
+        self.run_deferred();
+        let frame = self.core.tx.pop_front()?;
+        let r = f(frame.as_slice());
+        self.core.pool.put_frame(frame);
+        Some(r)
+    }
+
+    /// Frames waiting for the device.
+    pub fn tx_pending(&self) -> usize {
+        self.core.tx.len()
+    }
+
+    /// When `on_timer` wants to be called next.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        if !self.core.loopback.is_empty() || !self.core.deferred.is_empty() {
+            return Some(self.core.now);
+        }
+        self.core.timers.next_deadline()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn on_timer(&mut self, now: Instant) {
+        self.core.now = self.core.now.max(now);
+        while let Some((_, id)) = self.core.timers.pop_due(now) {
+            match id {
+                TimerId::Neighbor4(a) => {
+                    let (t, mut ctx) = self.arp_ctx();
+                    t.handle_timer(&mut ctx, a);
+                }
+                TimerId::Reasm4(key) => {
+                    if let Some(quote) = self.ip4.reasm.handle_timer(&mut self.core, &key) {
+                        let group = self.ip4.classify_dst(&key.dst) != Some(DstKind::Local);
+                        self.send_icmp4_error(
+                            IcmpErrorKind::ReassemblyTimeout,
+                            &quote,
+                            PacketType::Host,
+                            group,
+                        );
+                    }
+                }
+            }
+        }
+        self.run_deferred();
+    }
+
+    /// Deferred work and the loopback queue, at top level.
+    fn run_deferred(&mut self) {
+        let mut budget = LOOPBACK_BUDGET;
+        loop {
+            if let Some(d) = self.core.deferred.pop_front() {
+                match d {
+                    Deferred::Unresolved4(frame) => {
+                        self.send_icmp4_error(
+                            IcmpErrorKind::HostUnreachable,
+                            frame.packet(),
+                            PacketType::Host,
+                            false,
+                        );
+                        self.core.pool.put_frame(frame);
+                    }
+                }
+                continue;
+            }
+            if budget == 0 {
+                return;
+            }
+            let Some(frame) = self.core.loopback.pop_front() else {
+                return;
+            };
+            budget -= 1;
+            self.receive_ipv4(frame.packet(), PacketType::Loopback, RxOffload::Verified);
+            self.core.pool.put_frame(frame);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // IPv4 receive.
+
+    fn receive_ipv4(&mut self, bytes: &[u8], pkt_type: PacketType, offload: RxOffload) {
+        let c = &mut self.core.counters;
+        c.increment(Counter::IpInReceives);
+        let p = match Ipv4Packet::parse(bytes) {
+            Ok(p) => p,
+            Err(ParseError::Truncated) if bytes.len() >= ipv4::HEADER_LEN => {
+                c.increment(Counter::IpInTruncatedPkts);
+                return;
+            }
+            Err(ParseError::BadChecksum) => {
+                c.increment(Counter::IpInCsumErrors);
+                c.increment(Counter::IpInHdrErrors);
+                return;
+            }
+            Err(_) => {
+                c.increment(Counter::IpInHdrErrors);
+                return;
+            }
+        };
+        let (src, dst) = (p.src(), p.dst());
+        let Some(kind) = self.ip4.classify_dst(&dst) else {
+            c.increment(Counter::IpInAddrErrors);
+            return;
+        };
+        let from_wire = pkt_type != PacketType::Loopback;
+        let bad_src = <Ipv4 as crate::ip_layer::IpExt>::is_martian_source(&src)
+            || (src.is_unspecified() && kind != DstKind::Broadcast)
+            || (from_wire && self.ip4.is_local(&src));
+        if bad_src {
+            c.increment(Counter::IpInMartianSrc);
+            return;
+        }
+        match kind {
+            DstKind::Broadcast => c.increment(Counter::IpInBcastPkts),
+            DstKind::Multicast => c.increment(Counter::IpInMcastPkts),
+            DstKind::Local => {}
+        }
+        if p.header_len() > ipv4::HEADER_LEN {
+            for o in p.options() {
+                match o {
+                    Err(ParseError::Malformed { offset }) => {
+                        self.core.counters.increment(Counter::IpInHdrErrors);
+                        self.send_icmp4_error(
+                            IcmpErrorKind::ParameterProblem {
+                                pointer: offset as u32,
+                            },
+                            p.as_bytes(),
+                            pkt_type,
+                            kind != DstKind::Local,
+                        );
+                        return;
+                    }
+                    Err(_) => return,
+                    Ok(o) => {
+                        // accept_source_route 0: dropped silently.
+                        if matches!(
+                            o.kind,
+                            ipv4::option::LOOSE_SOURCE_ROUTE | ipv4::option::STRICT_SOURCE_ROUTE
+                        ) {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if p.is_fragment() {
+            let key = FragKey {
+                src,
+                dst,
+                id: u32::from(p.ident()),
+                proto: p.protocol(),
+            };
+            let frag = Fragment {
+                offset: usize::from(p.fragment_offset()),
+                more: p.more_fragments(),
+                header: p.header_bytes(),
+                payload: p.payload(),
+            };
+            let Outcome::Complete(r) = self.ip4.reasm.insert(&mut self.core, key, frag) else {
+                return;
+            };
+            let Ok(first) = Ipv4Packet::parse_quote(&r.header) else {
+                return;
+            };
+            let mut b = first.builder();
+            b.more_fragments = false;
+            b.fragment_offset = 0;
+            let mut buf = self.core.pool.get(r.header.len() + r.payload.len());
+            buf[r.header.len()..].copy_from_slice(&r.payload);
+            if b.emit(&mut buf).is_ok() {
+                if let Ok(whole) = Ipv4Packet::parse(&buf) {
+                    self.deliver_ipv4(&whole, pkt_type, kind, RxOffload::None);
+                }
+            }
+            self.core.pool.put(buf);
+            return;
+        }
+        self.deliver_ipv4(&p, pkt_type, kind, offload);
+    }
+
+    fn deliver_ipv4(
+        &mut self,
+        p: &Ipv4Packet<'_>,
+        pkt_type: PacketType,
+        kind: DstKind,
+        offload: RxOffload,
+    ) {
+        match p.protocol() {
+            IpProto::ICMP => self.receive_icmp4(p, pkt_type, kind),
+            IpProto::UDP => self.receive_udp4(p, pkt_type, kind, offload),
+            IpProto::TCP => self.receive_tcp4(p, kind, offload),
+            _ => {
+                self.core.counters.increment(Counter::IpInUnknownProtos);
+                self.send_icmp4_error(
+                    IcmpErrorKind::ProtocolUnreachable { pointer: 9 },
+                    p.as_bytes(),
+                    pkt_type,
+                    kind != DstKind::Local,
+                );
+                return;
+            }
+        }
+        self.core.counters.increment(Counter::IpInDelivers);
+    }
+
+    fn receive_udp4(
+        &mut self,
+        p: &Ipv4Packet<'_>,
+        pkt_type: PacketType,
+        kind: DstKind,
+        offload: RxOffload,
+    ) {
+        let (src, dst) = (p.src(), p.dst());
+        let parsed = if offload.verify_l4() {
+            UdpPacket::parse(p.payload(), &src, &dst)
+        } else {
+            UdpPacket::parse_unverified(p.payload())
+        };
+        let u = match parsed {
+            Ok(u) => u,
+            Err(e) => {
+                if e == ParseError::BadChecksum {
+                    self.core.counters.increment(Counter::UdpInCsumErrors);
+                }
+                self.core.counters.increment(Counter::UdpInErrors);
+                return;
+            }
+        };
+        let group = kind != DstKind::Local;
+        let (sockets, mut ctx) = self.udp_ctx();
+        let d = sockets.deliver(
+            &mut ctx,
+            src,
+            u.src_port(),
+            dst,
+            u.dst_port(),
+            group,
+            u.payload(),
+        );
+        if d == Delivery::NoSocket {
+            if group {
+                self.core.counters.increment(Counter::UdpIgnoredMulti);
+            } else {
+                self.core.counters.increment(Counter::UdpNoPorts);
+                self.send_icmp4_error(
+                    IcmpErrorKind::PortUnreachable,
+                    p.as_bytes(),
+                    pkt_type,
+                    false,
+                );
+            }
+        }
+    }
+
+    /// Until TCP is wired in, every segment is answered as Linux answers a
+    /// closed port: RST (RFC 9293 3.10.7.1).
+    fn receive_tcp4(&mut self, p: &Ipv4Packet<'_>, kind: DstKind, offload: RxOffload) {
+        let (src, dst) = (p.src(), p.dst());
+        let parsed = if offload.verify_l4() {
+            TcpSegment::parse(p.payload(), &src, &dst)
+        } else {
+            TcpSegment::parse_unverified(p.payload())
+        };
+        let seg = match parsed {
+            Ok(s) => s,
+            Err(e) => {
+                if e == ParseError::BadChecksum {
+                    self.core.counters.increment(Counter::TcpInCsumErrors);
+                }
+                self.core.counters.increment(Counter::TcpInErrs);
+                return;
+            }
+        };
+        self.core.counters.increment(Counter::TcpInSegs);
+        if kind != DstKind::Local || seg.flags().rst() {
+            return;
+        }
+        let rst = if seg.flags().ack() {
+            TcpBuilder {
+                src_port: seg.dst_port(),
+                dst_port: seg.src_port(),
+                seq: seg.ack(),
+                flags: TcpFlags::RST,
+                ..TcpBuilder::default()
+            }
+        } else {
+            TcpBuilder {
+                src_port: seg.dst_port(),
+                dst_port: seg.src_port(),
+                ack: seg.seq() + seg.seq_len(),
+                flags: TcpFlags::RST | TcpFlags::ACK,
+                ..TcpBuilder::default()
+            }
+        };
+        let Ok(route) = self
+            .ip4
+            .route(&src, Some(dst), self.core.device.mtu, self.core.now)
+        else {
+            return;
+        };
+        self.core.counters.increment(Counter::TcpOutRsts);
+        let out = Out4 {
+            route,
+            dst: src,
+            proto: IpProto::TCP,
+            ttl: self.ip4.default_ttl,
+            tos: 0,
+            dont_fragment: true,
+        };
+        let _ = self.send_ipv4(out, rst.header_len(), |buf, s, d| {
+            let _ = rst.emit(&s, &d, buf);
+        });
+    }
+
+    fn receive_icmp4(&mut self, p: &Ipv4Packet<'_>, pkt_type: PacketType, kind: DstKind) {
+        let c = &mut self.core.counters;
+        c.increment(Counter::IcmpInMsgs);
+        let msg = match Icmpv4Packet::parse(p.payload()) {
+            Ok(m) => m.message(),
+            Err(e) => {
+                if e == ParseError::BadChecksum {
+                    c.increment(Counter::IcmpInCsumErrors);
+                }
+                c.increment(Counter::IcmpInErrors);
+                return;
+            }
+        };
+        let t = msg.msg_type();
+        if let Some(k) = icmp::v4::in_counter(t) {
+            c.increment(k);
+        }
+        if t > icmp::v4::NR_ICMP_TYPES {
+            c.increment(Counter::IcmpInErrors);
+            return;
+        }
+        if kind != DstKind::Local {
+            let echo_like = matches!(
+                t,
+                icmpv4::msg_type::ECHO_REQUEST | icmpv4::msg_type::TIMESTAMP
+            );
+            if !echo_like || self.icmp4.echo_ignore_broadcasts {
+                c.increment(Counter::IcmpInErrors);
+                return;
+            }
+        }
+        match msg {
+            Icmpv4Message::EchoRequest { ident, seq, data } => {
+                if self.icmp4.echo_ignore_all {
+                    return;
+                }
+                let reply = Icmpv4Message::EchoReply { ident, seq, data };
+                let src = if kind == DstKind::Local {
+                    Some(p.dst())
+                } else {
+                    None
+                };
+                let Ok(route) = self
+                    .ip4
+                    .route(&p.src(), src, self.core.device.mtu, self.core.now)
+                else {
+                    return;
+                };
+                self.core.counters.increment(Counter::IcmpOutMsgs);
+                self.core.counters.increment(Counter::IcmpOutEchoReps);
+                let out = Out4 {
+                    route,
+                    dst: p.src(),
+                    proto: IpProto::ICMP,
+                    ttl: self.ip4.default_ttl,
+                    tos: p.dscp() << 2 | p.ecn(),
+                    dont_fragment: false,
+                };
+                let _ = self.send_ipv4(out, reply.len(), |buf, _, _| {
+                    let _ = reply.emit(buf);
+                });
+            }
+            Icmpv4Message::EchoReply { ident, seq, data } => {
+                if self.core.echo_replies.len() < 1024 {
+                    let data = data.to_vec();
+                    self.core.echo_replies.push_back(EchoReply {
+                        from: p.src(),
+                        ident,
+                        seq,
+                        data,
+                        ttl: p.ttl(),
+                    });
+                }
+            }
+            m => {
+                if let Some((k, quote)) = icmp::v4::received_error(&m) {
+                    self.icmp4_error_received(k, quote);
+                }
+            }
+        }
+        let _ = pkt_type;
+    }
+
+    /// An ICMP error about a datagram we sent: path MTU, then the socket.
+    fn icmp4_error_received(&mut self, kind: IcmpErrorKind, quote: &[u8]) {
+        let Ok(q) = Ipv4Packet::parse_quote(quote) else {
+            self.core.counters.increment(Counter::IcmpInErrors);
+            return;
+        };
+        // The transport header's first 8 bytes must be there (RFC 1122
+        // 3.2.2; Linux checks the same).
+        if q.payload().len() < 8 {
+            return;
+        }
+        let Some((sport, dport)) = crate::wire::l4_ports(q.payload()) else {
+            return;
+        };
+        let (local, remote) = ((q.src(), sport), (q.dst(), dport));
+        let (errno, hard) = kind.errno();
+        match q.protocol() {
+            IpProto::UDP => {
+                let Some(id) = self.udp4.lookup(&remote.0, remote.1, &local.0, local.1) else {
+                    return;
+                };
+                if let IcmpErrorKind::PacketTooBig { mtu } = kind {
+                    let dont = self
+                        .udp4
+                        .options(id)
+                        .is_ok_and(|o| o.pmtudisc == PmtuDisc::Dont);
+                    if dont {
+                        return;
+                    }
+                    self.learn_pmtu(remote.0, mtu);
+                }
+                self.udp4.deliver_error(local, remote, errno, hard);
+            }
+            IpProto::TCP => {
+                if let IcmpErrorKind::PacketTooBig { mtu } = kind {
+                    self.learn_pmtu(remote.0, mtu);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn learn_pmtu(&mut self, dst: Ipv4Addr, mtu: u32) {
+        let reported = u16::try_from(mtu).unwrap_or(u16::MAX);
+        let link = self.core.device.mtu;
+        if let Some(m) = self.ip4.pmtu.update(dst, reported, link, self.core.now) {
+            self.core.emit(Event::PathMtu {
+                dst: dst.to_std(),
+                mtu: m,
+            });
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // IPv4 output.
+
+    /// Sends an ICMP error about `offending` (an IP datagram, header
+    /// first), if the rules and the rate limiter allow.
+    fn send_icmp4_error(
+        &mut self,
+        kind: IcmpErrorKind,
+        offending: &[u8],
+        pkt_type: PacketType,
+        dst_is_group: bool,
+    ) {
+        let Ok(p) = Ipv4Packet::parse_quote(offending) else {
+            return;
+        };
+        let is_icmp_error = p.protocol() == IpProto::ICMP
+            && p.fragment_offset() == 0
+            && p.payload()
+                .first()
+                .is_some_and(|&t| icmpv4::is_error_type(t) || t > icmp::v4::NR_ICMP_TYPES);
+        let o = Offending::<Ipv4> {
+            src: p.src(),
+            dst: p.dst(),
+            pkt_type,
+            dst_is_group,
+            non_first_fragment: p.fragment_offset() != 0,
+            is_icmp_error,
+        };
+        let to_self = self.ip4.is_local(&p.src());
+        let now = self.core.now;
+        if !self
+            .icmp4
+            .check_error(&mut self.core, kind, &o, to_self, now)
+        {
+            return;
+        }
+        let src = self.ip4.is_local(&p.dst()).then_some(p.dst());
+        let Ok(route) = self.ip4.route(&p.src(), src, self.core.device.mtu, now) else {
+            return;
+        };
+        let msg = icmp::v4::error_message(kind, offending);
+        let tos = ((p.dscp() << 2 | p.ecn()) & 0x1e) | 0xc0;
+        let out = Out4 {
+            route,
+            dst: p.src(),
+            proto: IpProto::ICMP,
+            ttl: self.ip4.default_ttl,
+            tos,
+            dont_fragment: false,
+        };
+        let _ = self.send_ipv4(out, msg.len(), |buf, _, _| {
+            let _ = msg.emit(buf);
+        });
+    }
+
+    /// Builds and sends one IPv4 datagram whose transport part (`l4_len`
+    /// bytes) `write` writes in place (given the addresses, for the
+    /// pseudo-header). Fragments it if it does not fit and DF is clear.
+    fn send_ipv4(
+        &mut self,
+        out: Out4,
+        l4_len: usize,
+        write: impl FnOnce(&mut [u8], Ipv4Addr, Ipv4Addr),
+    ) -> Result<(), Errno> {
+        let hlen = ipv4::HEADER_LEN;
+        let total = hlen + l4_len;
+        if total > 65535 {
+            return Err(Errno::EMSGSIZE);
+        }
+        let mtu = usize::from(out.route.mtu);
+        let src = out.route.src;
+        let df = out.dont_fragment && !out.route.pmtu_locked;
+        if total > mtu && df {
+            return Err(Errno::EMSGSIZE);
+        }
+        self.core.counters.increment(Counter::IpOutRequests);
+        let ident = if df && total <= mtu {
+            0
+        } else {
+            self.ip4.next_ident(&src, &out.dst, out.proto) as u16
+        };
+        let mut b = Ipv4Builder::new(src, out.dst, out.proto);
+        b.ttl = out.ttl;
+        b.dscp = out.tos >> 2;
+        b.ecn = out.tos & 3;
+        b.ident = ident;
+        b.dont_fragment = df;
+        let mac = self.core.device.mac;
+        if total <= mtu {
+            let mut f = self.core.pool.frame(ETH_HLEN + total);
+            write(&mut f.as_mut_slice()[ETH_HLEN + hlen..], src, out.dst);
+            let _ = b.emit(&mut f.as_mut_slice()[ETH_HLEN..]);
+            f.set_ethernet(Mac::ZERO, mac, EtherType::IPV4);
+            self.dispatch4(f, out.route, out.dst);
+            return Ok(());
+        }
+        let mut whole = self.core.pool.get(l4_len);
+        write(&mut whole, src, out.dst);
+        let mut n = 0;
+        for (off, len, more) in fragment::plan(l4_len, mtu - hlen) {
+            let mut f = self.core.pool.frame(ETH_HLEN + hlen + len);
+            f.as_mut_slice()[ETH_HLEN + hlen..].copy_from_slice(&whole[off..off + len]);
+            b.fragment_offset = off as u16;
+            b.more_fragments = more;
+            let _ = b.emit(&mut f.as_mut_slice()[ETH_HLEN..]);
+            f.set_ethernet(Mac::ZERO, mac, EtherType::IPV4);
+            self.dispatch4(f, out.route, out.dst);
+            n += 1;
+        }
+        self.core.pool.put(whole);
+        self.core.counters.increment(Counter::IpFragOKs);
+        self.core.counters.add(Counter::IpFragCreates, n);
+        Ok(())
+    }
+
+    /// Hands a built frame to its next hop.
+    fn dispatch4(&mut self, mut f: Frame, route: RouteResult<Ipv4>, dst: Ipv4Addr) {
+        match route.next_hop {
+            NextHop::Local => self.core.loopback.push_back(f),
+            NextHop::Broadcast | NextHop::Multicast => {
+                let (mac, counter) = if route.next_hop == NextHop::Broadcast {
+                    (Mac::BROADCAST, Counter::IpOutBcastPkts)
+                } else {
+                    (
+                        dst.multicast_mac().unwrap_or(Mac::BROADCAST),
+                        Counter::IpOutMcastPkts,
+                    )
+                };
+                self.core.counters.increment(counter);
+                f.set_dst_mac(mac);
+                // Linux loops broadcasts, and multicast to a joined group
+                // (IP_MULTICAST_LOOP), back to local sockets.
+                if route.next_hop == NextHop::Broadcast || self.ip4.is_joined(&dst) {
+                    let mut copy = self.core.pool.frame(f.len());
+                    copy.as_mut_slice().copy_from_slice(f.as_slice());
+                    self.core.loopback.push_back(copy);
+                }
+                self.core.push_tx(f);
+            }
+            NextHop::Neighbor(nh) => {
+                let src = route.src;
+                let (t, mut ctx) = self.arp_ctx();
+                t.send(&mut ctx, nh, f, Some(src));
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // ICMP echo (what `ping` needs until ping sockets exist).
+
+    /// Sends an ICMP echo request.
+    pub fn send_echo_request(
+        &mut self,
+        dst: Ipv4Addr,
+        ident: u16,
+        seq: u16,
+        data: &[u8],
+        now: Instant,
+    ) -> Result<(), Errno> {
+        self.core.now = now;
+        let route = self.ip4.route(&dst, None, self.core.device.mtu, now)?;
+        let msg = Icmpv4Message::EchoRequest { ident, seq, data };
+        self.core.counters.increment(Counter::IcmpOutMsgs);
+        self.core.counters.increment(Counter::IcmpOutEchos);
+        let out = Out4 {
+            route,
+            dst,
+            proto: IpProto::ICMP,
+            ttl: self.ip4.default_ttl,
+            tos: 0,
+            dont_fragment: false,
+        };
+        let r = self.send_ipv4(out, msg.len(), |buf, _, _| {
+            let _ = msg.emit(buf);
+        });
+        self.run_deferred();
+        r
+    }
+
+    /// The next echo reply received.
+    pub fn poll_echo_reply(&mut self) -> Option<EchoReply> {
+        self.core.echo_replies.pop_front()
+    }
+
+    // ------------------------------------------------------------------
+    // UDP sockets.
+
+    /// `socket(AF_INET, SOCK_DGRAM, 0)`.
+    pub fn udp_socket(&mut self) -> UdpHandle {
+        UdpHandle(self.udp4.socket())
+    }
+
+    pub fn udp_bind(&mut self, h: UdpHandle, addr: SocketAddr) -> Result<(), Errno> {
+        let (a, p) = v4_of(addr)?;
+        let (s, mut ctx) = self.udp_ctx();
+        s.bind(&mut ctx, h.0, a, p)
+    }
+
+    /// `connect(2)`; `None` dissolves the association (`AF_UNSPEC`).
+    pub fn udp_connect(
+        &mut self,
+        h: UdpHandle,
+        addr: Option<SocketAddr>,
+        now: Instant,
+    ) -> Result<(), Errno> {
+        self.core.now = now;
+        let remote = addr.map(v4_of).transpose()?;
+        let (s, mut ctx) = self.udp_ctx();
+        s.connect(&mut ctx, h.0, remote)
+    }
+
+    /// `sendto(2)` (`dst: None`: `send(2)` on a connected socket).
+    pub fn udp_send_to(
+        &mut self,
+        h: UdpHandle,
+        data: &[u8],
+        dst: Option<SocketAddr>,
+        now: Instant,
+    ) -> Result<usize, Errno> {
+        self.core.now = now;
+        let dst = dst.map(v4_of).transpose()?;
+        let (s, mut ctx) = self.udp_ctx();
+        let plan = s.prepare_send(&mut ctx, h.0, dst, data.len())?;
+        let out = Out4 {
+            route: plan.route,
+            dst: plan.dst,
+            proto: IpProto::UDP,
+            ttl: plan.ttl,
+            tos: plan.tos,
+            dont_fragment: plan.dont_fragment,
+        };
+        let hdr = UdpBuilder {
+            src_port: plan.src_port,
+            dst_port: plan.dst_port,
+        };
+        let r = self.send_ipv4(out, 8 + data.len(), |buf, s, d| {
+            buf[8..].copy_from_slice(data);
+            let _ = hdr.emit(&s, &d, buf);
+        });
+        if r.is_ok() {
+            self.core.counters.increment(Counter::UdpOutDatagrams);
+        }
+        self.run_deferred();
+        r.map(|()| data.len())
+    }
+
+    /// `recvfrom(2)`: what arrived, with its source as a socket address.
+    pub fn udp_recv_from(
+        &mut self,
+        h: UdpHandle,
+        buf: &mut [u8],
+        flags: RecvFlags,
+    ) -> Result<UdpRecv, Errno> {
+        let (s, mut ctx) = self.udp_ctx();
+        let m: RecvMeta<Ipv4Addr> = s.recv(&mut ctx, h.0, buf, flags)?;
+        Ok(UdpRecv {
+            ret: m.ret,
+            len: m.len,
+            truncated: m.truncated,
+            src: m.src.map(sa),
+            dst: m.dst.map(|a| IpAddr::V4(a.into())),
+        })
+    }
+
+    pub fn udp_close(&mut self, h: UdpHandle) -> Result<(), Errno> {
+        let (s, mut ctx) = self.udp_ctx();
+        s.close(&mut ctx, h.0)
+    }
+
+    pub fn udp_shutdown(&mut self, h: UdpHandle, how: Shutdown) -> Result<(), Errno> {
+        self.udp4.shutdown(h.0, how)
+    }
+
+    pub fn udp_readiness(&self, h: UdpHandle) -> Result<Readiness, Errno> {
+        self.udp4.readiness(h.0)
+    }
+
+    /// `getsockopt(SO_ERROR)`.
+    pub fn udp_take_error(&mut self, h: UdpHandle) -> Result<Option<Errno>, Errno> {
+        self.udp4.take_error(h.0)
+    }
+
+    pub fn udp_local_addr(&self, h: UdpHandle) -> Result<SocketAddr, Errno> {
+        self.udp4.local_addr(h.0).map(sa)
+    }
+
+    pub fn udp_peer_addr(&self, h: UdpHandle) -> Result<SocketAddr, Errno> {
+        self.udp4.peer_addr(h.0).map(sa)
+    }
+
+    pub fn udp_options(&self, h: UdpHandle) -> Result<UdpOptions, Errno> {
+        self.udp4.options(h.0)
+    }
+
+    /// `setsockopt` for the options in [`UdpOptions`].
+    pub fn udp_set_options(
+        &mut self,
+        h: UdpHandle,
+        f: impl FnOnce(&mut UdpOptions),
+    ) -> Result<(), Errno> {
+        self.udp4.set_options(h.0, f)
+    }
+
+    /// `FIONREAD`: the next datagram's length.
+    pub fn udp_next_len(&self, h: UdpHandle) -> Result<usize, Errno> {
+        self.udp4.next_len(h.0)
+    }
+}
+
+impl core::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Stack")
+            .field("mac", &self.core.device.mac)
+            .field("addrs", &self.ip4.addrs())
+            .field("tx_pending", &self.core.tx.len())
+            .finish_non_exhaustive()
+    }
+}
