@@ -23,6 +23,7 @@ pub mod iface;
 pub mod ip;
 pub mod ip_layer;
 pub mod seq;
+pub mod tcp;
 mod stack;
 pub mod time;
 pub mod udp;
