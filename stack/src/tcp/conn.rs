@@ -181,6 +181,10 @@ pub(crate) struct Conn {
     reno_sacked: u32,
     cwnd_limited: bool,
     last_send: Instant,
+    /// Retransmissions of the current pass, to notice a lost one (later
+    /// data SACKed more than an RTT after it went out; Linux's
+    /// TCPLostRetransmit).
+    rxt_log: std::collections::VecDeque<(SeqNum, SeqNum, Instant)>,
 
     // Timers.
     rtx_at: Option<Instant>,
@@ -308,6 +312,7 @@ impl Conn {
             reno_sacked: 0,
             cwnd_limited: false,
             last_send: now,
+            rxt_log: std::collections::VecDeque::new(),
             rtx_at: None,
             rtx_kind: RtxKind::Retransmit,
             rto_armed_at: now,
@@ -1066,6 +1071,9 @@ impl Conn {
         let cwnd_limited = prior_flight + mss > self.cc.cwnd()
             || (self.cc.in_slow_start() && 2 * prior_flight >= self.cc.cwnd());
         self.cwnd_limited = cwnd_limited;
+        if newly_sacked > 0 && matches!(self.ca, CaState::Recovery | CaState::Loss) {
+            self.check_lost_retransmit(ctx, now);
+        }
         match self.ca {
             CaState::Open | CaState::Disorder => {
                 if acked > 0 {
@@ -1089,6 +1097,7 @@ impl Conn {
                     self.ca = CaState::Recovery;
                     self.recover = self.snd_nxt;
                     self.high_rxt = self.snd_una;
+                    self.rxt_log.clear();
                     self.head_lost_to = self.snd_una + mss;
                     self.rtt_seq = None;
                     self.cc.on_loss(self.in_flight());
@@ -1143,6 +1152,34 @@ impl Conn {
                     }
                 }
             }
+        }
+    }
+
+    /// The retransmission of the first unacknowledged byte went out more
+    /// than an RTT (and a reordering allowance) ago, yet data sent later
+    /// is being SACKed: it was lost too; start the pass over.
+    fn check_lost_retransmit<C: TcpContext>(&mut self, ctx: &mut C, now: Instant) {
+        if !self.high_rxt.after(self.snd_una) {
+            return;
+        }
+        while let Some(&(_, e, _)) = self.rxt_log.front() {
+            if e.before_or_eq(self.snd_una) {
+                self.rxt_log.pop_front();
+            } else {
+                break;
+            }
+        }
+        let Some(&(s, _, t)) = self.rxt_log.front() else {
+            return;
+        };
+        if s.after(self.snd_una) {
+            return;
+        }
+        let srtt = self.rtt.srtt().unwrap_or(rtt::RTO_INITIAL);
+        if now - t > srtt + srtt / 4 + Duration::from_millis(2) {
+            self.high_rxt = self.snd_una;
+            self.rxt_log.clear();
+            ctx.count(TcpCounter::TcpLostRetransmit, 1);
         }
     }
 
@@ -1571,6 +1608,12 @@ impl Conn {
                     return;
                 }
                 self.high_rxt = seq + len + u32::from(fin);
+                if self.sack_ok {
+                    if self.rxt_log.len() >= 256 {
+                        self.rxt_log.pop_front();
+                    }
+                    self.rxt_log.push_back((seq, self.high_rxt, now));
+                }
                 pipe += len.max(1);
                 self.total_retrans += 1;
                 self.rtt_seq = None;
@@ -1783,6 +1826,7 @@ impl Conn {
         self.ca = CaState::Loss;
         self.recover = self.snd_nxt;
         self.high_rxt = self.snd_una;
+        self.rxt_log.clear();
         self.sb.clear();
         self.dupacks = 0;
         self.reno_sacked = 0;
