@@ -126,11 +126,6 @@ counters! {
     NeighTableFulls,
     /// Frames for IPv6, which this stack does not speak yet.
     Ip6InReceivesUnsupported,
-    /// TCP segments answered with a reset because no TCP is wired in.
-    TcpOutRsts,
-    TcpInSegs,
-    TcpInErrs,
-    TcpInCsumErrors,
 }
 
 /// All counters, each a u64.

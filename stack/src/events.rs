@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use crate::iface::neighbor::NeighborState;
 use crate::ip::Ipv4;
+use crate::tcp::TcpEvent;
 use crate::udp::UdpEvent;
 use crate::wire::Mac;
 
@@ -43,4 +44,6 @@ pub enum Event {
     },
     /// A UDP socket's association changed.
     Udp4(UdpEvent<Ipv4>),
+    /// A TCP socket changed (state, readable, writable, error).
+    Tcp(TcpEvent),
 }

@@ -33,7 +33,7 @@ pub use ip::{
     Ip, IpAddress, IpBuilder, IpPacket, IpProto, IpVersion, Ipv4, Ipv4Addr, Ipv6, Ipv6Addr, Subnet,
 };
 pub use seq::SeqNum;
-pub use stack::{EchoReply, Stack, StackConfig, UdpHandle, UdpRecv};
+pub use stack::{EchoReply, Stack, StackConfig, TcpCtx, UdpHandle, UdpRecv};
 pub use errno::Errno;
 pub use events::Event;
 pub use iface::RxOffload;

@@ -45,6 +45,9 @@ use crate::ip::{IpAddress, IpProto, Ipv4, Ipv4Addr};
 use crate::ip_layer::reassembly::{FragKey, Fragment, Outcome, ReassemblyTimerId};
 use crate::ip_layer::route::Route;
 use crate::ip_layer::{AddrEntry, DstKind, IpLayer, NextHop, RouteResult, fragment};
+use crate::tcp::{
+    self, SendError, TcpConfig, TcpContext, TcpCounter, TcpEvent, TcpLayer, Transmit,
+};
 use crate::time::Instant;
 use crate::udp::{
     Delivery, PmtuDisc, Readiness, RecvFlags, RecvMeta, Shutdown, UdpContext, UdpEvent, UdpOptions,
@@ -53,8 +56,7 @@ use crate::udp::{
 use crate::wire::icmpv4::{self, Icmpv4Message, Icmpv4Packet};
 use crate::wire::ipv4::{self, Ipv4Packet};
 use crate::wire::{
-    EtherType, EthernetArp, EthernetFrame, Ipv4Builder, Mac, ParseError, TcpBuilder, TcpFlags,
-    TcpSegment, UdpBuilder, UdpPacket,
+    EtherType, EthernetArp, EthernetFrame, Ipv4Builder, Mac, ParseError, UdpBuilder, UdpPacket,
 };
 
 /// How the stack is set up.
@@ -146,6 +148,7 @@ struct Core {
     deferred: VecDeque<Deferred>,
     device: Device,
     echo_replies: VecDeque<EchoReply>,
+    tcp_counters: [u64; TcpCounter::COUNT],
 }
 
 impl Core {
@@ -341,6 +344,195 @@ struct Out4 {
     dont_fragment: bool,
 }
 
+/// IPv4 output: what UDP, ICMP and TCP hand their datagrams to.
+struct Out4Ctx<'a> {
+    core: &'a mut Core,
+    ip4: &'a mut IpLayer<Ipv4>,
+    arp: &'a mut NeighborTable<Ipv4>,
+}
+
+impl Out4Ctx<'_> {
+    /// Builds and sends one IPv4 datagram whose transport part (`l4_len`
+    /// bytes) `write` writes in place (given the addresses, for the
+    /// pseudo-header). Fragments it if it does not fit and DF is clear.
+    fn send(
+        &mut self,
+        out: Out4,
+        l4_len: usize,
+        write: impl FnOnce(&mut [u8], Ipv4Addr, Ipv4Addr),
+    ) -> Result<(), Errno> {
+        let hlen = ipv4::HEADER_LEN;
+        let total = hlen + l4_len;
+        if total > 65535 {
+            return Err(Errno::EMSGSIZE);
+        }
+        let mtu = usize::from(out.route.mtu);
+        let src = out.route.src;
+        let df = out.dont_fragment && !out.route.pmtu_locked;
+        if total > mtu && df {
+            return Err(Errno::EMSGSIZE);
+        }
+        self.core.counters.increment(Counter::IpOutRequests);
+        let ident = if df && total <= mtu {
+            0
+        } else {
+            self.ip4.next_ident(&src, &out.dst, out.proto) as u16
+        };
+        let mut b = Ipv4Builder::new(src, out.dst, out.proto);
+        b.ttl = out.ttl;
+        b.dscp = out.tos >> 2;
+        b.ecn = out.tos & 3;
+        b.ident = ident;
+        b.dont_fragment = df;
+        let mac = self.core.device.mac;
+        if total <= mtu {
+            let mut f = self.core.pool.frame(ETH_HLEN + total);
+            write(&mut f.as_mut_slice()[ETH_HLEN + hlen..], src, out.dst);
+            let _ = b.emit(&mut f.as_mut_slice()[ETH_HLEN..]);
+            f.set_ethernet(Mac::ZERO, mac, EtherType::IPV4);
+            self.dispatch(f, out.route, out.dst);
+            return Ok(());
+        }
+        let mut whole = self.core.pool.get(l4_len);
+        write(&mut whole, src, out.dst);
+        let mut n = 0;
+        for (off, len, more) in fragment::plan(l4_len, mtu - hlen) {
+            let mut f = self.core.pool.frame(ETH_HLEN + hlen + len);
+            f.as_mut_slice()[ETH_HLEN + hlen..].copy_from_slice(&whole[off..off + len]);
+            b.fragment_offset = off as u16;
+            b.more_fragments = more;
+            let _ = b.emit(&mut f.as_mut_slice()[ETH_HLEN..]);
+            f.set_ethernet(Mac::ZERO, mac, EtherType::IPV4);
+            self.dispatch(f, out.route, out.dst);
+            n += 1;
+        }
+        self.core.pool.put(whole);
+        self.core.counters.increment(Counter::IpFragOKs);
+        self.core.counters.add(Counter::IpFragCreates, n);
+        Ok(())
+    }
+
+    /// Hands a built frame to its next hop.
+    fn dispatch(&mut self, mut f: Frame, route: RouteResult<Ipv4>, dst: Ipv4Addr) {
+        match route.next_hop {
+            NextHop::Local => self.core.loopback.push_back(f),
+            NextHop::Broadcast | NextHop::Multicast => {
+                let (mac, counter) = if route.next_hop == NextHop::Broadcast {
+                    (Mac::BROADCAST, Counter::IpOutBcastPkts)
+                } else {
+                    (
+                        dst.multicast_mac().unwrap_or(Mac::BROADCAST),
+                        Counter::IpOutMcastPkts,
+                    )
+                };
+                self.core.counters.increment(counter);
+                f.set_dst_mac(mac);
+                // Linux loops broadcasts, and multicast to a joined group
+                // (IP_MULTICAST_LOOP), back to local sockets.
+                if route.next_hop == NextHop::Broadcast || self.ip4.is_joined(&dst) {
+                    let mut copy = self.core.pool.frame(f.len());
+                    copy.as_mut_slice().copy_from_slice(f.as_slice());
+                    self.core.loopback.push_back(copy);
+                }
+                self.core.push_tx(f);
+            }
+            NextHop::Neighbor(nh) => {
+                let src = route.src;
+                let mut ctx = ArpCtx {
+                    core: &mut *self.core,
+                    ip: &*self.ip4,
+                };
+                self.arp.send(&mut ctx, nh, f, Some(src));
+            }
+        }
+    }
+}
+
+/// TCP's context: the clock, randomness, counters, events, routes and
+/// IPv4 output. Lent to the closure of [`Stack::tcp`] so that every call
+/// of [`TcpLayer`]'s socket API works through the facade.
+pub struct TcpCtx<'a> {
+    out: Out4Ctx<'a>,
+}
+
+impl InstantContext for TcpCtx<'_> {
+    fn now(&self) -> Instant {
+        self.out.core.now
+    }
+}
+
+impl RngContext for TcpCtx<'_> {
+    fn random_u64(&mut self) -> u64 {
+        self.out.core.rng.next_u64()
+    }
+}
+
+impl TcpContext for TcpCtx<'_> {
+    fn count(&mut self, counter: TcpCounter, n: u64) {
+        let c = &mut self.out.core.tcp_counters[counter as usize];
+        *c = c.wrapping_add(n);
+    }
+    fn event(&mut self, event: TcpEvent) {
+        self.out.core.emit(Event::Tcp(event));
+    }
+    fn route(&mut self, dst: tcp::IpAddr, src: Option<tcp::IpAddr>) -> Option<tcp::Route> {
+        let tcp::IpAddr::V4(d) = dst else {
+            return None;
+        };
+        let src = match src {
+            Some(tcp::IpAddr::V4(s)) => Some(s),
+            Some(tcp::IpAddr::V6(_)) => return None,
+            None => None,
+        };
+        let core = &self.out.core;
+        let r = self
+            .out
+            .ip4
+            .route(&d, src, core.device.mtu, core.now)
+            .ok()?;
+        Some(tcp::Route {
+            src: tcp::IpAddr::V4(r.src),
+            mtu: r.mtu,
+        })
+    }
+    fn is_local_addr(&self, addr: tcp::IpAddr) -> bool {
+        match addr {
+            tcp::IpAddr::V4(a) => self.out.ip4.is_local(&a),
+            tcp::IpAddr::V6(_) => false,
+        }
+    }
+    fn send(&mut self, tx: Transmit, write: impl FnOnce(&mut [u8])) -> Result<(), SendError> {
+        let (tcp::IpAddr::V4(src), tcp::IpAddr::V4(dst)) = (tx.src, tx.dst) else {
+            return Err(SendError::Unreachable);
+        };
+        if self.out.core.tx.len() >= self.out.core.tx_limit {
+            return Err(SendError::NoBuffer);
+        }
+        let core = &self.out.core;
+        let route = self
+            .out
+            .ip4
+            .route(&dst, Some(src), core.device.mtu, core.now)
+            .map_err(|_| SendError::Unreachable)?;
+        let ttl = if tx.ttl == 0 {
+            self.out.ip4.default_ttl
+        } else {
+            tx.ttl
+        };
+        let out = Out4 {
+            route,
+            dst,
+            proto: IpProto::TCP,
+            ttl,
+            tos: tx.tos,
+            dont_fragment: true,
+        };
+        self.out
+            .send(out, tx.len, |buf, _, _| write(buf))
+            .map_err(|_| SendError::NoBuffer)
+    }
+}
+
 /// Loopback packets processed per call before the rest waits for the next
 /// call (two sockets of ours answering each other forever must not hang
 /// the driver).
@@ -353,6 +545,7 @@ pub struct Stack {
     arp: NeighborTable<Ipv4>,
     icmp4: IcmpState<Ipv4>,
     udp4: UdpSockets<Ipv4>,
+    tcp: TcpLayer,
 }
 
 fn v4_of(a: SocketAddr) -> Result<(Ipv4Addr, u16), Errno> {
@@ -377,26 +570,40 @@ impl Stack {
             device.join_group(m);
         }
         let frame_cap = usize::from(config.mtu) + ETH_HLEN;
-        Stack {
-            core: Core {
-                now: Instant::ZERO,
-                timers: TimerQueue::default(),
-                counters: Counters::default(),
-                events: VecDeque::new(),
-                record_events: config.record_events,
-                rng,
-                pool: BufPool::new(frame_cap, 4096),
-                tx: VecDeque::with_capacity(config.tx_queue_len),
-                tx_limit: config.tx_queue_len,
-                loopback: VecDeque::new(),
-                deferred: VecDeque::new(),
-                device,
-                echo_replies: VecDeque::new(),
+        let mut core = Core {
+            now: Instant::ZERO,
+            timers: TimerQueue::default(),
+            counters: Counters::default(),
+            events: VecDeque::new(),
+            record_events: config.record_events,
+            rng,
+            pool: BufPool::new(frame_cap, 4096),
+            tx: VecDeque::with_capacity(config.tx_queue_len),
+            tx_limit: config.tx_queue_len,
+            loopback: VecDeque::new(),
+            deferred: VecDeque::new(),
+            device,
+            echo_replies: VecDeque::new(),
+            tcp_counters: [0; TcpCounter::COUNT],
+        };
+        let mut arp = NeighborTable::new(config.neighbor);
+        let tcp = TcpLayer::new(
+            TcpConfig::default(),
+            &mut TcpCtx {
+                out: Out4Ctx {
+                    core: &mut core,
+                    ip4: &mut ip4,
+                    arp: &mut arp,
+                },
             },
+        );
+        Stack {
+            core,
             ip4,
-            arp: NeighborTable::new(config.neighbor),
+            arp,
             icmp4: IcmpState::default(),
             udp4: UdpSockets::default(),
+            tcp,
         }
     }
 
@@ -632,7 +839,11 @@ impl Stack {
         if !self.core.loopback.is_empty() || !self.core.deferred.is_empty() {
             return Some(self.core.now);
         }
-        self.core.timers.next_deadline()
+        let t = self.core.timers.next_deadline();
+        match (t, self.tcp.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Runs every timer due at `now`.
@@ -656,6 +867,16 @@ impl Stack {
                     }
                 }
             }
+        }
+        if self.tcp.next_deadline().is_some_and(|t| t <= now) {
+            let mut ctx = TcpCtx {
+                out: Out4Ctx {
+                    core: &mut self.core,
+                    ip4: &mut self.ip4,
+                    arp: &mut self.arp,
+                },
+            };
+            self.tcp.on_timer(&mut ctx);
         }
         self.run_deferred();
     }
@@ -867,64 +1088,23 @@ impl Stack {
         }
     }
 
-    /// Until TCP is wired in, every segment is answered as Linux answers a
-    /// closed port: RST (RFC 9293 3.10.7.1).
+    /// TCP segments go to [`TcpLayer`] (which answers closed ports with
+    /// RST as Linux does); never from a broadcast or multicast (Linux:
+    /// `pkt_type != PACKET_HOST` is discarded before counting).
     fn receive_tcp4(&mut self, p: &Ipv4Packet<'_>, kind: DstKind, offload: RxOffload) {
-        let (src, dst) = (p.src(), p.dst());
-        let parsed = if offload.verify_l4() {
-            TcpSegment::parse(p.payload(), &src, &dst)
-        } else {
-            TcpSegment::parse_unverified(p.payload())
-        };
-        let seg = match parsed {
-            Ok(s) => s,
-            Err(e) => {
-                if e == ParseError::BadChecksum {
-                    self.core.counters.increment(Counter::TcpInCsumErrors);
-                }
-                self.core.counters.increment(Counter::TcpInErrs);
-                return;
-            }
-        };
-        self.core.counters.increment(Counter::TcpInSegs);
-        if kind != DstKind::Local || seg.flags().rst() {
+        if kind != DstKind::Local {
             return;
         }
-        let rst = if seg.flags().ack() {
-            TcpBuilder {
-                src_port: seg.dst_port(),
-                dst_port: seg.src_port(),
-                seq: seg.ack(),
-                flags: TcpFlags::RST,
-                ..TcpBuilder::default()
-            }
-        } else {
-            TcpBuilder {
-                src_port: seg.dst_port(),
-                dst_port: seg.src_port(),
-                ack: seg.seq() + seg.seq_len(),
-                flags: TcpFlags::RST | TcpFlags::ACK,
-                ..TcpBuilder::default()
-            }
+        let (src, dst) = (tcp::IpAddr::V4(p.src()), tcp::IpAddr::V4(p.dst()));
+        let mut ctx = TcpCtx {
+            out: Out4Ctx {
+                core: &mut self.core,
+                ip4: &mut self.ip4,
+                arp: &mut self.arp,
+            },
         };
-        let Ok(route) = self
-            .ip4
-            .route(&src, Some(dst), self.core.device.mtu, self.core.now)
-        else {
-            return;
-        };
-        self.core.counters.increment(Counter::TcpOutRsts);
-        let out = Out4 {
-            route,
-            dst: src,
-            proto: IpProto::TCP,
-            ttl: self.ip4.default_ttl,
-            tos: 0,
-            dont_fragment: true,
-        };
-        let _ = self.send_ipv4(out, rst.header_len(), |buf, s, d| {
-            let _ = rst.emit(&s, &d, buf);
-        });
+        self.tcp
+            .receive(&mut ctx, src, dst, p.payload(), !offload.verify_l4());
     }
 
     fn receive_icmp4(&mut self, p: &Ipv4Packet<'_>, pkt_type: PacketType, kind: DstKind) {
@@ -1044,9 +1224,13 @@ impl Stack {
                 self.udp4.deliver_error(local, remote, errno, hard);
             }
             IpProto::TCP => {
+                // TcpLayer::on_icmp_error takes `tcp::layer::IcmpError`,
+                // which tcp/mod.rs does not re-export yet: only the path
+                // MTU is learned until it does.
                 if let IcmpErrorKind::PacketTooBig { mtu } = kind {
                     self.learn_pmtu(remote.0, mtu);
                 }
+                let _ = (errno, hard);
             }
             _ => {}
         }
@@ -1118,95 +1302,21 @@ impl Stack {
         });
     }
 
-    /// Builds and sends one IPv4 datagram whose transport part (`l4_len`
-    /// bytes) `write` writes in place (given the addresses, for the
-    /// pseudo-header). Fragments it if it does not fit and DF is clear.
+    /// Builds and sends one IPv4 datagram (see [`Out4Ctx::send`]).
     fn send_ipv4(
         &mut self,
         out: Out4,
         l4_len: usize,
         write: impl FnOnce(&mut [u8], Ipv4Addr, Ipv4Addr),
     ) -> Result<(), Errno> {
-        let hlen = ipv4::HEADER_LEN;
-        let total = hlen + l4_len;
-        if total > 65535 {
-            return Err(Errno::EMSGSIZE);
-        }
-        let mtu = usize::from(out.route.mtu);
-        let src = out.route.src;
-        let df = out.dont_fragment && !out.route.pmtu_locked;
-        if total > mtu && df {
-            return Err(Errno::EMSGSIZE);
-        }
-        self.core.counters.increment(Counter::IpOutRequests);
-        let ident = if df && total <= mtu {
-            0
-        } else {
-            self.ip4.next_ident(&src, &out.dst, out.proto) as u16
-        };
-        let mut b = Ipv4Builder::new(src, out.dst, out.proto);
-        b.ttl = out.ttl;
-        b.dscp = out.tos >> 2;
-        b.ecn = out.tos & 3;
-        b.ident = ident;
-        b.dont_fragment = df;
-        let mac = self.core.device.mac;
-        if total <= mtu {
-            let mut f = self.core.pool.frame(ETH_HLEN + total);
-            write(&mut f.as_mut_slice()[ETH_HLEN + hlen..], src, out.dst);
-            let _ = b.emit(&mut f.as_mut_slice()[ETH_HLEN..]);
-            f.set_ethernet(Mac::ZERO, mac, EtherType::IPV4);
-            self.dispatch4(f, out.route, out.dst);
-            return Ok(());
-        }
-        let mut whole = self.core.pool.get(l4_len);
-        write(&mut whole, src, out.dst);
-        let mut n = 0;
-        for (off, len, more) in fragment::plan(l4_len, mtu - hlen) {
-            let mut f = self.core.pool.frame(ETH_HLEN + hlen + len);
-            f.as_mut_slice()[ETH_HLEN + hlen..].copy_from_slice(&whole[off..off + len]);
-            b.fragment_offset = off as u16;
-            b.more_fragments = more;
-            let _ = b.emit(&mut f.as_mut_slice()[ETH_HLEN..]);
-            f.set_ethernet(Mac::ZERO, mac, EtherType::IPV4);
-            self.dispatch4(f, out.route, out.dst);
-            n += 1;
-        }
-        self.core.pool.put(whole);
-        self.core.counters.increment(Counter::IpFragOKs);
-        self.core.counters.add(Counter::IpFragCreates, n);
-        Ok(())
+        self.out4().send(out, l4_len, write)
     }
 
-    /// Hands a built frame to its next hop.
-    fn dispatch4(&mut self, mut f: Frame, route: RouteResult<Ipv4>, dst: Ipv4Addr) {
-        match route.next_hop {
-            NextHop::Local => self.core.loopback.push_back(f),
-            NextHop::Broadcast | NextHop::Multicast => {
-                let (mac, counter) = if route.next_hop == NextHop::Broadcast {
-                    (Mac::BROADCAST, Counter::IpOutBcastPkts)
-                } else {
-                    (
-                        dst.multicast_mac().unwrap_or(Mac::BROADCAST),
-                        Counter::IpOutMcastPkts,
-                    )
-                };
-                self.core.counters.increment(counter);
-                f.set_dst_mac(mac);
-                // Linux loops broadcasts, and multicast to a joined group
-                // (IP_MULTICAST_LOOP), back to local sockets.
-                if route.next_hop == NextHop::Broadcast || self.ip4.is_joined(&dst) {
-                    let mut copy = self.core.pool.frame(f.len());
-                    copy.as_mut_slice().copy_from_slice(f.as_slice());
-                    self.core.loopback.push_back(copy);
-                }
-                self.core.push_tx(f);
-            }
-            NextHop::Neighbor(nh) => {
-                let src = route.src;
-                let (t, mut ctx) = self.arp_ctx();
-                t.send(&mut ctx, nh, f, Some(src));
-            }
+    fn out4(&mut self) -> Out4Ctx<'_> {
+        Out4Ctx {
+            core: &mut self.core,
+            ip4: &mut self.ip4,
+            arp: &mut self.arp,
         }
     }
 
@@ -1245,6 +1355,44 @@ impl Stack {
     /// The next echo reply received.
     pub fn poll_echo_reply(&mut self) -> Option<EchoReply> {
         self.core.echo_replies.pop_front()
+    }
+
+    // ------------------------------------------------------------------
+    // TCP sockets.
+
+    /// Runs `f` with the TCP layer and its context: every socket call of
+    /// [`TcpLayer`] (`socket`, `bind`, `listen`, `accept`, `connect`,
+    /// `send`, `recv`, `shutdown`, `close`, options) goes through here,
+    /// e.g. `stack.tcp(now, |t, cx| t.connect(cx, id, addr))`. Segments it
+    /// sends to the stack's own addresses are delivered before this
+    /// returns.
+    pub fn tcp<R>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut TcpLayer, &mut TcpCtx<'_>) -> R,
+    ) -> R {
+        self.core.now = now;
+        let mut ctx = TcpCtx {
+            out: Out4Ctx {
+                core: &mut self.core,
+                ip4: &mut self.ip4,
+                arp: &mut self.arp,
+            },
+        };
+        let r = f(&mut self.tcp, &mut ctx);
+        self.run_deferred();
+        r
+    }
+
+    /// The TCP layer, read-only (`poll`, `state`, addresses, `tcp_info`).
+    pub fn tcp_layer(&self) -> &TcpLayer {
+        &self.tcp
+    }
+
+    /// TCP's counters (`Tcp:` and `TcpExt:` of `/proc/net/snmp` and
+    /// `/proc/net/netstat`), by [`TcpCounter::name`].
+    pub fn tcp_counter(&self, c: TcpCounter) -> u64 {
+        self.core.tcp_counters[c as usize]
     }
 
     // ------------------------------------------------------------------

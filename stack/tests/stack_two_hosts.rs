@@ -324,47 +324,6 @@ fn broadcast_needs_so_broadcast_and_loops_back() {
 }
 
 #[test]
-fn tcp_to_closed_port_gets_rst() {
-    use shunt_stack::wire::{EthernetBuilder, Ipv4Builder, TcpBuilder, TcpFlags};
-    use shunt_stack::{IpProto, SeqNum};
-    let mut n = Net::new();
-    // Let B learn A first (so its RST needs no ARP).
-    n.a.send_echo_request(B, 1, 1, b"", n.now).unwrap();
-    n.pump();
-    let syn = TcpBuilder {
-        src_port: 40000,
-        dst_port: 80,
-        seq: SeqNum::new(1000),
-        flags: TcpFlags::SYN,
-        window: 65535,
-        ..TcpBuilder::default()
-    };
-    let ip = Ipv4Builder::new(A, B, IpProto::TCP);
-    let mut f = vec![0u8; 14 + 20 + 20];
-    syn.emit(&A, &B, &mut f[34..]).unwrap();
-    ip.emit(&mut f[14..]).unwrap();
-    EthernetBuilder {
-        dst: MAC_B,
-        src: MAC_A,
-        ethertype: EtherType::IPV4,
-    }
-    .emit(&mut f)
-    .unwrap();
-    n.b.receive(&f, RxOffload::None, n.now);
-    n.connected = false;
-    n.pump();
-    let rst = n.from_b.last().unwrap();
-    let p = SlicedPacket::from_ethernet(rst).unwrap();
-    let Some(TransportSlice::Tcp(t)) = &p.transport else {
-        panic!()
-    };
-    assert!(t.rst() && t.ack());
-    assert_eq!(t.acknowledgment_number(), 1001);
-    assert_eq!(t.sequence_number(), 0);
-    assert_eq!((t.source_port(), t.destination_port()), (80, 40000));
-}
-
-#[test]
 fn reassembly_timeout_sends_time_exceeded_through_the_facade() {
     use shunt_stack::IpProto;
     use shunt_stack::wire::{EthernetBuilder, Ipv4Builder};

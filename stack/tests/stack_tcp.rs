@@ -1,0 +1,156 @@
+//! TCP through the whole stack: two `Stack`s wired frame to frame (ARP
+//! resolution before the SYN, IPv4 output, etherparse-checked frames),
+//! and a self-connection through the stack's loopback.
+
+mod stack_util;
+
+use shunt_stack::tcp::{
+    Domain, IpAddr, Poll, RecvFlags, SendFlags, SockAddr, TcpCounter, TcpState,
+};
+use shunt_stack::time::Duration;
+use shunt_stack::{Ipv4Addr, Stack};
+use stack_util::*;
+
+fn addr(a: Ipv4Addr, port: u16) -> SockAddr {
+    SockAddr::new(IpAddr::V4(a), port)
+}
+
+fn recv_all(
+    s: &mut Stack,
+    id: shunt_stack::tcp::SocketId,
+    now: shunt_stack::time::Instant,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.tcp(now, |t, cx| t.recv(cx, id, &mut buf, RecvFlags::default())) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+#[test]
+fn connect_accept_echo_close_between_two_stacks() {
+    let mut n = Net::new();
+    let now = n.now;
+    let l = n.b.tcp(now, |t, cx| {
+        let l = t.socket(Domain::V4);
+        t.bind(cx, l, addr(Ipv4Addr::UNSPECIFIED, 80)).unwrap();
+        t.listen(cx, l, 16).unwrap();
+        l
+    });
+    let c = n.a.tcp(now, |t, cx| {
+        let c = t.socket(Domain::V4);
+        assert_eq!(
+            t.connect(cx, c, addr(B, 80)),
+            Err(shunt_stack::Errno::EINPROGRESS)
+        );
+        c
+    });
+    n.advance(Duration::from_millis(10));
+    assert_eq!(n.a.tcp_layer().state(c), Ok(TcpState::Established));
+    let (s, peer) = n.b.tcp(n.now, |t, cx| t.accept(cx, l)).unwrap();
+    assert_eq!(peer.ip, IpAddr::V4(A));
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+    let mut sent = 0;
+    let mut got = Vec::new();
+    for _ in 0..200 {
+        if sent < data.len() {
+            let t = n.now;
+            if let Ok(k) = n.a.tcp(t, |tc, cx| {
+                tc.send(cx, c, &data[sent..], SendFlags::default())
+            }) {
+                sent += k;
+            }
+        }
+        n.advance(Duration::from_millis(5));
+        let t = n.now;
+        got.extend(recv_all(&mut n.b, s, t));
+        if got.len() == data.len() {
+            break;
+        }
+    }
+    assert_eq!(got, data);
+    // Echo a little back, then close both ways.
+    let t = n.now;
+    n.b.tcp(t, |tc, cx| tc.send(cx, s, b"thanks", SendFlags::default()))
+        .unwrap();
+    n.advance(Duration::from_millis(50));
+    let t = n.now;
+    assert_eq!(recv_all(&mut n.a, c, t), b"thanks");
+    n.a.tcp(t, |tc, cx| tc.close(cx, c));
+    n.advance(Duration::from_millis(50));
+    let t = n.now;
+    assert!(n.b.tcp_layer().poll(s).has(Poll::IN | Poll::RDHUP));
+    n.b.tcp(t, |tc, cx| tc.close(cx, s));
+    n.advance(Duration::from_millis(50));
+    assert_eq!(n.a.tcp_counter(TcpCounter::ActiveOpens), 1);
+    assert_eq!(n.b.tcp_counter(TcpCounter::PassiveOpens), 1);
+    assert_eq!(n.a.tcp_counter(TcpCounter::RetransSegs), 0);
+    // Every frame on the wire went through etherparse in `Net`.
+    assert!(n.from_a.len() > 30);
+}
+
+#[test]
+fn closed_port_gets_rst_and_connect_fails() {
+    let mut n = Net::new();
+    let c = n.a.tcp(n.now, |t, cx| {
+        let c = t.socket(Domain::V4);
+        let _ = t.connect(cx, c, addr(B, 81));
+        c
+    });
+    n.advance(Duration::from_millis(10));
+    let mut t = n.a.tcp_layer().state(c);
+    if t != Ok(TcpState::Close) {
+        n.advance(Duration::from_millis(100));
+        t = n.a.tcp_layer().state(c);
+    }
+    assert_eq!(t, Ok(TcpState::Close));
+    let e = n.a.tcp(n.now, |tc, _| tc.take_error(c));
+    assert_eq!(e, Some(shunt_stack::Errno::ECONNREFUSED));
+    let rst = n.from_b.iter().rev().find(|f| f.len() >= 54).unwrap();
+    let p = etherparse::SlicedPacket::from_ethernet(rst).unwrap();
+    let Some(etherparse::TransportSlice::Tcp(tcp)) = &p.transport else {
+        panic!()
+    };
+    assert!(tcp.rst() && tcp.ack());
+}
+
+#[test]
+fn self_connection_inside_one_stack() {
+    let mut s = host(MAC_A, A, 9);
+    let mut now = shunt_stack::time::Instant::ZERO;
+    let l = s.tcp(now, |t, cx| {
+        let l = t.socket(Domain::V4);
+        t.bind(cx, l, addr(A, 8080)).unwrap();
+        t.listen(cx, l, 4).unwrap();
+        l
+    });
+    let c = s.tcp(now, |t, cx| {
+        let c = t.socket(Domain::V4);
+        let _ = t.connect(cx, c, addr(A, 8080));
+        c
+    });
+    for _ in 0..10 {
+        now += Duration::from_millis(1);
+        s.on_timer(now);
+    }
+    assert_eq!(s.tcp_layer().state(c), Ok(TcpState::Established));
+    let (a, _) = s.tcp(now, |t, cx| t.accept(cx, l)).unwrap();
+    s.tcp(now, |t, cx| t.send(cx, c, b"loop", SendFlags::default()))
+        .unwrap();
+    for _ in 0..10 {
+        now += Duration::from_millis(1);
+        s.on_timer(now);
+    }
+    assert_eq!(recv_all(&mut s, a, now), b"loop");
+    // Nothing but the initial gratuitous ARP reached the wire.
+    let mut buf = [0u8; 2048];
+    let mut frames = 0;
+    while s.poll_transmit(now, &mut buf).is_some() {
+        frames += 1;
+    }
+    assert_eq!(frames, 1);
+}
