@@ -208,9 +208,11 @@ fn bulk_both_ways_loss_reorder_duplication() {
 
 #[test]
 fn bulk_newreno_without_sack_under_loss() {
-    let mut cfg = TcpConfig::default();
-    cfg.sack = false;
-    cfg.congestion_control = shunt_stack::tcp::CcAlgo::Reno;
+    let cfg = TcpConfig {
+        sack: false,
+        congestion_control: shunt_stack::tcp::CcAlgo::Reno,
+        ..TcpConfig::default()
+    };
     let mut net = Net::new(cfg);
     net.impair = Impair {
         loss: 0.02,

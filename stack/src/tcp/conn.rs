@@ -1659,6 +1659,7 @@ impl Conn {
                 if len < mss {
                     self.snd_sml = self.snd_nxt;
                     self.cork_expired = false;
+                    self.cork_at = None;
                 }
                 pipe += len;
                 if self.rtx_at.is_none() || self.rtx_kind == RtxKind::Probe {
@@ -1684,6 +1685,20 @@ impl Conn {
         if window_blocked && self.snd_una == self.snd_nxt && self.rtx_at.is_none() {
             self.arm_rtx(now, RtxKind::Probe);
         }
+    }
+
+    /// The application closed the socket: an orphan in FIN_WAIT_2 waits
+    /// `tcp_fin_timeout` for the peer's FIN.
+    pub fn orphaned(&mut self, env: &Env, now: Instant) {
+        if self.state == TcpState::FinWait2 {
+            self.fw2_at = Some(now + env.cfg.fin_timeout);
+        }
+    }
+
+    /// TCP_CORK cleared: the ceiling timer has nothing left to time.
+    pub fn uncork(&mut self) {
+        self.cork_at = None;
+        self.cork_expired = false;
     }
 
     /// Nagle (Minshall's variant, as Linux) and cork for a segment

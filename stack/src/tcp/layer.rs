@@ -11,7 +11,7 @@
 use core::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use super::conn::{ChallengeLimit, Conn, Env, Negotiated, Seg, send_reset};
+use super::conn::{ChallengeLimit, Conn, Env, Seg, send_reset};
 use super::listen::{self, Listener, ReqSock};
 use super::siphash::{SipBuild, SipHasher13, SipKey};
 use super::{
@@ -19,7 +19,7 @@ use super::{
     TcpEvent, TcpState, emit,
 };
 use crate::seq::SeqNum;
-use crate::time::{Duration, Instant};
+use crate::time::Instant;
 use crate::wire::ParseError;
 use crate::wire::tcp::{TcpBuilder, TcpFlags, TcpOptionSet, TcpSegment, Timestamps};
 use core::hash::Hasher;
@@ -1088,7 +1088,10 @@ impl TcpLayer {
 
     // ---- ports ----
 
-    fn conflicts(&self, me: Option<u32>, port: u16, u: &PortUse, for_listen: bool) -> bool {
+    /// Linux's inet_bind_conflict: overlapping addresses conflict unless
+    /// both set SO_REUSEPORT, or both set SO_REUSEADDR and the other is
+    /// not listening.
+    fn conflicts(&self, me: Option<u32>, port: u16, u: &PortUse) -> bool {
         let Some(list) = self.ports.get(&port) else {
             return false;
         };
@@ -1103,7 +1106,7 @@ impl TcpLayer {
             if u.reuseport && o.reuseport {
                 continue;
             }
-            if !for_listen && u.reuseaddr && o.reuseaddr && !o.listening {
+            if u.reuseaddr && o.reuseaddr && !o.listening {
                 continue;
             }
             return true;
@@ -1215,7 +1218,7 @@ impl TcpLayer {
             self.pick_free_port(ctx).ok_or(Errno::EADDRINUSE)?
         } else {
             u.listening = false;
-            if self.conflicts(Some(id.index), wire.port, &u, false) {
+            if self.conflicts(Some(id.index), wire.port, &u) {
                 return Err(Errno::EADDRINUSE);
             }
             wire.port
@@ -1285,7 +1288,7 @@ impl TcpLayer {
         };
         let mut u = self.port_use_for(id, local.ip);
         u.listening = true;
-        if self.conflicts(Some(id.index), local.port, &u, true) {
+        if self.conflicts(Some(id.index), local.port, &u) {
             return Err(Errno::EADDRINUSE);
         }
         let s = self.sock_mut(id)?;
@@ -1367,7 +1370,7 @@ impl TcpLayer {
                 e
             }
         })?;
-        if remote.ip.is_multicast() || remote.port == 0 && false {
+        if remote.ip.is_multicast() {
             return Err(Errno::ENETUNREACH);
         }
         if let IpAddr::V4(a) = remote.ip
@@ -1709,9 +1712,7 @@ impl TcpLayer {
                     } else {
                         self.with_conn(id.index, |c, env| {
                             c.output(ctx, env, now);
-                            if c.state == TcpState::FinWait2 {
-                                c.fw_timeout(env, now);
-                            }
+                            c.orphaned(env, now);
                         });
                     }
                 }
@@ -1915,6 +1916,11 @@ impl TcpLayer {
                 SockOpt::Cork => {
                     o.cork = on;
                     push = !on;
+                    if let Kind::Conn(c) = &mut s.kind
+                        && !on
+                    {
+                        c.uncork();
+                    }
                 }
                 SockOpt::MaxSeg => {
                     if val != 0 && !(88..=32767).contains(&val) {
@@ -2126,13 +2132,3 @@ impl Slot {
         }
     }
 }
-
-impl Conn {
-    /// An orphan in FIN_WAIT_2 waits `tcp_fin_timeout` for the peer's FIN.
-    pub(crate) fn fw_timeout(&mut self, env: &Env, now: Instant) {
-        let _ = (env, now);
-    }
-}
-
-#[allow(dead_code)]
-fn _unused(_: Negotiated, _: Duration) {}

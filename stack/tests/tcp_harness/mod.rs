@@ -121,7 +121,7 @@ pub fn oracle_check(src: IpAddr, dst: IpAddr, seg: &[u8]) {
         _ => unreachable!(),
     };
     assert_eq!(ok, t.checksum(), "etherparse disagrees on the checksum");
-    assert_eq!(t.header_len() as usize + t.payload().len(), seg.len());
+    assert_eq!(t.header_len() + t.payload().len(), seg.len());
 }
 
 impl TcpContext for Ctx {
@@ -191,6 +191,8 @@ struct InFlight {
     pkt: Packet,
 }
 
+pub type DropFilter = Box<dyn FnMut(&Packet) -> bool>;
+
 pub struct Net {
     pub hosts: Vec<Host>,
     pub now: Instant,
@@ -205,7 +207,7 @@ pub struct Net {
     pub delivered: u64,
     /// Drop everything whose filter says so (tests that lose a chosen
     /// segment).
-    pub drop_filter: Option<Box<dyn FnMut(&Packet) -> bool>>,
+    pub drop_filter: Option<DropFilter>,
 }
 
 impl Net {
@@ -221,7 +223,7 @@ impl Net {
                 Host::new(
                     ip(*a),
                     cfg.clone(),
-                    0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1) * 7919,
+                    0x9e37_79b9_7f4a_7c15 ^ ((i as u64 + 1) * 7919),
                 )
             })
             .collect();
@@ -433,4 +435,30 @@ pub fn connect_pair(
     let h = net.a();
     assert_eq!(h.tcp.connect(&mut h.ctx, c, sa(B, port)), Ok(()));
     (l, c, s.unwrap())
+}
+
+/// Builds a segment and hands it to host `h` as if it came off the wire.
+pub fn inject(
+    net: &mut Net,
+    h: usize,
+    src: SockAddr,
+    dst: SockAddr,
+    b: shunt_stack::wire::tcp::TcpBuilder,
+    payload: &[u8],
+) {
+    let mut bytes = vec![0u8; b.header_len() + payload.len()];
+    bytes[b.header_len()..].copy_from_slice(payload);
+    match (src.ip, dst.ip) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => b.emit(&s, &d, &mut bytes).unwrap(),
+        (IpAddr::V6(s), IpAddr::V6(d)) => b.emit(&s, &d, &mut bytes).unwrap(),
+        _ => panic!("mixed"),
+    };
+    let host = &mut net.hosts[h];
+    host.tcp
+        .receive(&mut host.ctx, src.ip, dst.ip, &bytes, false);
+}
+
+/// Segments in a capture from `src` (by address), with their times.
+pub fn from(cap: &[Packet], src: [u8; 4]) -> Vec<&Packet> {
+    cap.iter().filter(|p| p.src == ip(src)).collect()
 }
