@@ -224,3 +224,57 @@ fn bulk_newreno_without_sack_under_loss() {
     report(&net, "NewReno, no SACK, 2% loss", bytes, took);
     assert!(net.hosts[0].ctx.count(TcpCounter::TcpRenoRecovery) > 0);
 }
+
+/// One connection over a 1 ms path fills 10 Gbit/s: the receive buffer
+/// autotunes from 128 KiB towards tcp_rmem[2], the send buffer follows
+/// the congestion window.
+#[test]
+fn one_connection_fills_10_gbit_at_1ms() {
+    let mut net = Net::new(TcpConfig::default());
+    for h in &mut net.hosts {
+        h.ctx.oracle = false;
+        h.ctx.keep_events = false;
+    }
+    let (_l, c, s) = connect_pair(&mut net, 5001);
+    net.capture_on = false;
+    let total: u64 = 48 << 20;
+    let chunk = vec![0x5au8; 1 << 20];
+    let (mut sent, mut got) = (0u64, 0u64);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut mark = None;
+    while got < total {
+        let h = &mut net.hosts[0];
+        while sent < total {
+            let n = ((total - sent) as usize).min(chunk.len());
+            match h.tcp.send(&mut h.ctx, c, &chunk[..n], SendFlags::default()) {
+                Ok(k) => sent += k as u64,
+                Err(_) => break,
+            }
+        }
+        let h = &mut net.hosts[1];
+        while let Ok(k) = h.tcp.recv(&mut h.ctx, s, &mut buf, RecvFlags::default()) {
+            if k == 0 {
+                break;
+            }
+            got += k as u64;
+        }
+        if mark.is_none() && got >= 16 << 20 {
+            mark = Some((net.now, got));
+        }
+        assert!(net.step());
+    }
+    let (t0, g0) = mark.unwrap();
+    let gbit = (got - g0) as f64 * 8.0 / (net.now - t0).as_secs_f64() / 1e9;
+    let rcvbuf = net.hosts[1]
+        .tcp
+        .get_option(s, shunt_stack::tcp::SockOpt::RcvBuf)
+        .unwrap();
+    let sndbuf = net.hosts[0]
+        .tcp
+        .get_option(c, shunt_stack::tcp::SockOpt::SndBuf)
+        .unwrap();
+    eprintln!("steady state {gbit:.1} Gbit/s over 1 ms; rcvbuf {rcvbuf}, sndbuf {sndbuf}");
+    assert!(gbit >= 10.0, "{gbit:.2} Gbit/s");
+    assert!(rcvbuf as u64 >= 2 * 1_250_000, "{rcvbuf}");
+    assert_eq!(net.hosts[0].ctx.count(TcpCounter::RetransSegs), 0);
+}

@@ -979,3 +979,95 @@ fn fresh_socket_semantics() {
     assert_eq!(h.tcp.get_option(x, SockOpt::SynCnt), Ok(6));
     let _ = Instant::ZERO;
 }
+
+#[test]
+fn paws_drops_old_timestamps() {
+    let mut net = Net::new(cfg());
+    let (_l, c, s) = connect_pair(&mut net, 80);
+    assert_eq!(send(&mut net, 1, s, b"fresh"), Ok(5));
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(recv_all(&mut net, 0, c).unwrap(), b"fresh");
+    // Replay B's segment with a timestamp from the past and new data at
+    // the right sequence number: PAWS drops it and A answers with an ACK.
+    let last = net
+        .capture
+        .iter()
+        .rev()
+        .find(|p| p.src == ip(B) && !p.seg().payload().is_empty())
+        .unwrap()
+        .clone();
+    let sg = last.seg();
+    let mut b = sg.builder();
+    let ts = b.options.timestamps.unwrap();
+    b.options.timestamps = Some(Timestamps {
+        val: ts.val.wrapping_sub(1000),
+        ecr: ts.ecr,
+    });
+    b.seq = sg.seq() + 5;
+    let out_before = net.hosts[0].ctx.out.len();
+    let me = net.hosts[0].tcp.local_addr(c).unwrap();
+    inject(&mut net, 0, sa(B, 80), me, b, b"stale");
+    assert_eq!(net.hosts[0].ctx.count(TcpCounter::PawsEstab), 1);
+    assert_eq!(
+        net.hosts[0].ctx.out.len(),
+        out_before + 1,
+        "a duplicate ACK"
+    );
+    assert_eq!(recv_all(&mut net, 0, c).unwrap(), b"");
+    // The same segment with a current timestamp is accepted.
+    b.options.timestamps = Some(Timestamps {
+        val: ts.val.wrapping_add(1),
+        ecr: ts.ecr,
+    });
+    inject(&mut net, 0, sa(B, 80), me, b, b"later");
+    assert_eq!(recv_all(&mut net, 0, c).unwrap(), b"later");
+}
+
+#[test]
+fn closing_a_listener_resets_unaccepted_connections() {
+    let mut net = Net::new(cfg());
+    let (l, c, _s) = connect_pair(&mut net, 80);
+    let c2 = net.a().tcp.socket(Domain::V4);
+    let h = net.a();
+    let _ = h.tcp.connect(&mut h.ctx, c2, sa(B, 80));
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.hosts[0].tcp.state(c2), Ok(TcpState::Established));
+    let h = net.b();
+    h.tcp.close(&mut h.ctx, l);
+    net.run_for(Duration::from_millis(10));
+    let h = net.a();
+    assert_eq!(h.tcp.take_error(c2), Some(Errno::ECONNRESET));
+    // The accepted one is untouched.
+    assert_eq!(h.tcp.state(c), Ok(TcpState::Established));
+    assert_eq!(net.hosts[1].tcp.stats().connections, 1);
+}
+
+#[test]
+fn reset_while_queued_is_still_accepted() {
+    let mut net = Net::new(cfg());
+    let l = net.b().tcp.socket(Domain::V4);
+    let h = net.b();
+    h.tcp.bind(&mut h.ctx, l, sa(B, 80)).unwrap();
+    h.tcp.listen(&mut h.ctx, l, 8).unwrap();
+    let c = net.a().tcp.socket(Domain::V4);
+    let h = net.a();
+    let _ = h.tcp.connect(&mut h.ctx, c, sa(B, 80));
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(send(&mut net, 0, c, b"early"), Ok(5));
+    net.hosts[0].tcp.set_linger(c, Some(0)).unwrap();
+    net.run_for(Duration::from_millis(10));
+    let h = net.a();
+    h.tcp.close(&mut h.ctx, c);
+    net.run_for(Duration::from_millis(10));
+    let h = net.b();
+    let (s, _) = h.tcp.accept(&mut h.ctx, l).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        h.tcp.recv(&mut h.ctx, s, &mut buf, RecvFlags::default()),
+        Ok(5)
+    );
+    assert_eq!(
+        h.tcp.recv(&mut h.ctx, s, &mut buf, RecvFlags::default()),
+        Err(Errno::ECONNRESET)
+    );
+}

@@ -2185,3 +2185,88 @@ pub(crate) fn send_reset<C: TcpContext>(
     }
     ok
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::layer::SocketId;
+
+    fn conn(rcvbuf: usize) -> Conn {
+        let cfg = TcpConfig::default();
+        let mut opts = SockOpts::new(&cfg);
+        opts.rcvbuf = rcvbuf;
+        Conn::new(
+            SocketId::for_test(1),
+            SockAddr::v4([192, 0, 2, 1], 80),
+            SockAddr::v4([192, 0, 2, 2], 40000),
+            opts,
+            &cfg,
+            SeqNum::new(1000),
+            0,
+            1500,
+            Instant::ZERO,
+        )
+    }
+
+    #[test]
+    fn window_scale_from_buffer_space() {
+        assert_eq!(wscale_for(6_291_456), 7, "Linux's default tcp_rmem[2]");
+        assert_eq!(wscale_for(65535), 0);
+        assert_eq!(wscale_for(131_072), 2);
+        assert_eq!(wscale_for(1 << 30), 14, "capped at 14");
+    }
+
+    #[test]
+    fn advertised_window_scaled_never_shrinks_and_avoids_sws() {
+        let mut c = conn(131_072);
+        let neg = Negotiated {
+            peer_mss: Some(1460),
+            snd_wscale: Some(7),
+            rcv_wscale: 7,
+            sack: true,
+            ts_recent: None,
+        };
+        c.accept_init(SeqNum::new(5000), &neg, Instant::ZERO);
+        assert_eq!(c.syn_window(), 64240);
+        assert_eq!(c.select_window(), 1024, "131072 >> 7");
+        assert_eq!(c.rcv_wnd(), 131_072);
+        // 1000 bytes arrive and sit unread: the right edge stays put, the
+        // field rounds up rather than shrink it.
+        c.rcv.append(&[0u8; 1000]);
+        c.rcv_nxt += 1000;
+        assert_eq!(c.select_window(), 1017);
+        assert!(c.rcv_wnd() >= 130_072);
+        // The reader takes 100 bytes: less than an MSS of new space, so
+        // the edge does not move (receiver SWS avoidance).
+        c.rcv.consume(100);
+        let before = c.rcv_adv;
+        c.select_window();
+        assert_eq!(c.rcv_adv, before);
+        // Another 2000: now it moves.
+        c.rcv.consume(900);
+        c.rcv_nxt += 0;
+        c.select_window();
+        assert!(c.rcv_adv.after(before));
+        assert_eq!(c.rcv_wnd(), 131_072);
+    }
+
+    #[test]
+    fn mss_from_options_and_mtu() {
+        let mut c = conn(131_072);
+        let neg = Negotiated {
+            peer_mss: Some(1460),
+            snd_wscale: Some(7),
+            rcv_wscale: 7,
+            sack: true,
+            ts_recent: Some(1),
+        };
+        c.accept_init(SeqNum::new(5000), &neg, Instant::ZERO);
+        assert_eq!(c.mss, 1448, "1460 less the timestamp option");
+        c.pmtu = 1400;
+        c.update_mss();
+        assert_eq!(c.mss, 1348);
+        let mut c = conn(131_072);
+        c.accept_init(SeqNum::new(5000), &Negotiated::default(), Instant::ZERO);
+        assert_eq!(c.mss, 536, "no MSS option: RFC 9293's default");
+    }
+}

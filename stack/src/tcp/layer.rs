@@ -32,6 +32,10 @@ pub struct SocketId {
 }
 
 impl SocketId {
+    #[cfg(test)]
+    pub(crate) fn for_test(index: u32) -> SocketId {
+        SocketId { index, gen_: 0 }
+    }
     pub fn index(self) -> u32 {
         self.index
     }
@@ -2130,5 +2134,94 @@ impl Slot {
             Slot::Sock(s) => Some(s),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{InstantContext, RngContext};
+    use crate::tcp::{Route, SendError, Transmit};
+
+    struct Fake {
+        now: Instant,
+        rng: u64,
+    }
+    impl InstantContext for Fake {
+        fn now(&self) -> Instant {
+            self.now
+        }
+    }
+    impl RngContext for Fake {
+        fn random_u64(&mut self) -> u64 {
+            self.rng = self
+                .rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.rng
+        }
+    }
+    impl TcpContext for Fake {
+        fn count(&mut self, _: TcpCounter, _: u64) {}
+        fn event(&mut self, _: TcpEvent) {}
+        fn route(&mut self, _: IpAddr, _: Option<IpAddr>) -> Option<Route> {
+            None
+        }
+        fn is_local_addr(&self, _: IpAddr) -> bool {
+            true
+        }
+        fn send(&mut self, _: Transmit, _: impl FnOnce(&mut [u8])) -> Result<(), SendError> {
+            Ok(())
+        }
+    }
+
+    fn key(port: u16) -> ConnKey {
+        ConnKey {
+            local: SockAddr::v4([192, 0, 2, 1], port),
+            remote: SockAddr::v4([192, 0, 2, 2], 80),
+        }
+    }
+
+    #[test]
+    fn isn_rfc6528() {
+        let mut f = Fake {
+            now: Instant::from_millis(5000),
+            rng: 1,
+        };
+        let t = TcpLayer::new(TcpConfig::default(), &mut f);
+        let t0 = f.now;
+        // Same tuple, same time: same ISN; the clock moves it forward by
+        // one per 64 ns.
+        assert_eq!(t.isn(&key(1), t0), t.isn(&key(1), t0));
+        let later = t0 + crate::time::Duration::from_micros(64);
+        assert_eq!(t.isn(&key(1), later) - t.isn(&key(1), t0), 1000);
+        // Other tuples are unrelated.
+        let d = t.isn(&key(2), t0) - t.isn(&key(1), t0);
+        assert!(d.unsigned_abs() > 1 << 16, "{d}");
+        // Another stack (another secret) gives another ISN.
+        let mut g = Fake { now: t0, rng: 99 };
+        let u = TcpLayer::new(TcpConfig::default(), &mut g);
+        assert_ne!(u.isn(&key(1), t0), t.isn(&key(1), t0));
+    }
+
+    #[test]
+    fn ephemeral_ports_rfc6056() {
+        let mut f = Fake {
+            now: Instant::ZERO,
+            rng: 7,
+        };
+        let mut t = TcpLayer::new(TcpConfig::default(), &mut f);
+        let local = IpAddr::V4(crate::Ipv4Addr::new(192, 0, 2, 1));
+        let r = SockAddr::v4([192, 0, 2, 2], 80);
+        let p1 = t.pick_connect_port(local, r).unwrap();
+        let p2 = t.pick_connect_port(local, r).unwrap();
+        assert!((32768..=60999).contains(&p1));
+        // Algorithm 3: consecutive for one destination (the counter moves).
+        assert_eq!(p2, if p1 == 60999 { 32768 } else { p1 + 1 });
+        // Another destination starts somewhere else.
+        let q = t
+            .pick_connect_port(local, SockAddr::v4([192, 0, 2, 3], 443))
+            .unwrap();
+        assert!(q.abs_diff(p2) > 2);
     }
 }
