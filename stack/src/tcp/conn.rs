@@ -961,6 +961,7 @@ impl Conn {
         }
 
         if acked > 0 {
+            let was_writable = self.writable();
             // Free what the ring held.
             let data_done = ack.earliest(self.data_end());
             if data_done.after(self.snd_buf_seq) {
@@ -998,7 +999,7 @@ impl Conn {
             self.retransmits = 0;
             self.retrans_stamp = None;
             self.soft_err = None;
-            if self.nospace && self.writable() {
+            if (self.nospace || !was_writable) && self.writable() {
                 self.nospace = false;
                 ctx.event(TcpEvent::Writable(self.id));
             }
@@ -1357,7 +1358,7 @@ impl Conn {
                 self.ack_now = true;
             }
             if fin || self.ofo_fin == Some(self.rcv_nxt) {
-                self.rcv_fin(ctx, now);
+                self.rcv_fin(ctx, now, env.cfg.delack);
             } else if n > 0 {
                 ctx.event(TcpEvent::Readable(self.id));
             }
@@ -1383,7 +1384,7 @@ impl Conn {
         }
     }
 
-    fn rcv_fin<C: TcpContext>(&mut self, ctx: &mut C, now: Instant) {
+    fn rcv_fin<C: TcpContext>(&mut self, ctx: &mut C, now: Instant, delack: Duration) {
         self.rcv_nxt += 1;
         self.ofo_fin = None;
         self.rcv_shutdown = true;
@@ -1394,7 +1395,7 @@ impl Conn {
                 // Linux enters pingpong mode: the ACK waits for a reply.
                 self.ack_pending = true;
                 if self.delack_at.is_none() {
-                    self.delack_at = Some(now + Duration::from_millis(40));
+                    self.delack_at = Some(now + delack);
                 }
             }
             TcpState::FinWait1 => {

@@ -279,6 +279,8 @@ pub struct TcpLayer {
     table_key: SipKey,
     port_counter: u32,
     chal: ChallengeLimit,
+    /// The last connection a segment went to (bulk flows skip the hash).
+    last: Option<(ConnKey, u32, u32)>,
 }
 
 fn key_from(ctx: &mut impl TcpContext) -> SipKey {
@@ -317,6 +319,7 @@ impl TcpLayer {
             table_key,
             port_counter: ctx.random_u64() as u32,
             chal: ChallengeLimit::default(),
+            last: None,
         }
     }
 
@@ -674,9 +677,27 @@ impl TcpLayer {
         self.input(ctx, key, &seg);
     }
 
+    /// The connection-table slot for `key`, through the one-entry cache.
+    fn lookup(&mut self, key: &ConnKey) -> Option<u32> {
+        if let Some((k, i, g)) = self.last
+            && k == *key
+            && let Some(e) = self.entries.get(i as usize)
+            && e.gen_ == g
+            && let Slot::Sock(s) = &e.slot
+            && s.hashed == Some(k)
+        {
+            return Some(i);
+        }
+        let i = *self.conns.get(key)?;
+        if let Slot::Sock(_) = self.entries[i as usize].slot {
+            self.last = Some((*key, i, self.entries[i as usize].gen_));
+        }
+        Some(i)
+    }
+
     fn input<C: TcpContext>(&mut self, ctx: &mut C, key: ConnKey, seg: &Seg) {
         let now = ctx.now();
-        if let Some(&i) = self.conns.get(&key) {
+        if let Some(i) = self.lookup(&key) {
             match &self.entries[i as usize].slot {
                 Slot::Tw(_) => {
                     if !self.tw_input(ctx, i, seg, now) {
