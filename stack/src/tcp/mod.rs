@@ -60,7 +60,7 @@ pub use addr::{ConnKey, Domain, IpAddr, SockAddr};
 pub use assembler::Assembler;
 pub use cc::{CcAlgo, Congestion};
 pub use layer::{
-    Poll, RecvFlags, SendFlags, Shutdown, SockOpt, SocketId, TcpInfo, TcpLayer, TcpStats,
+    IcmpError, Poll, RecvFlags, SendFlags, Shutdown, SockOpt, SocketId, TcpInfo, TcpLayer, TcpStats,
 };
 pub use ring::Ring;
 pub use rtt::RttEstimator;
