@@ -1,2 +1,25 @@
-//! libshunt.so: the LD_PRELOAD shim. Until its issue lands it exports no
-//! hooks, so every call goes to the kernel untouched.
+//! libshunt.so: the LD_PRELOAD shim in front of a program's socket calls.
+//!
+//! Layout:
+//! - [`hooks`]: the exported libc entry points (socket API, descriptors,
+//!   data calls and their fortified variants, poll/select/epoll, fork,
+//!   vfork, exec);
+//! - [`fdtable`]: the lock-free table saying which fds are shunt's;
+//! - [`real`]: the real libc functions, resolved in the constructor;
+//! - [`init`]: constructor and lazy activation on the first INET socket;
+//! - [`config`]: the pure `SHUNT_*` parser;
+//! - [`lock`]: the per-(interface, address) ownership lock;
+//! - [`socket`]: the internal API the stack integration implements;
+//! - [`log`]: one-line messages on stderr through raw `write(2)`.
+//!
+//! Today no stack is wired in: every fd is the kernel's and every hook
+//! passes its call through.
+
+pub mod config;
+pub mod fdtable;
+pub mod hooks;
+pub mod init;
+pub mod lock;
+pub mod log;
+pub mod real;
+pub mod socket;

@@ -1,0 +1,245 @@
+//! Start-up: the constructor (real functions, environment capture, fork
+//! handlers) and the lazy activation on the first AF_INET/AF_INET6
+//! `socket()`.
+//!
+//! The constructor runs in every process the library is preloaded into,
+//! so it does only what is cheap: resolve the real functions, copy the
+//! `SHUNT_*` variables (only if there are any: programs such as nginx and
+//! redis later overwrite the original environment block with their process
+//! title), and register fork handlers. Parsing the configuration, printing
+//! its error, claiming the ownership lock and starting the stack wait for
+//! the first INET socket, so a program that never opens one pays nothing
+//! and prints nothing.
+
+use core::ffi::{c_char, c_int};
+use core::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::ffi::CStr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+
+use crate::config::{self, LogLevel, Parsed};
+use crate::{fdtable, log, real, socket};
+
+/// `SHUNT_*` as the process started with them.
+static ENV: OnceLock<Vec<(String, String)>> = OnceLock::new();
+
+const UNINIT: u8 = 0;
+const BUSY: u8 = 1;
+const KERNEL: u8 = 2;
+const ACTIVE: u8 = 3;
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+static INIT_TID: AtomicI32 = AtomicI32::new(0);
+
+/// The constructor, from `.init_array`: glibc passes argc, argv and envp
+/// to every object's initialisers.
+extern "C" fn constructor(_argc: c_int, _argv: *const *const c_char, envp: *const *const c_char) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let missing = real::resolve_all();
+        // SAFETY: envp is the environment block glibc hands to
+        // initialisers: a null-terminated array of C strings (or null).
+        unsafe { capture_env(envp) };
+        if let Some(l) = env_var("SHUNT_LOG").and_then(|v| LogLevel::parse(v).ok()) {
+            log::set_level(l);
+        }
+        install_panic_hook();
+        // SAFETY: registering plain extern "C" handlers without captures.
+        unsafe {
+            libc::pthread_atfork(
+                Some(atfork_prepare),
+                Some(atfork_parent),
+                Some(atfork_child),
+            );
+        }
+        crate::log!(
+            Debug,
+            "loaded into pid {} ({} of {} real functions missing)",
+            rustix::process::getpid().as_raw_nonzero(),
+            missing,
+            real::NAMES.len()
+        );
+    }));
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CONSTRUCTOR: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = constructor;
+
+/// Copy the `SHUNT_*` entries of `envp`.
+///
+/// # Safety
+/// `envp` is null or a null-terminated array of NUL-terminated strings.
+unsafe fn capture_env(envp: *const *const c_char) {
+    let mut vars = Vec::new();
+    if !envp.is_null() {
+        let mut p = envp;
+        // SAFETY: per the contract, every entry up to the null one is a
+        // valid C string.
+        unsafe {
+            while !(*p).is_null() {
+                let bytes = CStr::from_ptr(*p).to_bytes();
+                if bytes.starts_with(b"SHUNT_")
+                    && let Ok(s) = std::str::from_utf8(bytes)
+                    && let Some((k, v)) = s.split_once('=')
+                {
+                    vars.push((k.to_string(), v.to_string()));
+                }
+                p = p.add(1);
+            }
+        }
+    }
+    let _ = ENV.set(vars);
+}
+
+fn env_var(name: &str) -> Option<&'static str> {
+    ENV.get()?
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+thread_local! {
+    /// Set while a hook runs shunt code, so our panic hook knows a panic is
+    /// ours (in the rlib, linked into a Rust program, others are not).
+    pub(crate) static IN_SHUNT: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if IN_SHUNT.with(|c| c.get()) {
+            let loc = info.location();
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("panic");
+            crate::log!(
+                Error,
+                "internal error: {msg} at {}:{}; the call goes to the kernel",
+                loc.map(|l| l.file()).unwrap_or("?"),
+                loc.map(|l| l.line()).unwrap_or(0)
+            );
+        } else {
+            previous(info);
+        }
+    }));
+}
+
+/// Whether shunt's stack serves new INET sockets. The first call decides
+/// (parse, report, claim, start); later calls are one load.
+#[inline]
+pub fn stack_active() -> bool {
+    match STATE.load(Ordering::Acquire) {
+        KERNEL => false,
+        ACTIVE => true,
+        _ => activate_slow(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn activate_slow() -> bool {
+    let tid = rustix::thread::gettid().as_raw_nonzero().get();
+    loop {
+        match STATE.compare_exchange(UNINIT, BUSY, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                INIT_TID.store(tid, Ordering::Relaxed);
+                let r = catch_unwind(AssertUnwindSafe(activate)).unwrap_or(KERNEL);
+                STATE.store(r, Ordering::Release);
+                return r == ACTIVE;
+            }
+            Err(KERNEL) => return false,
+            Err(ACTIVE) => return true,
+            Err(_) => {
+                // Another thread is starting the stack; this thread waits
+                // for its answer, unless it is that thread (a signal
+                // handler or a library calling socket() during start-up).
+                if INIT_TID.load(Ordering::Relaxed) == tid {
+                    return false;
+                }
+                rustix::thread::sched_yield();
+            }
+        }
+    }
+}
+
+/// Decide the process's mode from its environment.
+fn activate() -> u8 {
+    let vars = ENV.get().map(Vec::as_slice).unwrap_or(&[]);
+    match config::parse(vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Err(e) => {
+            log::set_level(e.log);
+            crate::log!(Error, "{e}; the program runs on the kernel");
+            KERNEL
+        }
+        Ok(Parsed::Inactive { log }) => {
+            log::set_level(log);
+            crate::log!(Debug, "no SHUNT_IFACE: every socket stays with the kernel");
+            KERNEL
+        }
+        Ok(Parsed::Active(cfg)) => {
+            log::set_level(cfg.log);
+            start_stack(&cfg)
+        }
+    }
+}
+
+/// Start the stack for `cfg`. The stack is not wired in yet (issue 5): the
+/// process stays on the kernel and says so at `info`. When it is, this
+/// claims the addresses ([`claim_or_warn`]), opens the device, registers
+/// the [`socket::ShuntSockets`] integration and returns ACTIVE.
+fn start_stack(cfg: &config::Config) -> u8 {
+    let addrs: Vec<String> = cfg.addrs.iter().map(|a| a.to_string()).collect();
+    crate::log!(
+        Info,
+        "SHUNT_IFACE={} SHUNT_ADDR={}: the stack is not wired in yet; sockets use the kernel",
+        cfg.iface,
+        addrs.join(",")
+    );
+    KERNEL
+}
+
+/// Claim `cfg`'s addresses in `dir`: on success mark the lock fds as
+/// shunt's own; when another process holds one, print the one warning
+/// line and return `None` (the process then uses the kernel).
+pub fn claim_or_warn(cfg: &config::Config, dir: &str) -> Option<crate::lock::Ownership> {
+    let addrs: Vec<_> = cfg.addrs.iter().map(|c| c.addr).collect();
+    match crate::lock::claim(dir, &cfg.iface, &addrs) {
+        Ok(own) => {
+            for fd in own.fds() {
+                fdtable::set(fd, fdtable::Entry::Internal(0));
+            }
+            Some(own)
+        }
+        Err(e) => {
+            crate::log!(Warn, "{e}");
+            None
+        }
+    }
+}
+
+extern "C" fn atfork_prepare() {
+    if !fdtable::all_kernel()
+        && let Some(s) = socket::sockets()
+    {
+        let _ = catch_unwind(AssertUnwindSafe(|| s.before_fork()));
+    }
+}
+
+extern "C" fn atfork_parent() {
+    if !fdtable::all_kernel()
+        && let Some(s) = socket::sockets()
+    {
+        let _ = catch_unwind(AssertUnwindSafe(|| s.after_fork(false)));
+    }
+}
+
+extern "C" fn atfork_child() {
+    if !fdtable::all_kernel()
+        && let Some(s) = socket::sockets()
+    {
+        let _ = catch_unwind(AssertUnwindSafe(|| s.after_fork(true)));
+    }
+}
