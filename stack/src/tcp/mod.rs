@@ -37,6 +37,22 @@
 //! segment as not sent: unsent data stays queued and is tried again on the
 //! next event or on [`TcpLayer::flush`].
 //!
+//! # Wiring it into the IP layer
+//!
+//! - `receive(ctx, src, dst, bytes, checksum_ok)`: `bytes` is exactly the
+//!   TCP segment (IP payload without link padding); `checksum_ok` when the
+//!   device said DATA_VALID or the segment came from this stack itself.
+//!   GSO super-segments from a kernel peer are fine as they are.
+//! - ICMP errors quoting a TCP header: `on_icmp_error(ctx, quoted src,
+//!   quoted dst, quoted TCP bytes (≥ 8), IcmpError)`; in SYN_SENT any
+//!   unreachable aborts the connect with its errno (Linux), otherwise it
+//!   is a soft error; packet-too-big lowers the MSS and resends.
+//! - [`Transmit`] carries the socket's `IP_TTL`/`IP_TOS` (0 = default);
+//!   TCP segments want DF set (path MTU discovery, as Linux).
+//! - After [`SendError::NoBuffer`] call [`TcpLayer::flush`] once transmit
+//!   room is back.
+//! - Timers: arm the driver's wake-up at [`TcpLayer::next_deadline`].
+//!
 //! # Addresses
 //!
 //! Connections are keyed by wire addresses ([`IpAddr`] of either version);
