@@ -287,7 +287,17 @@ fn naive_sum_is_zero(bytes: &[u8]) -> bool {
 }
 
 fn check_icmpv4(frame: &[u8]) {
-    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let p = match SlicedPacket::from_ethernet(frame) {
+        Ok(p) => p,
+        // etherparse insists that timestamp messages (types 13, 14) are
+        // exactly 20 bytes (RFC 792); for other lengths only the checksum
+        // can be checked, by hand.
+        Err(_) if matches!(frame[14 + 20], 13 | 14) => {
+            assert!(naive_sum_is_zero(&frame[14 + 20..]));
+            return;
+        }
+        Err(e) => panic!("etherparse rejects our ICMPv4 frame: {e:?}"),
+    };
     let Some(TransportSlice::Icmpv4(i)) = &p.transport else {
         panic!("no ICMP")
     };
