@@ -2,8 +2,9 @@
 
 mod args;
 mod netem;
+mod run;
 
-const USAGE: &str = "\
+const USAGE_HEAD: &str = "\
 usage: shunt <command> [options]
 
 commands:
@@ -11,15 +12,15 @@ commands:
         [--duplicate P%] [--corrupt P%] [--rate R] [--seed N] [--pcap FILE]
         [--duration D] [--quiet]
       bridge two interfaces through the impairment app, both directions,
-      with a report line a second; Ctrl-C or SIGTERM stops it
-  help  this text";
+      with a report line a second; Ctrl-C or SIGTERM stops it";
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let code = match argv.first().map(String::as_str) {
         Some("netem") => netem::main(&argv[1..]),
+        Some("run") => run::main(&argv[1..]),
         Some("help" | "-h" | "--help") | None => {
-            println!("{USAGE}");
+            println!("{USAGE_HEAD}\n{}\n  help  this text", run::USAGE);
             0
         }
         Some(other) => {
