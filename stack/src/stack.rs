@@ -1224,13 +1224,24 @@ impl Stack {
                 self.udp4.deliver_error(local, remote, errno, hard);
             }
             IpProto::TCP => {
-                // TcpLayer::on_icmp_error takes `tcp::layer::IcmpError`,
-                // which tcp/mod.rs does not re-export yet: only the path
-                // MTU is learned until it does.
-                if let IcmpErrorKind::PacketTooBig { mtu } = kind {
-                    self.learn_pmtu(remote.0, mtu);
-                }
-                let _ = (errno, hard);
+                let err = match kind {
+                    IcmpErrorKind::PacketTooBig { mtu } => {
+                        self.learn_pmtu(remote.0, mtu);
+                        tcp::IcmpError::PacketTooBig {
+                            mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
+                        }
+                    }
+                    _ => tcp::IcmpError::Unreachable { errno, fatal: hard },
+                };
+                let (src, dst) = (tcp::IpAddr::V4(local.0), tcp::IpAddr::V4(remote.0));
+                let mut ctx = TcpCtx {
+                    out: Out4Ctx {
+                        core: &mut self.core,
+                        ip4: &mut self.ip4,
+                        arp: &mut self.arp,
+                    },
+                };
+                self.tcp.on_icmp_error(&mut ctx, src, dst, q.payload(), err);
             }
             _ => {}
         }

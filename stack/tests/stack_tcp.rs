@@ -154,3 +154,64 @@ fn self_connection_inside_one_stack() {
     }
     assert_eq!(frames, 1);
 }
+
+/// An ICMP destination unreachable about a SYN ends the connect with the
+/// errno Linux's `icmp_err_convert` gives (tcp_v4_err: any unreachable
+/// aborts a connection in SYN_SENT).
+#[test]
+fn icmp_host_unreachable_aborts_a_connect() {
+    let now = shunt_stack::time::Instant::ZERO;
+    let mut a = host(MAC_A, A, 7);
+    a.add_static_neighbor(B, MAC_B, now);
+    // Drain the gratuitous ARP of the new address.
+    let mut buf = vec![0u8; 2048];
+    while a.poll_transmit(now, &mut buf).is_some() {}
+    let c = a.tcp(now, |t, cx| {
+        let c = t.socket(Domain::V4);
+        assert_eq!(
+            t.connect(cx, c, addr(B, 80)),
+            Err(shunt_stack::Errno::EINPROGRESS)
+        );
+        c
+    });
+    let n = a.poll_transmit(now, &mut buf).expect("SYN");
+    let syn = buf[..n].to_vec();
+    assert!(check_frame(&syn).transport.is_some());
+    // The router's answer: Ethernet B -> A, IPv4 B -> A, ICMP 3/1 quoting
+    // the SYN's IP header and first 8 bytes of TCP.
+    let quote = &syn[14..14 + 20 + 8];
+    let mut icmp = vec![3u8, 1, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(quote);
+    let c16 = !fold(&icmp);
+    icmp[2..4].copy_from_slice(&c16.to_be_bytes());
+    let mut ip = vec![0x45u8, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0];
+    ip[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&B.octets());
+    ip.extend_from_slice(&A.octets());
+    let h16 = !fold(&ip);
+    ip[10..12].copy_from_slice(&h16.to_be_bytes());
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&MAC_A.0);
+    frame.extend_from_slice(&MAC_B.0);
+    frame.extend_from_slice(&[0x08, 0x00]);
+    frame.extend_from_slice(&ip);
+    frame.extend_from_slice(&icmp);
+    a.receive(&frame, shunt_stack::RxOffload::None, now);
+    assert_eq!(a.tcp_layer().state(c), Ok(TcpState::Close));
+    assert_eq!(
+        a.tcp(now, |t, _| t.take_error(c)),
+        Some(shunt_stack::Errno::EHOSTUNREACH)
+    );
+}
+
+/// One's-complement sum of 16-bit words, folded.
+fn fold(b: &[u8]) -> u16 {
+    let mut s: u32 = 0;
+    for c in b.chunks(2) {
+        s += u32::from(c[0]) << 8 | c.get(1).map_or(0, |&x| u32::from(x));
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
