@@ -23,20 +23,20 @@ pub mod iface;
 pub mod ip;
 pub mod ip_layer;
 pub mod seq;
-pub mod tcp;
 mod stack;
+pub mod tcp;
 pub mod time;
 pub mod udp;
 pub mod wire;
 
+pub use counters::{Counter, Counters};
+pub use errno::Errno;
+pub use events::Event;
+pub use iface::RxOffload;
 pub use ip::{
     Ip, IpAddress, IpBuilder, IpPacket, IpProto, IpVersion, Ipv4, Ipv4Addr, Ipv6, Ipv6Addr, Subnet,
 };
 pub use seq::SeqNum;
 pub use stack::{EchoReply, Stack, StackConfig, TcpCtx, UdpHandle, UdpRecv};
-pub use errno::Errno;
-pub use events::Event;
-pub use iface::RxOffload;
-pub use counters::{Counter, Counters};
 pub use udp::{PmtuDisc, Readiness, RecvFlags, RecvMeta, Shutdown, UdpOptions};
 pub use wire::{BuildError, Mac, ParseError};
