@@ -1136,3 +1136,69 @@ pub unsafe extern "C" fn fexecve(
     before_exec();
     real!(fexecve(fd, argv, envp))
 }
+
+/// For the variadic `execl`, `execlp` and `execle` (which is `which`, 0 to
+/// 2): run the pre-exec step, and return the real function's address (0 if
+/// libc has none). Called from the trampolines below with the caller's
+/// argument registers saved.
+extern "C" fn exec_prepare(which: usize) -> usize {
+    before_exec();
+    let f = match which {
+        0 => real::execl().map(|f| f as usize),
+        1 => real::execlp().map(|f| f as usize),
+        _ => real::execle().map(|f| f as usize),
+    };
+    f.unwrap_or(0)
+}
+
+extern "C" fn exec_enosys() -> c_int {
+    enosys()
+}
+
+/// `execl(path, arg0, ..., NULL)` and friends take a variable argument
+/// list, which stable Rust cannot receive. They need no parsing here: a
+/// naked trampoline saves the argument registers (and `al`, the vector
+/// register count of a variadic call), calls [`exec_prepare`], restores
+/// them and jumps to glibc's function with the caller's stack untouched,
+/// so the arguments beyond the sixth are where glibc expects them. glibc's
+/// own execl calls its internal execve, which no preload sees: without
+/// these, a program using execl would skip the pre-exec step.
+macro_rules! exec_trampoline {
+    ($name:ident, $which:literal) => {
+        #[unsafe(naked)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn $name() -> c_int {
+            core::arch::naked_asm!(
+                // Entry: rsp = 8 mod 16; seven pushes make it 0 mod 16.
+                "push rdi",
+                "push rsi",
+                "push rdx",
+                "push rcx",
+                "push r8",
+                "push r9",
+                "push rax",
+                concat!("mov edi, ", $which),
+                "call {prepare}",
+                "mov r11, rax",
+                "pop rax",
+                "pop r9",
+                "pop r8",
+                "pop rcx",
+                "pop rdx",
+                "pop rsi",
+                "pop rdi",
+                "test r11, r11",
+                "jz 2f",
+                "jmp r11",
+                "2:",
+                "jmp {enosys}",
+                prepare = sym exec_prepare,
+                enosys = sym exec_enosys,
+            )
+        }
+    };
+}
+
+exec_trampoline!(execl, 0);
+exec_trampoline!(execlp, 1);
+exec_trampoline!(execle, 2);

@@ -402,7 +402,7 @@ fn python_sockets_selectors_asyncio_fork_exec() {
 }
 
 /// A C program that exercises the hooks the scripts above may not reach:
-/// vfork + execl, fork + execvp, epoll over pipes and sockets (pwait,
+/// vfork + execl, fork + execvp, execle and execlp with stack arguments, epoll over pipes and sockets (pwait,
 /// pwait2), dup2/dup3/F_DUPFD_CLOEXEC/close_range, ioctl(FIONREAD),
 /// readv/writev, sendmmsg/recvmmsg, sendfile, fortified read/recv/poll.
 const C_PROGRAM: &str = r#"
@@ -442,6 +442,17 @@ int main(void) {
     p = fork();
     if (p == 0) { char *av[] = { "true", NULL }; execvp("true", av); _exit(127); }
     CHECK(p > 0 && waitpid(p, &st, 0) == p && WEXITSTATUS(st) == 0);
+    /* Variadic execs with arguments past the registers. */
+    p = fork();
+    if (p == 0) {
+        char *env[] = { "X=1", NULL };
+        execle("/bin/sh", "sh", "-c", "test \"$X$0$1$2$3$4$5$6\" = 1abcdefg", "a", "b", "c", "d", "e", "f", "g", (char *)0, env);
+        _exit(127);
+    }
+    CHECK(p > 0 && waitpid(p, &st, 0) == p && WEXITSTATUS(st) == 0);
+    p = fork();
+    if (p == 0) { execlp("sh", "sh", "-c", "exit $(($# + $1))", "x", "1", "2", "3", "4", "5", "6", "7", (char *)0); _exit(127); }
+    CHECK(p > 0 && waitpid(p, &st, 0) == p && WEXITSTATUS(st) == 8);
 
     int c, s; tcp_pair(&c, &s);
     int pfd[2]; CHECK(pipe2(pfd, O_CLOEXEC) == 0);
