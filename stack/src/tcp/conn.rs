@@ -1231,7 +1231,7 @@ impl Conn {
 
     /// RFC 6675 NextSeg rule 1: the next lost range to resend, as
     /// (seq, data bytes, with FIN).
-    fn next_lost(&self) -> Option<(SeqNum, u32, bool)> {
+    fn next_lost(&self, mss: u32) -> Option<(SeqNum, u32, bool)> {
         if !matches!(self.ca, CaState::Recovery | CaState::Loss) {
             return None;
         }
@@ -1250,7 +1250,7 @@ impl Conn {
         let data_end = self.data_end();
         let data_stop = e.earliest(data_end);
         let len = if data_stop.after(s) {
-            ((data_stop - s) as u32).min(self.mss)
+            ((data_stop - s) as u32).min(mss)
         } else {
             0
         };
@@ -1516,6 +1516,32 @@ impl Conn {
         true
     }
 
+    /// SACK blocks the next segment will carry (what `ack_options` puts
+    /// in).
+    fn sack_blocks_pending(&self) -> usize {
+        if !self.sack_ok {
+            return 0;
+        }
+        let max = if self.ts_ok { 3 } else { 4 };
+        let mut blocks = SackBlocks::default();
+        if let Some(d) = self.dsack {
+            blocks.push(d);
+        }
+        let room = max - blocks.len();
+        self.asm.sack_blocks(&mut blocks, room);
+        blocks.len()
+    }
+
+    /// Linux's `tcp_current_mss`: the MSS less the bytes of the SACK
+    /// option the next segment carries (NOP NOP SACK, 4 + 8 per block),
+    /// so that a data segment with SACK blocks still fits the path MTU.
+    fn cur_mss(&self) -> u32 {
+        match self.sack_blocks_pending() {
+            0 => self.mss,
+            n => self.mss.saturating_sub(4 + 8 * n as u32).max(1),
+        }
+    }
+
     /// Options on a non-SYN segment: timestamps and SACK blocks (D-SACK
     /// first), as many as fit.
     fn ack_options(&mut self, now: Instant) -> TcpOptionSet {
@@ -1587,7 +1613,9 @@ impl Conn {
     }
 
     fn send_data<C: TcpContext>(&mut self, ctx: &mut C, env: &mut Env, now: Instant) {
-        let mss = self.mss;
+        // Options only shrink while this runs (a D-SACK goes out once),
+        // so segments sized for the first one fit all the others.
+        let mss = self.cur_mss();
         let mut pipe = self.pipe();
         let cwnd = self.cc.cwnd();
         let mut window_blocked = false;
@@ -1601,7 +1629,7 @@ impl Conn {
         }
         loop {
             // Lost segments first (RFC 6675 NextSeg rule 1).
-            if let Some((seq, len, fin)) = self.next_lost() {
+            if let Some((seq, len, fin)) = self.next_lost(mss) {
                 if pipe + len.max(1) > cwnd && pipe > 0 {
                     break;
                 }
@@ -1868,7 +1896,7 @@ impl Conn {
         let wnd_room = self.snd_wnd;
         if wnd_room > 0 && self.unsent() > 0 {
             // Linux's tcp_write_wakeup: send what fits.
-            let len = self.unsent().min(self.mss).min(wnd_room);
+            let len = self.unsent().min(self.cur_mss()).min(wnd_room);
             let seq = self.snd_nxt;
             if self.xmit(ctx, seq, len, false, now) {
                 self.snd_nxt = seq + len;
