@@ -1,0 +1,2 @@
+//! Bulk TCP in memory: shunt against smoltcp (being written).
+fn main() {}
