@@ -656,3 +656,113 @@ fn shunt_run_execs_the_program_with_the_environment() {
     );
     assert_eq!(o.status.code(), Some(127), "{}", text(&o));
 }
+
+/// Servers from Debian's packages, when installed (`make deps` does not
+/// install them yet): redis with redis-benchmark, iperf3 both ways,
+/// nginx (no daemon, no master) fetched by curl.
+#[test]
+fn redis_iperf3_nginx_when_installed() {
+    let mut tb = Testbed::new();
+    let (a, b) = pair(&mut tb);
+    let dir = std::env::temp_dir().join(format!("shunt-pt-srv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, (mode, env)) in modes().into_iter().enumerate() {
+        let off = 10 * i as u16;
+        if have("redis-server") && have("redis-benchmark") {
+            let port = 6300 + off;
+            tb.spawn_sh(
+                &b,
+                &format!(
+                    "{env} exec redis-server --port {port} --bind 192.0.2.2 --save '' \
+                     --appendonly no --protected-mode no --dir {} >/dev/null 2>&1",
+                    dir.display()
+                ),
+            );
+            let o = tb.sh(
+                &a,
+                &format!(
+                    "{} {env} timeout 60 redis-benchmark -h 192.0.2.2 -p {port} -n 5000 -q -t set,get",
+                    wait_port("192.0.2.2", port)
+                ),
+            );
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                o.status.success() && out.contains("SET:") && out.contains("GET:"),
+                "{mode} redis: {}",
+                text(&o)
+            );
+        } else {
+            eprintln!("SKIP: redis-server or redis-benchmark is not installed");
+        }
+        if have("iperf3") {
+            let port = 5200 + off;
+            tb.spawn_sh(
+                &b,
+                &format!("{env} exec iperf3 -s -p {port} >/dev/null 2>&1"),
+            );
+            for reverse in ["", "-R"] {
+                let o = tb.sh(
+                    &a,
+                    &format!(
+                        "{} {env} timeout 30 iperf3 -c 2001:db8::2 -p {port} -t 1 {reverse}",
+                        wait_port("2001:db8::2", port)
+                    ),
+                );
+                let out = String::from_utf8_lossy(&o.stdout);
+                assert!(
+                    o.status.success() && out.contains("receiver") && out.contains("iperf Done"),
+                    "{mode} iperf3 {reverse}: {}",
+                    text(&o)
+                );
+            }
+        } else {
+            eprintln!("SKIP: iperf3 is not installed");
+        }
+        if have("nginx") && have("curl") {
+            let port = 8100 + off;
+            let conf = dir.join(format!("nginx-{i}.conf"));
+            std::fs::write(dir.join("index.html"), "hello from nginx\n").unwrap();
+            std::fs::write(
+                &conf,
+                format!(
+                    "daemon off; master_process off; error_log {d}/err-{i}.log; pid {d}/nginx-{i}.pid;\n\
+                     events {{ worker_connections 64; }}\n\
+                     http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d};\n\
+                     fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+                     server {{ listen 192.0.2.2:{port}; listen [2001:db8::2]:{port}; root {d}; }} }}\n",
+                    d = dir.display()
+                ),
+            )
+            .unwrap();
+            tb.spawn_sh(
+                &b,
+                &format!(
+                    "{env} exec nginx -c {} -p {}",
+                    conf.display(),
+                    dir.display()
+                ),
+            );
+            for url in [
+                format!("http://192.0.2.2:{port}/index.html"),
+                format!("http://[2001:db8::2]:{port}/index.html"),
+            ] {
+                let o = tb.sh(
+                    &a,
+                    &format!(
+                        "{} {env} timeout 20 curl -sS -g --fail {url}",
+                        wait_port("192.0.2.2", port)
+                    ),
+                );
+                assert_eq!(
+                    String::from_utf8_lossy(&o.stdout),
+                    "hello from nginx\n",
+                    "{mode} nginx {url}: {}",
+                    text(&o)
+                );
+            }
+        } else {
+            eprintln!("SKIP: nginx or curl is not installed");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
