@@ -26,12 +26,15 @@ fn libshunt() -> PathBuf {
     p.canonicalize().unwrap()
 }
 
-fn have(program: &str) -> bool {
-    std::process::Command::new("sh")
+/// Fail (never skip) when a program the test needs is missing: `make deps`
+/// installs all of them.
+fn require(program: &str) {
+    let found = std::process::Command::new("sh")
         .args(["-c", &format!("command -v {program} >/dev/null")])
         .status()
         .map(|s| s.success())
-        .unwrap_or(false)
+        .unwrap_or(false);
+    assert!(found, "{program} is not installed (make deps installs it)");
 }
 
 /// The Debian python3 when there is one (a pyenv shim is a shell script:
@@ -111,10 +114,7 @@ fn the_shim_is_really_loaded() {
 
 #[test]
 fn curl_fetches_1mib_from_python_http_server() {
-    if !have("curl") {
-        eprintln!("SKIP: curl is not installed");
-        return;
-    }
+    require("curl");
     let mut tb = Testbed::new();
     let (a, b) = pair(&mut tb);
     let dir = std::env::temp_dir().join(format!("shunt-pt-www-{}", std::process::id()));
@@ -188,10 +188,8 @@ fn curl_fetches_1mib_from_python_http_server() {
 
 #[test]
 fn socat_and_nc_echo() {
-    if !have("socat") || !have("nc") {
-        eprintln!("SKIP: socat or nc is not installed");
-        return;
-    }
+    require("socat");
+    require("nc");
     let mut tb = Testbed::new();
     let (a, b) = pair(&mut tb);
     for (i, (mode, env)) in modes().into_iter().enumerate() {
@@ -519,10 +517,7 @@ int main(void) {
 
 #[test]
 fn c_program_fork_exec_epoll_dup_batches_fortified() {
-    if !have("gcc") {
-        eprintln!("SKIP: gcc is not installed");
-        return;
-    }
+    require("gcc");
     let dir = std::env::temp_dir().join(format!("shunt-pt-c-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("prog.c");
@@ -657,18 +652,19 @@ fn shunt_run_execs_the_program_with_the_environment() {
     assert_eq!(o.status.code(), Some(127), "{}", text(&o));
 }
 
-/// Servers from Debian's packages, when installed (`make deps` does not
-/// install them yet): redis with redis-benchmark, iperf3 both ways,
+/// Servers from Debian's packages (installed by `make deps`): redis with redis-benchmark, iperf3 both ways,
 /// nginx (no daemon, no master) fetched by curl.
 #[test]
-fn redis_iperf3_nginx_when_installed() {
+fn redis_iperf3_nginx() {
     let mut tb = Testbed::new();
     let (a, b) = pair(&mut tb);
     let dir = std::env::temp_dir().join(format!("shunt-pt-srv-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (i, (mode, env)) in modes().into_iter().enumerate() {
         let off = 10 * i as u16;
-        if have("redis-server") && have("redis-benchmark") {
+        {
+            require("redis-server");
+            require("redis-benchmark");
             let port = 6300 + off;
             tb.spawn_sh(
                 &b,
@@ -691,10 +687,9 @@ fn redis_iperf3_nginx_when_installed() {
                 "{mode} redis: {}",
                 text(&o)
             );
-        } else {
-            eprintln!("SKIP: redis-server or redis-benchmark is not installed");
         }
-        if have("iperf3") {
+        {
+            require("iperf3");
             let port = 5200 + off;
             tb.spawn_sh(
                 &b,
@@ -715,10 +710,10 @@ fn redis_iperf3_nginx_when_installed() {
                     text(&o)
                 );
             }
-        } else {
-            eprintln!("SKIP: iperf3 is not installed");
         }
-        if have("nginx") && have("curl") {
+        {
+            require("nginx");
+            require("curl");
             let port = 8100 + off;
             let conf = dir.join(format!("nginx-{i}.conf"));
             std::fs::write(dir.join("index.html"), "hello from nginx\n").unwrap();
@@ -760,8 +755,6 @@ fn redis_iperf3_nginx_when_installed() {
                     text(&o)
                 );
             }
-        } else {
-            eprintln!("SKIP: nginx or curl is not installed");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
