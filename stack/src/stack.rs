@@ -786,10 +786,7 @@ impl Stack {
                 arp::receive(t, &mut ctx, pkt_type, eth.payload());
             }
             EtherType::IPV4 => self.receive_ipv4(eth.payload(), pkt_type, offload),
-            EtherType::IPV6 => self
-                .core
-                .counters
-                .increment(Counter::Ip6InReceivesUnsupported),
+            EtherType::IPV6 => self.core.counters.increment(Counter::Ip6InReceives),
             _ => self.core.counters.increment(Counter::EthInUnknownType),
         }
     }
@@ -1285,6 +1282,7 @@ impl Stack {
             dst_is_group,
             non_first_fragment: p.fragment_offset() != 0,
             is_icmp_error,
+            allow_group: false,
         };
         let to_self = self.ip4.is_local(&p.src());
         let now = self.core.now;

@@ -14,6 +14,7 @@
 //! limited.
 
 pub mod v4;
+pub mod v6;
 
 use std::collections::HashMap;
 
@@ -52,6 +53,10 @@ pub enum IcmpErrorKind {
     OtherUnreachable {
         code: u8,
     },
+    /// IPv6 destination unreachable codes 1, 5 and 6 (administratively
+    /// prohibited, source address failed policy, reject route): `EACCES`
+    /// as Linux's `icmpv6_err_convert`. IPv4: code 13.
+    AdminProhibited,
 }
 
 impl IcmpErrorKind {
@@ -70,6 +75,7 @@ impl IcmpErrorKind {
                 (Errno::EHOSTUNREACH, false)
             }
             IcmpErrorKind::ParameterProblem { .. } => (Errno::EPROTO, true),
+            IcmpErrorKind::AdminProhibited => (Errno::EACCES, true),
             IcmpErrorKind::OtherUnreachable { code } => (
                 match code {
                     5 => Errno::EOPNOTSUPP,
@@ -112,6 +118,11 @@ pub struct Offending<I: Ip> {
     /// The packet is itself an ICMP error (or an ICMP message of an
     /// unknown type, which Linux treats alike).
     pub is_icmp_error: bool,
+    /// RFC 4443 2.4(e.3): the error may be sent even though the packet
+    /// went to a multicast address or arrived as a link-layer group frame
+    /// (packet too big; parameter problem code 2 for an option whose type
+    /// says "report even if multicast").
+    pub allow_group: bool,
 }
 
 /// RFC 1122 3.2.2 / RFC 4443 2.4(e): never an error about an error, a
@@ -121,8 +132,7 @@ pub struct Offending<I: Ip> {
 pub fn may_send_error<I: IpExt>(o: &Offending<I>) -> bool {
     !(o.is_icmp_error
         || o.non_first_fragment
-        || o.dst_is_group
-        || o.pkt_type.is_group()
+        || (!o.allow_group && (o.dst_is_group || o.pkt_type.is_group()))
         || o.src.is_unspecified()
         || I::is_martian_source(&o.src)
         || I::LIMITED_BROADCAST == Some(o.src))
@@ -264,13 +274,13 @@ impl<I: IpExt> IcmpState<I> {
                     return false;
                 }
                 Err(Limited::Host) => {
-                    ctx.increment(Counter::IcmpOutRateLimitHost);
+                    ctx.increment(I::counter(Counter::IcmpOutRateLimitHost));
                     return false;
                 }
             }
         }
-        ctx.increment(Counter::IcmpOutMsgs);
-        ctx.increment(kind.out_counter());
+        ctx.increment(I::counter(Counter::IcmpOutMsgs));
+        ctx.increment(I::counter(kind.out_counter()));
         true
     }
 }
@@ -291,6 +301,7 @@ mod tests {
             dst_is_group: false,
             non_first_fragment: false,
             is_icmp_error: false,
+            allow_group: false,
         }
     }
 

@@ -25,6 +25,7 @@ pub fn error_message(kind: IcmpErrorKind, original: &[u8]) -> Icmpv4Message<'_> 
             u16::try_from(mtu).unwrap_or(u16::MAX),
         ),
         IcmpErrorKind::OtherUnreachable { code } => unreach(DestUnreachableCode(code), 0),
+        IcmpErrorKind::AdminProhibited => unreach(DestUnreachableCode(13), 0),
         IcmpErrorKind::TtlExceeded => Icmpv4Message::TimeExceeded {
             code: TimeExceededCode::TTL,
             original,

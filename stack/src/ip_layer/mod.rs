@@ -13,10 +13,12 @@ pub mod fragment;
 pub mod pmtu;
 pub mod reassembly;
 pub mod route;
+pub mod v6;
 
+use crate::counters::Counter;
 use crate::errno::Errno;
-use crate::ip::{Ip, IpAddress, IpProto, Ipv4, Ipv4Addr, Ipv6, Subnet};
-use crate::time::Instant;
+use crate::ip::{Ip, IpAddress, IpProto, Ipv4, Ipv4Addr, Ipv6, Ipv6Addr, Subnet};
+use crate::time::{Duration, Instant};
 
 use pmtu::PmtuCache;
 use reassembly::Reassembler;
@@ -32,14 +34,36 @@ pub trait IpExt: Ip {
     /// The MTU of the stack's internal loopback path.
     const LOOPBACK_MTU: u16 = 65535;
 
+    /// How long an incomplete datagram waits for its fragments
+    /// (`ipfrag_time` 30 s; RFC 8200 4.5 and Linux's `ip6frag_time`: 60 s).
+    const REASM_TIMEOUT: Duration;
+
     /// An address no packet may come from (multicast, broadcast,
     /// loopback on the wire, reserved): dropped on receipt, never answered.
     fn is_martian_source(a: &Self::Addr) -> bool;
+
+    /// An IPv4 address in IPv6 clothes (`::ffff:a.b.c.d`): what a
+    /// dual-stack socket sees of an IPv4 peer. Never true for IPv4.
+    fn is_v4_mapped(a: &Self::Addr) -> bool;
+
+    /// The counter generic code means by an IPv4 counter's name, under
+    /// this version's name (`Counter::v6`).
+    fn counter(c: Counter) -> Counter;
+
+    /// The source address for a packet to `dst` whose next hop is `near`,
+    /// among `addrs` (usable addresses only): Linux's `inet_select_addr`
+    /// for IPv4, RFC 6724 section 5 for IPv6.
+    fn select_source(
+        addrs: &[AddrEntry<Self>],
+        dst: &Self::Addr,
+        near: &Self::Addr,
+    ) -> Option<Self::Addr>;
 }
 
 impl IpExt for Ipv4 {
     const LIMITED_BROADCAST: Option<Ipv4Addr> = Some(Ipv4Addr::BROADCAST);
     const MIN_PMTU: u16 = 552;
+    const REASM_TIMEOUT: Duration = Duration::from_secs(30);
     fn is_martian_source(a: &Ipv4Addr) -> bool {
         a.is_multicast()
             || a.is_limited_broadcast()
@@ -47,13 +71,53 @@ impl IpExt for Ipv4 {
             || a.is_reserved()
             || (a.octets()[0] == 0 && !a.is_unspecified())
     }
+    fn is_v4_mapped(_: &Ipv4Addr) -> bool {
+        false
+    }
+    fn counter(c: Counter) -> Counter {
+        c
+    }
+    /// The first address whose subnet holds `near` (the next hop), else
+    /// the one sharing the longest prefix with it (RFC 6724 rule 8,
+    /// uncapped; the first address on a tie).
+    fn select_source(
+        addrs: &[AddrEntry<Ipv4>],
+        _dst: &Ipv4Addr,
+        near: &Ipv4Addr,
+    ) -> Option<Ipv4Addr> {
+        if let Some(e) = addrs
+            .iter()
+            .find(|e| e.subnet.is_some_and(|s| s.contains(near)))
+        {
+            return Some(e.addr);
+        }
+        addrs
+            .iter()
+            .rev()
+            .max_by_key(|e| e.addr.common_prefix_len(near))
+            .map(|e| e.addr)
+    }
 }
 
 impl IpExt for Ipv6 {
-    const LIMITED_BROADCAST: Option<crate::ip::Ipv6Addr> = None;
+    const LIMITED_BROADCAST: Option<Ipv6Addr> = None;
     const MIN_PMTU: u16 = 1280;
-    fn is_martian_source(a: &crate::ip::Ipv6Addr) -> bool {
+    const REASM_TIMEOUT: Duration = Duration::from_secs(60);
+    fn is_martian_source(a: &Ipv6Addr) -> bool {
         a.is_multicast() || a.is_loopback()
+    }
+    fn is_v4_mapped(a: &Ipv6Addr) -> bool {
+        a.is_ipv4_mapped()
+    }
+    fn counter(c: Counter) -> Counter {
+        c.v6()
+    }
+    fn select_source(
+        addrs: &[AddrEntry<Ipv6>],
+        dst: &Ipv6Addr,
+        _near: &Ipv6Addr,
+    ) -> Option<Ipv6Addr> {
+        v6::select_source(addrs, dst)
     }
 }
 
@@ -66,6 +130,9 @@ pub struct AddrEntry<I: Ip> {
     pub subnet: Option<Subnet<I::Addr>>,
     /// IPv4: the subnet's directed broadcast address, if it has one.
     pub broadcast: Option<I::Addr>,
+    /// Its preferred lifetime ran out (RFC 4862 5.5.4): still ours, but
+    /// avoided as a source for new communication (RFC 6724 rule 3).
+    pub deprecated: bool,
 }
 
 impl AddrEntry<Ipv4> {
@@ -75,7 +142,20 @@ impl AddrEntry<Ipv4> {
             addr,
             subnet: Some(subnet),
             broadcast: subnet.broadcast(),
+            deprecated: false,
         })
+    }
+}
+
+impl AddrEntry<Ipv6> {
+    /// An IPv6 address: no prefix, no broadcast (prefixes are routes).
+    pub fn v6(addr: Ipv6Addr) -> AddrEntry<Ipv6> {
+        AddrEntry {
+            addr,
+            subnet: None,
+            broadcast: None,
+            deprecated: false,
+        }
     }
 }
 
@@ -228,22 +308,27 @@ impl<I: IpExt> IpLayer<I> {
         }
     }
 
-    /// Linux's `inet_select_addr`: the first address whose subnet holds
-    /// `near` (the next hop), else the one sharing the longest prefix
-    /// with it (RFC 6724 rule 8, uncapped; the first address on a tie).
+    /// The source address for a packet whose next hop is `near` (see
+    /// [`IpExt::select_source`]; the destination is taken to be `near`).
     pub fn select_source(&self, near: &I::Addr) -> Option<I::Addr> {
-        if let Some(e) = self
-            .addrs
-            .iter()
-            .find(|e| e.subnet.is_some_and(|s| s.contains(near)))
-        {
-            return Some(e.addr);
+        I::select_source(&self.addrs, near, near)
+    }
+
+    /// The source address for a packet to `dst` through `near`.
+    pub fn select_source_for(&self, dst: &I::Addr, near: &I::Addr) -> Option<I::Addr> {
+        I::select_source(&self.addrs, dst, near)
+    }
+
+    /// Marks an address deprecated (or preferred again). Returns whether
+    /// it is ours.
+    pub fn set_deprecated(&mut self, addr: &I::Addr, deprecated: bool) -> bool {
+        match self.addrs.iter_mut().find(|e| e.addr == *addr) {
+            Some(e) => {
+                e.deprecated = deprecated;
+                true
+            }
+            None => false,
         }
-        self.addrs
-            .iter()
-            .rev()
-            .max_by_key(|e| e.addr.common_prefix_len(near))
-            .map(|e| e.addr)
     }
 
     /// The routing decision for a packet to `dst` (from `src` if the
@@ -284,7 +369,7 @@ impl<I: IpExt> IpLayer<I> {
         let near = r.gateway.unwrap_or(*dst);
         let src = src
             .or(r.src.filter(|s| self.is_local(s)))
-            .or_else(|| self.select_source(&near))
+            .or_else(|| self.select_source_for(dst, &near))
             .unwrap_or(I::UNSPECIFIED);
         let (mtu, pmtu_locked) = match self.pmtu.get(dst, now) {
             Some(p) => (p.mtu.min(link_mtu), p.locked),
@@ -435,12 +520,7 @@ mod tests {
     fn ipv6_layer_is_the_same_code() {
         let mut l = IpLayer::<Ipv6>::new(3);
         let a: Ipv6Addr = "2001:db8::1".parse().unwrap();
-        l.add_addr(AddrEntry {
-            addr: a,
-            subnet: None,
-            broadcast: None,
-        })
-        .unwrap();
+        l.add_addr(AddrEntry::v6(a)).unwrap();
         l.routes
             .add(Route::on_link("2001:db8::/64".parse().unwrap()))
             .unwrap();

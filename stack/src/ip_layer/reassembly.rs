@@ -26,6 +26,7 @@ use crate::context::{CounterContext, TimerContext};
 use crate::counters::Counter;
 use crate::iface::SKB_OVERHEAD;
 use crate::ip::{Ip, IpProto};
+use crate::ip_layer::IpExt;
 use crate::time::Duration;
 
 /// What identifies the fragments of one datagram (RFC 791: source,
@@ -111,16 +112,20 @@ pub struct Reassembler<I: Ip> {
     pub config: ReassemblyConfig,
 }
 
-impl<I: Ip> Default for Reassembler<I> {
+impl<I: IpExt> Default for Reassembler<I> {
+    /// The version's timeout (30 s for IPv4, 60 s for IPv6).
     fn default() -> Self {
-        Reassembler::new(ReassemblyConfig::default())
+        Reassembler::new(ReassemblyConfig {
+            timeout: I::REASM_TIMEOUT,
+            ..ReassemblyConfig::default()
+        })
     }
 }
 
 /// The largest datagram, header included.
 const MAX_DATAGRAM: usize = 65535;
 
-impl<I: Ip> Reassembler<I> {
+impl<I: IpExt> Reassembler<I> {
     pub fn new(config: ReassemblyConfig) -> Reassembler<I> {
         Reassembler {
             map: HashMap::new(),
@@ -149,9 +154,9 @@ impl<I: Ip> Reassembler<I> {
         key: FragKey<I>,
         frag: Fragment<'_>,
     ) -> Outcome {
-        ctx.increment(Counter::IpReasmReqds);
+        ctx.increment(I::counter(Counter::IpReasmReqds));
         if self.mem > self.config.high_thresh {
-            ctx.increment(Counter::IpReasmFails);
+            ctx.increment(I::counter(Counter::IpReasmFails));
             return Outcome::Dropped;
         }
         let timeout = self.config.timeout;
@@ -199,7 +204,7 @@ impl<I: Ip> Reassembler<I> {
             if offset >= s && end <= e {
                 return Outcome::Pending;
             }
-            ctx.increment(Counter::IpReasmOverlaps);
+            ctx.increment(I::counter(Counter::IpReasmOverlaps));
             self.discard(ctx, &key);
             return Outcome::Dropped;
         }
@@ -223,7 +228,7 @@ impl<I: Ip> Reassembler<I> {
         };
         self.mem -= q.mem;
         ctx.cancel_timer(&ReassemblyTimerId(key));
-        ctx.increment(Counter::IpReasmOKs);
+        ctx.increment(I::counter(Counter::IpReasmOKs));
         q.data.truncate(q.len);
         Outcome::Complete(Reassembled {
             header: q.header.unwrap_or_default(),
@@ -241,8 +246,8 @@ impl<I: Ip> Reassembler<I> {
     ) -> Option<Vec<u8>> {
         let q = self.map.remove(key)?;
         self.mem -= q.mem;
-        ctx.increment(Counter::IpReasmFails);
-        ctx.increment(Counter::IpReasmTimeout);
+        ctx.increment(I::counter(Counter::IpReasmFails));
+        ctx.increment(I::counter(Counter::IpReasmTimeout));
         let mut quote = q.header?;
         let first_end = q.runs.first().filter(|r| r.0 == 0).map_or(0, |r| r.1);
         quote.extend_from_slice(&q.data[..first_end.min(q.data.len())]);
@@ -254,7 +259,7 @@ impl<I: Ip> Reassembler<I> {
             self.mem -= q.mem;
             ctx.cancel_timer(&ReassemblyTimerId(*key));
         }
-        ctx.increment(Counter::IpReasmFails);
+        ctx.increment(I::counter(Counter::IpReasmFails));
     }
 }
 

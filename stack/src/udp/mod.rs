@@ -242,6 +242,14 @@ pub struct UdpOptions {
     /// `IP_TOS`.
     pub tos: u8,
     pub pmtudisc: PmtuDisc,
+    /// `IPV6_V6ONLY` (IPv6 sockets; Linux's `bindv6only` default 0): when
+    /// clear, a socket bound to `::` also receives IPv4 datagrams, as
+    /// v4-mapped addresses, and may send to v4-mapped destinations.
+    pub v6only: bool,
+    /// `IP_PKTINFO` / `IPV6_RECVPKTINFO`: the shim asks for the
+    /// destination address of each datagram ([`RecvMeta::dst`], always
+    /// filled) only when this is set.
+    pub recv_pktinfo: bool,
 }
 
 impl Default for UdpOptions {
@@ -256,6 +264,8 @@ impl Default for UdpOptions {
             mcast_ttl: 1,
             tos: 0,
             pmtudisc: PmtuDisc::Want,
+            v6only: false,
+            recv_pktinfo: false,
         }
     }
 }
@@ -601,6 +611,41 @@ impl<I: IpExt> UdpSockets<I> {
         Ok(self.get(id)?.rx.front().map_or(0, |d| d.buf.len()))
     }
 
+    /// Whether binding `port` at `addr` would conflict with a socket of
+    /// this table that has neither `SO_REUSEADDR` nor `SO_REUSEPORT` in
+    /// common with the binder (`reuse`: its two flags). For the facade's
+    /// check across the two versions' tables: an IPv6 socket bound to `::`
+    /// without `IPV6_V6ONLY` holds the port for IPv4 too.
+    pub fn port_conflict(&self, addr: &I::Addr, port: u16, reuse: (bool, bool)) -> bool {
+        let Some(v) = self.ports.get(&port) else {
+            return false;
+        };
+        v.iter().any(|&j| {
+            let Some(Some(o)) = self.slots.get(j as usize) else {
+                return false;
+            };
+            !((o.opts.reuseaddr && reuse.0) || (o.opts.reuseport && reuse.1))
+                && (o.rcv_addr == *addr || o.rcv_addr.is_unspecified() || addr.is_unspecified())
+        })
+    }
+
+    /// Whether a dual-stack socket (not `IPV6_V6ONLY`, bound to the
+    /// wildcard or a v4-mapped address) holds `port`: the IPv4 side of
+    /// the conflict check.
+    pub fn dual_stack_holds(&self, port: u16, v4: &I::Addr, reuse: (bool, bool)) -> bool {
+        let Some(v) = self.ports.get(&port) else {
+            return false;
+        };
+        v.iter().any(|&j| {
+            let Some(Some(o)) = self.slots.get(j as usize) else {
+                return false;
+            };
+            !o.opts.v6only
+                && !((o.opts.reuseaddr && reuse.0) || (o.opts.reuseport && reuse.1))
+                && (o.rcv_addr.is_unspecified() || o.rcv_addr == *v4 || v4.is_unspecified())
+        })
+    }
+
     /// Datagrams queued.
     pub fn queued(&self, id: UdpSocketId) -> R<usize> {
         Ok(self.get(id)?.rx.len())
@@ -737,12 +782,16 @@ impl<I: IpExt> UdpSockets<I> {
                 s.rx_mem -= d.truesize;
                 ctx.free_buf(d.buf);
             }
-            ctx.increment(Counter::UdpInDatagrams);
+            ctx.increment(I::counter(Counter::UdpInDatagrams));
         }
         Ok(meta)
     }
 
     fn matches(s: &Socket<I>, src: &I::Addr, sport: u16) -> Option<u32> {
+        // An IPv6-only socket never sees IPv4 traffic (v4-mapped).
+        if s.opts.v6only && I::is_v4_mapped(src) {
+            return None;
+        }
         let mut score = 2;
         if let Some((ra, rp)) = s.remote {
             if ra != *src || (rp != 0 && rp != sport) {
@@ -823,8 +872,8 @@ impl<I: IpExt> UdpSockets<I> {
             return false;
         };
         if s.rx_mem > s.opts.rcvbuf || s.shut_rd {
-            ctx.increment(Counter::UdpRcvbufErrors);
-            ctx.increment(Counter::UdpInErrors);
+            ctx.increment(I::counter(Counter::UdpRcvbufErrors));
+            ctx.increment(I::counter(Counter::UdpInErrors));
             return false;
         }
         let mut buf = ctx.alloc_buf(payload.len());
