@@ -1080,6 +1080,22 @@ impl AfPacket {
         self.fd.as_fd()
     }
 
+    /// Renumbers the device's descriptors: `f` gets each one and returns a
+    /// duplicate to use instead (the original is closed). A preloaded
+    /// library moves them out of the numbers the program expects from its
+    /// next `open` or `socket`. The rings belong to the socket, not to the
+    /// number, so they stay mapped.
+    pub fn renumber_fds(&mut self, mut f: impl FnMut(BorrowedFd<'_>) -> Option<OwnedFd>) {
+        if let Some(fd) = f(self.fd.as_fd()) {
+            self.fd = fd;
+        }
+        if let Tx::Ring(r) = &mut self.tx
+            && let Some(fd) = f(r.big.as_fd())
+        {
+            r.big = fd;
+        }
+    }
+
     pub fn ifname(&self) -> &str {
         &self.ifname
     }
