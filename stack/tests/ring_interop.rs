@@ -126,12 +126,17 @@ fn no_resets(s: &Stack) {
     }
 }
 
-/// The socket is gone or fully closed (no FIN left unacknowledged).
+/// The socket is gone or closed on our side with nothing left to
+/// acknowledge (no FIN of ours outstanding, none of the peer's pending).
 fn closed(s: &Stack, id: SocketId) -> bool {
     !matches!(
         s.tcp_layer().state(id),
-        Ok(TcpState::LastAck | TcpState::Closing | TcpState::FinWait1 | TcpState::CloseWait)
-    ) && !matches!(s.tcp_layer().state(id), Ok(TcpState::Established))
+        Ok(TcpState::Established
+            | TcpState::LastAck
+            | TcpState::Closing
+            | TcpState::FinWait1
+            | TcpState::CloseWait)
+    )
 }
 
 #[test]
