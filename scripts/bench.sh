@@ -9,5 +9,9 @@ echo "# ring: AF_PACKET transmit paths on a veth (TX ring vs sendmmsg)"
 cargo test -q --release -p shunt-ring --test afpacket -- --ignored --nocapture tx_rate 2>/dev/null | grep -E '^(BENCH|RATIO)'
 echo "# shunt netem between two namespaces vs a veth straight through"
 cargo bench -q -p shunt-cli --bench bridge 2>/dev/null | grep -E '^(BENCH|RATIO)'
+echo "# stack: bulk TCP between two stacks in memory, one core, against smoltcp"
+cargo bench -q -p shunt-stack --bench tcp_bulk 2>/dev/null | grep -E '^(BENCH|RATIO)'
+echo "# preload: the kernel path through a hook"
+cargo bench -q -p shunt-preload --bench passthrough 2>/dev/null | grep -E '^(BENCH|RATIO)'
 echo "# stack: checksum"
 cargo bench -q -p shunt-stack --bench checksum 2>/dev/null | grep -E '^(BENCH|RATIO)' || true
