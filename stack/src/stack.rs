@@ -37,11 +37,12 @@ use crate::counters::{Counter, Counters};
 use crate::errno::Errno;
 use crate::events::Event;
 use crate::icmp::{self, IcmpErrorKind, IcmpState, Offending};
+use crate::iface::ndp::{NdConfig, NdState, NdTimer};
 use crate::iface::neighbor::{
     NeighborConfig, NeighborContext, NeighborEvent, NeighborInfo, NeighborTable, NeighborTimerId,
 };
 use crate::iface::{BufPool, Device, ETH_HLEN, Frame, PacketType, RxOffload, arp};
-use crate::ip::{IpAddress, IpProto, Ipv4, Ipv4Addr};
+use crate::ip::{IpAddress, IpProto, IpVersion, Ipv4, Ipv4Addr, Ipv6, Ipv6Addr};
 use crate::ip_layer::reassembly::{FragKey, Fragment, Outcome, ReassemblyTimerId};
 use crate::ip_layer::route::Route;
 use crate::ip_layer::{AddrEntry, DstKind, IpLayer, NextHop, RouteResult, fragment};
@@ -73,6 +74,9 @@ pub struct StackConfig {
     pub tx_queue_len: usize,
     /// Keep events for [`Stack::poll_event`]. Off, nothing is kept.
     pub record_events: bool,
+    /// IPv6: DAD, router discovery, redirects, the link-local address.
+    /// IPv6 is off until [`Stack::enable_ipv6`] or the first IPv6 address.
+    pub ipv6: NdConfig,
 }
 
 impl StackConfig {
@@ -84,13 +88,22 @@ impl StackConfig {
             neighbor: NeighborConfig::default(),
             tx_queue_len: 1000,
             record_events: true,
+            ipv6: NdConfig::default(),
         }
     }
 }
 
-/// A UDP socket of the facade.
+/// A UDP socket of the facade: `AF_INET` ([`Stack::udp_socket`]) or
+/// `AF_INET6` ([`Stack::udp6_socket`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct UdpHandle(UdpSocketId);
+pub struct UdpHandle(UdpSocketId, IpVersion);
+
+impl UdpHandle {
+    /// The socket's family.
+    pub fn version(&self) -> IpVersion {
+        self.1
+    }
+}
 
 /// What one `recvfrom` returned (see [`RecvMeta`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,15 +117,18 @@ pub struct UdpRecv {
     pub truncated: bool,
     /// The sender; `None` for the 0 returned after `SHUT_RD`.
     pub src: Option<SocketAddr>,
-    /// The address it was sent to (`IP_PKTINFO`).
+    /// The address it was sent to (`IP_PKTINFO`'s `ipi_addr`,
+    /// `IPV6_PKTINFO`'s `ipi6_addr`; v4-mapped on an IPv6 socket for an
+    /// IPv4 datagram). The interface index is the shim's one interface.
     pub dst: Option<IpAddr>,
 }
 
 /// An ICMP echo reply that arrived for an echo request sent with
-/// [`Stack::send_echo_request`].
+/// [`Stack::send_echo_request`] (or an ICMPv6 one, `EchoReply<Ipv6Addr>`,
+/// for [`Stack::send_echo6_request`]; `ttl` is then the hop limit).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EchoReply {
-    pub from: Ipv4Addr,
+pub struct EchoReply<A = Ipv4Addr> {
+    pub from: A,
     pub ident: u16,
     pub seq: u16,
     pub data: Vec<u8>,
@@ -123,6 +139,9 @@ pub struct EchoReply {
 enum TimerId {
     Neighbor4(Ipv4Addr),
     Reasm4(FragKey<Ipv4>),
+    Neighbor6(Ipv6Addr),
+    Reasm6(FragKey<Ipv6>),
+    Nd(NdTimer),
 }
 
 /// Work queued for the end of the current call.
@@ -131,6 +150,8 @@ enum Deferred {
     /// A frame whose next hop could not be resolved: ICMP host
     /// unreachable to its sender.
     Unresolved4(Frame),
+    /// The same for IPv6: ICMPv6 address unreachable (code 3).
+    Unresolved6(Frame),
 }
 
 /// Everything that is shared by the modules' contexts.
@@ -148,6 +169,7 @@ struct Core {
     deferred: VecDeque<Deferred>,
     device: Device,
     echo_replies: VecDeque<EchoReply>,
+    echo6_replies: VecDeque<EchoReply<Ipv6Addr>>,
     tcp_counters: [u64; TcpCounter::COUNT],
 }
 
@@ -227,6 +249,53 @@ impl EventContext<UdpEvent<Ipv4>> for Core {
         self.emit(Event::Udp4(e));
     }
 }
+impl EventContext<UdpEvent<Ipv6>> for Core {
+    fn on_event(&mut self, e: UdpEvent<Ipv6>) {
+        self.emit(Event::Udp6(e));
+    }
+}
+impl EventContext<NeighborEvent<Ipv6>> for Core {
+    fn on_event(&mut self, e: NeighborEvent<Ipv6>) {
+        self.emit(Event::Neighbor {
+            addr: e.addr.to_std(),
+            state: e.state,
+            mac: e.mac,
+        });
+    }
+}
+impl TimerContext<NeighborTimerId<Ipv6>> for Core {
+    fn schedule_timer_at(&mut self, at: Instant, id: NeighborTimerId<Ipv6>) -> Option<Instant> {
+        self.timers.schedule(at, TimerId::Neighbor6(id.0))
+    }
+    fn cancel_timer(&mut self, id: &NeighborTimerId<Ipv6>) -> Option<Instant> {
+        self.timers.cancel(&TimerId::Neighbor6(id.0))
+    }
+    fn scheduled_at(&self, id: &NeighborTimerId<Ipv6>) -> Option<Instant> {
+        self.timers.get(&TimerId::Neighbor6(id.0))
+    }
+}
+impl TimerContext<ReassemblyTimerId<Ipv6>> for Core {
+    fn schedule_timer_at(&mut self, at: Instant, id: ReassemblyTimerId<Ipv6>) -> Option<Instant> {
+        self.timers.schedule(at, TimerId::Reasm6(id.0))
+    }
+    fn cancel_timer(&mut self, id: &ReassemblyTimerId<Ipv6>) -> Option<Instant> {
+        self.timers.cancel(&TimerId::Reasm6(id.0))
+    }
+    fn scheduled_at(&self, id: &ReassemblyTimerId<Ipv6>) -> Option<Instant> {
+        self.timers.get(&TimerId::Reasm6(id.0))
+    }
+}
+impl TimerContext<NdTimer> for Core {
+    fn schedule_timer_at(&mut self, at: Instant, id: NdTimer) -> Option<Instant> {
+        self.timers.schedule(at, TimerId::Nd(id))
+    }
+    fn cancel_timer(&mut self, id: &NdTimer) -> Option<Instant> {
+        self.timers.cancel(&TimerId::Nd(*id))
+    }
+    fn scheduled_at(&self, id: &NdTimer) -> Option<Instant> {
+        self.timers.get(&TimerId::Nd(*id))
+    }
+}
 
 /// Implements the base context traits for a borrowed context by
 /// delegating to its `core`.
@@ -293,6 +362,57 @@ impl NeighborContext<Ipv4> for ArpCtx<'_> {
     }
 }
 
+impl UdpContext<Ipv6> for UdpCtx<'_> {
+    fn is_local(&self, a: &Ipv6Addr) -> bool {
+        match a.to_ipv4_mapped() {
+            Some(v4) => self.ip4.is_local(&v4),
+            None => self.ip6.is_local(a),
+        }
+    }
+    fn is_broadcast(&self, a: &Ipv6Addr) -> bool {
+        a.to_ipv4_mapped()
+            .is_some_and(|v4| self.ip4.is_broadcast(&v4))
+    }
+    /// A v4-mapped destination is routed by IPv4 and the answer mapped
+    /// back, so that a dual-stack socket's source is `::ffff:a.b.c.d`.
+    fn route(&self, dst: &Ipv6Addr, src: Option<Ipv6Addr>) -> Result<RouteResult<Ipv6>, Errno> {
+        let (core, now) = (&*self.core, self.core.now);
+        match dst.to_ipv4_mapped() {
+            Some(d4) => {
+                let s4 = match src {
+                    Some(s) if s.is_unspecified() => None,
+                    Some(s) => Some(s.to_ipv4_mapped().ok_or(Errno::ENETUNREACH)?),
+                    None => None,
+                };
+                let r = self.ip4.route(&d4, s4, core.device.mtu, now)?;
+                Ok(RouteResult {
+                    src: r.src.to_ipv6_mapped(),
+                    next_hop: match r.next_hop {
+                        NextHop::Local => NextHop::Local,
+                        NextHop::Broadcast => NextHop::Broadcast,
+                        NextHop::Multicast => NextHop::Multicast,
+                        NextHop::Neighbor(n) => NextHop::Neighbor(n.to_ipv6_mapped()),
+                    },
+                    mtu: r.mtu.saturating_sub(20),
+                    pmtu_locked: r.pmtu_locked,
+                })
+            }
+            None => {
+                if src.is_some_and(|s| s.is_ipv4_mapped()) {
+                    return Err(Errno::ENETUNREACH);
+                }
+                self.ip6.route(dst, src, self.mtu6, now)
+            }
+        }
+    }
+    fn alloc_buf(&mut self, len: usize) -> Vec<u8> {
+        self.core.pool.get(len)
+    }
+    fn free_buf(&mut self, buf: Vec<u8>) {
+        self.core.pool.put(buf)
+    }
+}
+
 impl arp::ArpContext for ArpCtx<'_> {
     fn our_mac(&self) -> Mac {
         self.core.device.mac
@@ -308,22 +428,26 @@ impl arp::ArpContext for ArpCtx<'_> {
     }
 }
 
-/// UDP's context.
+/// UDP's context, for the sockets of either version (an IPv6 socket
+/// reaches IPv4 through v4-mapped addresses).
 struct UdpCtx<'a> {
     core: &'a mut Core,
-    ip: &'a IpLayer<Ipv4>,
+    ip4: &'a IpLayer<Ipv4>,
+    ip6: &'a IpLayer<Ipv6>,
+    mtu6: u16,
 }
-delegate_to_core!(UdpCtx; UdpEvent<Ipv4>);
+delegate_to_core!(UdpCtx; UdpEvent<Ipv4>, UdpEvent<Ipv6>);
 
 impl UdpContext<Ipv4> for UdpCtx<'_> {
     fn is_local(&self, a: &Ipv4Addr) -> bool {
-        self.ip.is_local(a)
+        self.ip4.is_local(a)
     }
     fn is_broadcast(&self, a: &Ipv4Addr) -> bool {
-        self.ip.is_broadcast(a)
+        self.ip4.is_broadcast(a)
     }
     fn route(&self, dst: &Ipv4Addr, src: Option<Ipv4Addr>) -> Result<RouteResult<Ipv4>, Errno> {
-        self.ip.route(dst, src, self.core.device.mtu, self.core.now)
+        self.ip4
+            .route(dst, src, self.core.device.mtu, self.core.now)
     }
     fn alloc_buf(&mut self, len: usize) -> Vec<u8> {
         self.core.pool.get(len)
@@ -344,14 +468,33 @@ struct Out4 {
     dont_fragment: bool,
 }
 
-/// IPv4 output: what UDP, ICMP and TCP hand their datagrams to.
-struct Out4Ctx<'a> {
+/// IP output, both versions: what UDP, ICMP and TCP hand their datagrams
+/// to (IPv6 in `v6.rs`).
+struct OutCtx<'a> {
     core: &'a mut Core,
     ip4: &'a mut IpLayer<Ipv4>,
     arp: &'a mut NeighborTable<Ipv4>,
+    ip6: &'a mut IpLayer<Ipv6>,
+    ndp: &'a mut NeighborTable<Ipv6>,
+    nd: &'a NdState,
 }
 
-impl Out4Ctx<'_> {
+/// An [`OutCtx`] from disjoint borrows of the stack's fields (so that the
+/// TCP layer, say, can be borrowed beside it).
+macro_rules! out_ctx {
+    ($s:ident) => {
+        OutCtx {
+            core: &mut $s.core,
+            ip4: &mut $s.ip4,
+            arp: &mut $s.arp,
+            ip6: &mut $s.ip6,
+            ndp: &mut $s.ndp,
+            nd: &$s.nd,
+        }
+    };
+}
+
+impl OutCtx<'_> {
     /// Builds and sends one IPv4 datagram whose transport part (`l4_len`
     /// bytes) `write` writes in place (given the addresses, for the
     /// pseudo-header). Fragments it if it does not fit and DF is clear.
@@ -452,7 +595,7 @@ impl Out4Ctx<'_> {
 /// IPv4 output. Lent to the closure of [`Stack::tcp`] so that every call
 /// of [`TcpLayer`]'s socket API works through the facade.
 pub struct TcpCtx<'a> {
-    out: Out4Ctx<'a>,
+    out: OutCtx<'a>,
 }
 
 impl InstantContext for TcpCtx<'_> {
@@ -476,8 +619,20 @@ impl TcpContext for TcpCtx<'_> {
         self.out.core.emit(Event::Tcp(event));
     }
     fn route(&mut self, dst: tcp::IpAddr, src: Option<tcp::IpAddr>) -> Option<tcp::Route> {
-        let tcp::IpAddr::V4(d) = dst else {
-            return None;
+        let d = match dst {
+            tcp::IpAddr::V4(d) => d,
+            tcp::IpAddr::V6(d) => {
+                let src = match src {
+                    Some(tcp::IpAddr::V6(s)) => Some(s),
+                    Some(tcp::IpAddr::V4(_)) => return None,
+                    None => None,
+                };
+                let r = self.out.route6(&d, src).ok()?;
+                return Some(tcp::Route {
+                    src: tcp::IpAddr::V6(r.src),
+                    mtu: r.mtu,
+                });
+            }
         };
         let src = match src {
             Some(tcp::IpAddr::V4(s)) => Some(s),
@@ -498,12 +653,14 @@ impl TcpContext for TcpCtx<'_> {
     fn is_local_addr(&self, addr: tcp::IpAddr) -> bool {
         match addr {
             tcp::IpAddr::V4(a) => self.out.ip4.is_local(&a),
-            tcp::IpAddr::V6(_) => false,
+            tcp::IpAddr::V6(a) => self.out.ip6.is_local(&a),
         }
     }
     fn send(&mut self, tx: Transmit, write: impl FnOnce(&mut [u8])) -> Result<(), SendError> {
-        let (tcp::IpAddr::V4(src), tcp::IpAddr::V4(dst)) = (tx.src, tx.dst) else {
-            return Err(SendError::Unreachable);
+        let (src, dst) = match (tx.src, tx.dst) {
+            (tcp::IpAddr::V4(s), tcp::IpAddr::V4(d)) => (s, d),
+            (tcp::IpAddr::V6(s), tcp::IpAddr::V6(d)) => return self.out.send_tcp6(tx, s, d, write),
+            _ => return Err(SendError::Unreachable),
         };
         if self.out.core.tx.len() >= self.out.core.tx_limit {
             return Err(SendError::NoBuffer);
@@ -545,6 +702,11 @@ pub struct Stack {
     arp: NeighborTable<Ipv4>,
     icmp4: IcmpState<Ipv4>,
     udp4: UdpSockets<Ipv4>,
+    ip6: IpLayer<Ipv6>,
+    ndp: NeighborTable<Ipv6>,
+    icmp6: IcmpState<Ipv6>,
+    udp6: UdpSockets<Ipv6>,
+    nd: NdState,
     tcp: TcpLayer,
 }
 
@@ -559,11 +721,18 @@ fn sa((a, p): (Ipv4Addr, u16)) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(a.into(), p))
 }
 
+fn sa6((a, p): (Ipv6Addr, u16)) -> SocketAddr {
+    SocketAddr::V6(std::net::SocketAddrV6::new(a.into(), p, 0, 0))
+}
+
 impl Stack {
     pub fn new(config: StackConfig) -> Stack {
         let mut rng = StackRng::new(config.seed);
         let mut device = Device::new(config.mac, config.mtu);
         let mut ip4 = IpLayer::new(rng.next_u64());
+        // Drawn after everything IPv4 draws, so that IPv4's choices are
+        // the same as before IPv6 existed.
+        let rng_seed6 = rng.clone().next_u64() ^ 0x6666_6666_6666_6666;
         // Every IPv4 host is in the all-systems group (RFC 1112).
         ip4.join_group(Ipv4Addr::ALL_SYSTEMS);
         if let Some(m) = Ipv4Addr::ALL_SYSTEMS.multicast_mac() {
@@ -584,16 +753,23 @@ impl Stack {
             deferred: VecDeque::new(),
             device,
             echo_replies: VecDeque::new(),
+            echo6_replies: VecDeque::new(),
             tcp_counters: [0; TcpCounter::COUNT],
         };
         let mut arp = NeighborTable::new(config.neighbor);
+        let mut ip6 = IpLayer::new(rng_seed6);
+        let mut ndp = NeighborTable::new(config.neighbor);
+        let nd = NdState::new(config.ipv6);
         let tcp = TcpLayer::new(
             TcpConfig::default(),
             &mut TcpCtx {
-                out: Out4Ctx {
+                out: OutCtx {
                     core: &mut core,
                     ip4: &mut ip4,
                     arp: &mut arp,
+                    ip6: &mut ip6,
+                    ndp: &mut ndp,
+                    nd: &nd,
                 },
             },
         );
@@ -603,6 +779,11 @@ impl Stack {
             arp,
             icmp4: IcmpState::default(),
             udp4: UdpSockets::default(),
+            ip6,
+            ndp,
+            icmp6: IcmpState::default(),
+            udp6: UdpSockets::default(),
+            nd,
             tcp,
         }
     }
@@ -650,11 +831,27 @@ impl Stack {
     }
 
     fn udp_ctx(&mut self) -> (&mut UdpSockets<Ipv4>, UdpCtx<'_>) {
+        let mtu6 = self.mtu6();
         (
             &mut self.udp4,
             UdpCtx {
                 core: &mut self.core,
-                ip: &self.ip4,
+                ip4: &self.ip4,
+                ip6: &self.ip6,
+                mtu6,
+            },
+        )
+    }
+
+    fn udp6_ctx(&mut self) -> (&mut UdpSockets<Ipv6>, UdpCtx<'_>) {
+        let mtu6 = self.mtu6();
+        (
+            &mut self.udp6,
+            UdpCtx {
+                core: &mut self.core,
+                ip4: &self.ip4,
+                ip6: &self.ip6,
+                mtu6,
             },
         )
     }
@@ -786,7 +983,7 @@ impl Stack {
                 arp::receive(t, &mut ctx, pkt_type, eth.payload());
             }
             EtherType::IPV4 => self.receive_ipv4(eth.payload(), pkt_type, offload),
-            EtherType::IPV6 => self.core.counters.increment(Counter::Ip6InReceives),
+            EtherType::IPV6 => self.receive_ipv6(eth.payload(), pkt_type, offload),
             _ => self.core.counters.increment(Counter::EthInUnknownType),
         }
     }
@@ -852,6 +1049,12 @@ impl Stack {
                     let (t, mut ctx) = self.arp_ctx();
                     t.handle_timer(&mut ctx, a);
                 }
+                TimerId::Neighbor6(a) => {
+                    let (t, mut ctx) = self.ndp_ctx();
+                    t.handle_timer(&mut ctx, a);
+                }
+                TimerId::Reasm6(key) => self.reasm6_timeout(key),
+                TimerId::Nd(t) => self.nd_timer(t),
                 TimerId::Reasm4(key) => {
                     if let Some(quote) = self.ip4.reasm.handle_timer(&mut self.core, &key) {
                         let group = self.ip4.classify_dst(&key.dst) != Some(DstKind::Local);
@@ -867,11 +1070,7 @@ impl Stack {
         }
         if self.tcp.next_deadline().is_some_and(|t| t <= now) {
             let mut ctx = TcpCtx {
-                out: Out4Ctx {
-                    core: &mut self.core,
-                    ip4: &mut self.ip4,
-                    arp: &mut self.arp,
-                },
+                out: out_ctx!(self),
             };
             self.tcp.on_timer(&mut ctx);
         }
@@ -893,6 +1092,15 @@ impl Stack {
                         );
                         self.core.pool.put_frame(frame);
                     }
+                    Deferred::Unresolved6(frame) => {
+                        self.send_icmp6_error(
+                            v6::ErrorMsg::Kind(IcmpErrorKind::HostUnreachable),
+                            frame.packet(),
+                            PacketType::Host,
+                            false,
+                        );
+                        self.core.pool.put_frame(frame);
+                    }
                 }
                 continue;
             }
@@ -903,7 +1111,11 @@ impl Stack {
                 return;
             };
             budget -= 1;
-            self.receive_ipv4(frame.packet(), PacketType::Loopback, RxOffload::Verified);
+            if frame.as_slice().get(12..14) == Some(&EtherType::IPV6.0.to_be_bytes()[..]) {
+                self.receive_ipv6(frame.packet(), PacketType::Loopback, RxOffload::Verified);
+            } else {
+                self.receive_ipv4(frame.packet(), PacketType::Loopback, RxOffload::Verified);
+            }
             self.core.pool.put_frame(frame);
         }
     }
@@ -1061,7 +1273,7 @@ impl Stack {
         };
         let group = kind != DstKind::Local;
         let (sockets, mut ctx) = self.udp_ctx();
-        let d = sockets.deliver(
+        let mut d = sockets.deliver(
             &mut ctx,
             src,
             u.src_port(),
@@ -1070,6 +1282,19 @@ impl Stack {
             group,
             u.payload(),
         );
+        if d == Delivery::NoSocket {
+            // A dual-stack IPv6 socket takes IPv4 datagrams, v4-mapped.
+            let (sockets, mut ctx) = self.udp6_ctx();
+            d = sockets.deliver(
+                &mut ctx,
+                src.to_ipv6_mapped(),
+                u.src_port(),
+                dst.to_ipv6_mapped(),
+                u.dst_port(),
+                group,
+                u.payload(),
+            );
+        }
         if d == Delivery::NoSocket {
             if group {
                 self.core.counters.increment(Counter::UdpIgnoredMulti);
@@ -1094,11 +1319,7 @@ impl Stack {
         }
         let (src, dst) = (tcp::IpAddr::V4(p.src()), tcp::IpAddr::V4(p.dst()));
         let mut ctx = TcpCtx {
-            out: Out4Ctx {
-                core: &mut self.core,
-                ip4: &mut self.ip4,
-                arp: &mut self.arp,
-            },
+            out: out_ctx!(self),
         };
         self.tcp
             .receive(&mut ctx, src, dst, p.payload(), !offload.verify_l4());
@@ -1206,6 +1427,14 @@ impl Stack {
         match q.protocol() {
             IpProto::UDP => {
                 let Some(id) = self.udp4.lookup(&remote.0, remote.1, &local.0, local.1) else {
+                    let (l6, r6) = (local.0.to_ipv6_mapped(), remote.0.to_ipv6_mapped());
+                    if self.udp6.lookup(&r6, remote.1, &l6, local.1).is_some() {
+                        if let IcmpErrorKind::PacketTooBig { mtu } = kind {
+                            self.learn_pmtu(remote.0, mtu);
+                        }
+                        self.udp6
+                            .deliver_error((l6, local.1), (r6, remote.1), errno, hard);
+                    }
                     return;
                 };
                 if let IcmpErrorKind::PacketTooBig { mtu } = kind {
@@ -1232,11 +1461,7 @@ impl Stack {
                 };
                 let (src, dst) = (tcp::IpAddr::V4(local.0), tcp::IpAddr::V4(remote.0));
                 let mut ctx = TcpCtx {
-                    out: Out4Ctx {
-                        core: &mut self.core,
-                        ip4: &mut self.ip4,
-                        arp: &mut self.arp,
-                    },
+                    out: out_ctx!(self),
                 };
                 self.tcp.on_icmp_error(&mut ctx, src, dst, q.payload(), err);
             }
@@ -1311,7 +1536,7 @@ impl Stack {
         });
     }
 
-    /// Builds and sends one IPv4 datagram (see [`Out4Ctx::send`]).
+    /// Builds and sends one IPv4 datagram (see [`OutCtx::send`]).
     fn send_ipv4(
         &mut self,
         out: Out4,
@@ -1321,12 +1546,8 @@ impl Stack {
         self.out4().send(out, l4_len, write)
     }
 
-    fn out4(&mut self) -> Out4Ctx<'_> {
-        Out4Ctx {
-            core: &mut self.core,
-            ip4: &mut self.ip4,
-            arp: &mut self.arp,
-        }
+    fn out4(&mut self) -> OutCtx<'_> {
+        out_ctx!(self)
     }
 
     // ------------------------------------------------------------------
@@ -1382,11 +1603,7 @@ impl Stack {
     ) -> R {
         self.core.now = now;
         let mut ctx = TcpCtx {
-            out: Out4Ctx {
-                core: &mut self.core,
-                ip4: &mut self.ip4,
-                arp: &mut self.arp,
-            },
+            out: out_ctx!(self),
         };
         let r = f(&mut self.tcp, &mut ctx);
         self.run_deferred();
@@ -1409,11 +1626,29 @@ impl Stack {
 
     /// `socket(AF_INET, SOCK_DGRAM, 0)`.
     pub fn udp_socket(&mut self) -> UdpHandle {
-        UdpHandle(self.udp4.socket())
+        UdpHandle(self.udp4.socket(), IpVersion::V4)
+    }
+
+    /// `socket(AF_INET6, SOCK_DGRAM, 0)`: dual-stack unless
+    /// `IPV6_V6ONLY` is set ([`UdpOptions::v6only`]).
+    pub fn udp6_socket(&mut self) -> UdpHandle {
+        UdpHandle(self.udp6.socket(), IpVersion::V6)
     }
 
     pub fn udp_bind(&mut self, h: UdpHandle, addr: SocketAddr) -> Result<(), Errno> {
+        if h.1 == IpVersion::V6 {
+            return self.udp6_bind(h.0, addr);
+        }
         let (a, p) = v4_of(addr)?;
+        if p != 0 {
+            let o = self.udp4.options(h.0)?;
+            if self
+                .udp6
+                .dual_stack_holds(p, &a.to_ipv6_mapped(), (o.reuseaddr, o.reuseport))
+            {
+                return Err(Errno::EADDRINUSE);
+            }
+        }
         let (s, mut ctx) = self.udp_ctx();
         s.bind(&mut ctx, h.0, a, p)
     }
@@ -1426,6 +1661,11 @@ impl Stack {
         now: Instant,
     ) -> Result<(), Errno> {
         self.core.now = now;
+        if h.1 == IpVersion::V6 {
+            let remote = addr.map(|a| self.v6_remote(h.0, a)).transpose()?;
+            let (s, mut ctx) = self.udp6_ctx();
+            return s.connect(&mut ctx, h.0, remote);
+        }
         let remote = addr.map(v4_of).transpose()?;
         let (s, mut ctx) = self.udp_ctx();
         s.connect(&mut ctx, h.0, remote)
@@ -1440,6 +1680,11 @@ impl Stack {
         now: Instant,
     ) -> Result<usize, Errno> {
         self.core.now = now;
+        if h.1 == IpVersion::V6 {
+            let r = self.udp6_send_to(h.0, data, dst);
+            self.run_deferred();
+            return r;
+        }
         let dst = dst.map(v4_of).transpose()?;
         let (s, mut ctx) = self.udp_ctx();
         let plan = s.prepare_send(&mut ctx, h.0, dst, data.len())?;
@@ -1451,9 +1696,17 @@ impl Stack {
             tos: plan.tos,
             dont_fragment: plan.dont_fragment,
         };
+        let r = self.send_udp4(out, (plan.src_port, plan.dst_port), data);
+        self.run_deferred();
+        r.map(|()| data.len())
+    }
+
+    /// One UDP datagram over IPv4 (from an IPv4 socket, or a dual-stack
+    /// IPv6 socket to a v4-mapped peer): `ports` are (source, destination).
+    fn send_udp4(&mut self, out: Out4, ports: (u16, u16), data: &[u8]) -> Result<(), Errno> {
         let hdr = UdpBuilder {
-            src_port: plan.src_port,
-            dst_port: plan.dst_port,
+            src_port: ports.0,
+            dst_port: ports.1,
         };
         let r = self.send_ipv4(out, 8 + data.len(), |buf, s, d| {
             buf[8..].copy_from_slice(data);
@@ -1462,17 +1715,28 @@ impl Stack {
         if r.is_ok() {
             self.core.counters.increment(Counter::UdpOutDatagrams);
         }
-        self.run_deferred();
-        r.map(|()| data.len())
+        r
     }
 
-    /// `recvfrom(2)`: what arrived, with its source as a socket address.
+    /// `recvfrom(2)`: what arrived, with its source as a socket address
+    /// (an IPv6 socket reports IPv4 senders v4-mapped).
     pub fn udp_recv_from(
         &mut self,
         h: UdpHandle,
         buf: &mut [u8],
         flags: RecvFlags,
     ) -> Result<UdpRecv, Errno> {
+        if h.1 == IpVersion::V6 {
+            let (s, mut ctx) = self.udp6_ctx();
+            let m: RecvMeta<Ipv6Addr> = s.recv(&mut ctx, h.0, buf, flags)?;
+            return Ok(UdpRecv {
+                ret: m.ret,
+                len: m.len,
+                truncated: m.truncated,
+                src: m.src.map(sa6),
+                dst: m.dst.map(|a| IpAddr::V6(a.into())),
+            });
+        }
         let (s, mut ctx) = self.udp_ctx();
         let m: RecvMeta<Ipv4Addr> = s.recv(&mut ctx, h.0, buf, flags)?;
         Ok(UdpRecv {
@@ -1485,47 +1749,87 @@ impl Stack {
     }
 
     pub fn udp_close(&mut self, h: UdpHandle) -> Result<(), Errno> {
+        if h.1 == IpVersion::V6 {
+            let (s, mut ctx) = self.udp6_ctx();
+            return s.close(&mut ctx, h.0);
+        }
         let (s, mut ctx) = self.udp_ctx();
         s.close(&mut ctx, h.0)
     }
 
     pub fn udp_shutdown(&mut self, h: UdpHandle, how: Shutdown) -> Result<(), Errno> {
-        self.udp4.shutdown(h.0, how)
+        match h.1 {
+            IpVersion::V4 => self.udp4.shutdown(h.0, how),
+            IpVersion::V6 => self.udp6.shutdown(h.0, how),
+        }
     }
 
     pub fn udp_readiness(&self, h: UdpHandle) -> Result<Readiness, Errno> {
-        self.udp4.readiness(h.0)
+        match h.1 {
+            IpVersion::V4 => self.udp4.readiness(h.0),
+            IpVersion::V6 => self.udp6.readiness(h.0),
+        }
     }
 
     /// `getsockopt(SO_ERROR)`.
     pub fn udp_take_error(&mut self, h: UdpHandle) -> Result<Option<Errno>, Errno> {
-        self.udp4.take_error(h.0)
+        match h.1 {
+            IpVersion::V4 => self.udp4.take_error(h.0),
+            IpVersion::V6 => self.udp6.take_error(h.0),
+        }
     }
 
     pub fn udp_local_addr(&self, h: UdpHandle) -> Result<SocketAddr, Errno> {
-        self.udp4.local_addr(h.0).map(sa)
+        match h.1 {
+            IpVersion::V4 => self.udp4.local_addr(h.0).map(sa),
+            IpVersion::V6 => self.udp6.local_addr(h.0).map(sa6),
+        }
     }
 
     pub fn udp_peer_addr(&self, h: UdpHandle) -> Result<SocketAddr, Errno> {
-        self.udp4.peer_addr(h.0).map(sa)
+        match h.1 {
+            IpVersion::V4 => self.udp4.peer_addr(h.0).map(sa),
+            IpVersion::V6 => self.udp6.peer_addr(h.0).map(sa6),
+        }
     }
 
     pub fn udp_options(&self, h: UdpHandle) -> Result<UdpOptions, Errno> {
-        self.udp4.options(h.0)
+        match h.1 {
+            IpVersion::V4 => self.udp4.options(h.0),
+            IpVersion::V6 => self.udp6.options(h.0),
+        }
     }
 
-    /// `setsockopt` for the options in [`UdpOptions`].
+    /// `setsockopt` for the options in [`UdpOptions`] (on an IPv6 socket
+    /// `ttl` is `IPV6_UNICAST_HOPS`, `mcast_ttl` `IPV6_MULTICAST_HOPS`,
+    /// `tos` `IPV6_TCLASS`; `v6only` is `IPV6_V6ONLY`, which Linux only
+    /// lets change before bind: `EINVAL` after).
     pub fn udp_set_options(
         &mut self,
         h: UdpHandle,
         f: impl FnOnce(&mut UdpOptions),
     ) -> Result<(), Errno> {
-        self.udp4.set_options(h.0, f)
+        match h.1 {
+            IpVersion::V4 => self.udp4.set_options(h.0, f),
+            IpVersion::V6 => {
+                let before = self.udp6.options(h.0)?;
+                let bound = self.udp6.local_addr(h.0)?.1 != 0;
+                let mut next = before;
+                f(&mut next);
+                if bound && next.v6only != before.v6only {
+                    return Err(Errno::EINVAL);
+                }
+                self.udp6.set_options(h.0, |o| *o = next)
+            }
+        }
     }
 
     /// `FIONREAD`: the next datagram's length.
     pub fn udp_next_len(&self, h: UdpHandle) -> Result<usize, Errno> {
-        self.udp4.next_len(h.0)
+        match h.1 {
+            IpVersion::V4 => self.udp4.next_len(h.0),
+            IpVersion::V6 => self.udp6.next_len(h.0),
+        }
     }
 }
 
@@ -1538,3 +1842,5 @@ impl core::fmt::Debug for Stack {
             .finish_non_exhaustive()
     }
 }
+
+mod v6;

@@ -101,6 +101,7 @@ pub fn receive<C: ArpContext>(
                 state: UpdateState::Stale,
                 override_mac: true,
                 create: true,
+                weak_override: false,
             },
         );
         send_reply(ctx, &a);
@@ -126,6 +127,7 @@ pub fn receive<C: ArpContext>(
             state,
             override_mac,
             create: false,
+            weak_override: false,
         },
     );
 }

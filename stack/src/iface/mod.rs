@@ -13,6 +13,7 @@
 //! - [`arp`]: ARP (RFC 826) on top of the neighbour table.
 
 pub mod arp;
+pub mod ndp;
 pub mod neighbor;
 
 use crate::wire::{EtherType, EthernetBuilder, Mac};

@@ -146,6 +146,10 @@ pub struct NeighborUpdate {
     pub override_mac: bool,
     /// Create the entry if there is none.
     pub create: bool,
+    /// A different MAC without `override_mac` is not taken, but a
+    /// reachable entry becomes stale (`NEIGH_UPDATE_F_WEAK_OVERRIDE`: an
+    /// NDP advertisement with O=0, RFC 4861 7.2.5).
+    pub weak_override: bool,
 }
 
 #[derive(Debug)]
@@ -206,6 +210,12 @@ impl<I: Ip> NeighborTable<I> {
 
     pub fn config(&self) -> &NeighborConfig {
         &self.config
+    }
+
+    /// Parameters a router may change (RFC 4861 6.3.4: reachable time,
+    /// retransmission timer).
+    pub fn config_mut(&mut self) -> &mut NeighborConfig {
+        &mut self.config
     }
 
     pub fn get(&self, addr: &I::Addr) -> Option<NeighborInfo<I>> {
@@ -314,6 +324,12 @@ impl<I: Ip> NeighborTable<I> {
         if old.is_valid() {
             if mac != e.mac {
                 if !upd.override_mac {
+                    if upd.weak_override && old == NeighborState::Reachable {
+                        ctx.cancel_timer(&NeighborTimerId(addr));
+                        e.state = NeighborState::Stale;
+                        e.updated = now;
+                        emit(ctx, addr, e);
+                    }
                     return true;
                 }
             } else if new == NeighborState::Stale {
@@ -576,6 +592,7 @@ pub(crate) mod tests {
             state: UpdateState::Reachable,
             override_mac: false,
             create: false,
+            weak_override: false,
         }
     }
 
@@ -667,6 +684,7 @@ pub(crate) mod tests {
                 state: UpdateState::Stale,
                 override_mac: false,
                 create: true,
+                weak_override: false,
             },
         );
         assert_eq!(t.get(&A).unwrap().state, NeighborState::Stale);
@@ -709,6 +727,7 @@ pub(crate) mod tests {
                 state: UpdateState::Stale,
                 override_mac: true,
                 create: false,
+                weak_override: false,
             },
         );
         let i = t.get(&A).unwrap();
@@ -723,6 +742,7 @@ pub(crate) mod tests {
                 state: UpdateState::Stale,
                 override_mac: false,
                 create: false,
+                weak_override: false,
             },
         );
         assert_eq!(t.get(&A).unwrap().state, NeighborState::Reachable);
@@ -785,6 +805,7 @@ pub(crate) mod tests {
                 state: UpdateState::Reachable,
                 override_mac: true,
                 create: true,
+                weak_override: false,
             },
         );
         t.send(&mut c, A, frame(1), None);

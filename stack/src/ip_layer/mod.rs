@@ -291,6 +291,11 @@ impl<I: IpExt> IpLayer<I> {
         false
     }
 
+    /// The groups joined.
+    pub fn groups(&self) -> impl Iterator<Item = I::Addr> + '_ {
+        self.groups.iter().map(|(a, _)| *a)
+    }
+
     pub fn is_joined(&self, g: &I::Addr) -> bool {
         self.groups.iter().any(|(a, _)| a == g)
     }
