@@ -1345,10 +1345,11 @@ impl Stack {
                         },
                     );
                 }
-                Ok(NdpOption::Mtu(m)) => {
-                    if (u32::from(Ipv6::MIN_MTU)..=u32::from(self.core.device.mtu)).contains(&m) {
-                        self.nd.mtu = Some(m as u16);
-                    }
+                Ok(NdpOption::Mtu(m))
+                    if (u32::from(Ipv6::MIN_MTU)..=u32::from(self.core.device.mtu))
+                        .contains(&m) =>
+                {
+                    self.nd.mtu = Some(m as u16);
                 }
                 Ok(NdpOption::PrefixInfo(pi)) => self.ra_prefix(pi),
                 _ => {}
@@ -1707,7 +1708,7 @@ impl Stack {
         let groups: Vec<(u8, Ipv6Addr)> = self
             .ip6
             .groups()
-            .filter(|g| ndp::reported(g))
+            .filter(ndp::reported)
             .map(|g| (mld_record::MODE_IS_EXCLUDE, g))
             .collect();
         if !groups.is_empty() {

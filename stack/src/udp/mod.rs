@@ -640,8 +640,7 @@ impl<I: IpExt> UdpSockets<I> {
             let Some(Some(o)) = self.slots.get(j as usize) else {
                 return false;
             };
-            !o.opts.v6only
-                && !((o.opts.reuseaddr && reuse.0) || (o.opts.reuseport && reuse.1))
+            !(o.opts.v6only || (o.opts.reuseaddr && reuse.0) || (o.opts.reuseport && reuse.1))
                 && (o.rcv_addr.is_unspecified() || o.rcv_addr == *v4 || v4.is_unspecified())
         })
     }
