@@ -18,6 +18,7 @@ pub mod context;
 pub mod counters;
 pub mod errno;
 pub mod events;
+pub mod fasthash;
 pub mod icmp;
 pub mod iface;
 pub mod ip;

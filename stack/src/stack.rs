@@ -504,6 +504,18 @@ impl OutCtx<'_> {
         l4_len: usize,
         write: impl FnOnce(&mut [u8], Ipv4Addr, Ipv4Addr),
     ) -> Result<(), Errno> {
+        self.send_with(out, l4_len, false, write)
+    }
+
+    /// [`OutCtx::send`]; `overwrites`: `write` writes every byte of the
+    /// transport part, so an unfragmented frame need not be zeroed first.
+    fn send_with(
+        &mut self,
+        out: Out4,
+        l4_len: usize,
+        overwrites: bool,
+        write: impl FnOnce(&mut [u8], Ipv4Addr, Ipv4Addr),
+    ) -> Result<(), Errno> {
         let hlen = ipv4::HEADER_LEN;
         let total = hlen + l4_len;
         if total > 65535 {
@@ -529,7 +541,12 @@ impl OutCtx<'_> {
         b.dont_fragment = df;
         let mac = self.core.device.mac;
         if total <= mtu {
-            let mut f = self.core.pool.frame(ETH_HLEN + total);
+            // Ethernet and IPv4 headers are written in full below.
+            let mut f = if overwrites {
+                Frame::from_vec(self.core.pool.get_dirty(ETH_HLEN + total))
+            } else {
+                self.core.pool.frame(ETH_HLEN + total)
+            };
             write(&mut f.as_mut_slice()[ETH_HLEN + hlen..], src, out.dst);
             let _ = b.emit(&mut f.as_mut_slice()[ETH_HLEN..]);
             f.set_ethernet(Mac::ZERO, mac, EtherType::IPV4);
@@ -684,8 +701,9 @@ impl TcpContext for TcpCtx<'_> {
             tos: tx.tos,
             dont_fragment: true,
         };
+        // TCP writes its whole segment (header, options, payload).
         self.out
-            .send(out, tx.len, |buf, _, _| write(buf))
+            .send_with(out, tx.len, true, |buf, _, _| write(buf))
             .map_err(|_| SendError::NoBuffer)
     }
 }
@@ -756,9 +774,10 @@ impl Stack {
             echo6_replies: VecDeque::new(),
             tcp_counters: [0; TcpCounter::COUNT],
         };
-        let mut arp = NeighborTable::new(config.neighbor);
+        let table_seed = crate::fasthash::mix_seed(config.seed ^ 0x6e65_6967_6862_6f72);
+        let mut arp = NeighborTable::with_seed(config.neighbor, table_seed);
         let mut ip6 = IpLayer::new(rng_seed6);
-        let mut ndp = NeighborTable::new(config.neighbor);
+        let mut ndp = NeighborTable::with_seed(config.neighbor, table_seed.rotate_left(32));
         let nd = NdState::new(config.ipv6);
         let tcp = TcpLayer::new(
             TcpConfig::default(),

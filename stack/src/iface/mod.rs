@@ -153,6 +153,21 @@ impl BufPool {
     pub fn frame(&mut self, len: usize) -> Frame {
         Frame::from_vec(self.get(len))
     }
+    /// A buffer of `len` bytes that may hold an earlier frame's bytes:
+    /// only for a caller that overwrites every byte (TCP segments, built
+    /// header and payload in full), to save zeroing it first.
+    pub fn get_dirty(&mut self, len: usize) -> Vec<u8> {
+        let mut v = self
+            .free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.min_capacity.max(len)));
+        if v.len() >= len {
+            v.truncate(len);
+        } else {
+            v.resize(len, 0);
+        }
+        v
+    }
     pub fn put(&mut self, v: Vec<u8>) {
         if self.free.len() < self.max_free {
             self.free.push(v);

@@ -24,6 +24,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::fasthash::FastBuild;
+
 use crate::context::{CounterContext, EventContext, RngContext, TimerContext};
 use crate::counters::Counter;
 use crate::iface::Frame;
@@ -186,7 +188,7 @@ impl<I: Ip> Entry<I> {
 /// One neighbour table (one per IP version on the device).
 #[derive(Debug)]
 pub struct NeighborTable<I: Ip> {
-    entries: HashMap<I::Addr, Entry<I>>,
+    entries: HashMap<I::Addr, Entry<I>, FastBuild>,
     config: NeighborConfig,
 }
 
@@ -202,8 +204,13 @@ pub struct NeighborInfo<I: Ip> {
 
 impl<I: Ip> NeighborTable<I> {
     pub fn new(config: NeighborConfig) -> NeighborTable<I> {
+        NeighborTable::with_seed(config, FastBuild::default().0)
+    }
+
+    /// [`NeighborTable::new`] with the table's hash seed.
+    pub fn with_seed(config: NeighborConfig, seed: u64) -> NeighborTable<I> {
         NeighborTable {
-            entries: HashMap::new(),
+            entries: HashMap::with_hasher(FastBuild(seed)),
             config,
         }
     }
@@ -251,6 +258,21 @@ impl<I: Ip> NeighborTable<I> {
         src: Option<I::Addr>,
     ) {
         let now = ctx.now();
+        // The common case in one lookup: a resolved neighbour.
+        if let Some(e) = self.entries.get_mut(&next_hop)
+            && matches!(
+                e.state,
+                NeighborState::Reachable
+                    | NeighborState::Delay
+                    | NeighborState::Probe
+                    | NeighborState::Permanent
+            )
+        {
+            e.used = now;
+            frame.set_dst_mac(e.mac);
+            ctx.send_frame(frame);
+            return;
+        }
         if !self.entries.contains_key(&next_hop) && !self.make_room(ctx) {
             ctx.increment(Counter::NeighTableFulls);
             ctx.drop_frame(frame);

@@ -217,7 +217,7 @@ impl<I: IpExt> IpLayer<I> {
             addrs: Vec::new(),
             routes: RoutingTable::default(),
             reasm: Reassembler::default(),
-            pmtu: PmtuCache::new(I::MIN_PMTU),
+            pmtu: PmtuCache::with_seed(I::MIN_PMTU, crate::fasthash::mix_seed(seed)),
             groups: Vec::new(),
             ident: IdentGen::new(seed),
             default_ttl: I::DEFAULT_TTL,

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use crate::fasthash::FastBuild;
 use crate::ip::Ip;
 use crate::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ pub struct PmtuEntry {
 
 #[derive(Clone, Debug)]
 pub struct PmtuCache<I: Ip> {
-    map: HashMap<I::Addr, PmtuEntry>,
+    map: HashMap<I::Addr, PmtuEntry, FastBuild>,
     pub min_pmtu: u16,
     pub expires: Duration,
     pub capacity: usize,
@@ -34,8 +35,13 @@ impl<I: Ip> PmtuCache<I> {
     /// `min_pmtu`: Linux's `ip_rt_min_pmtu` (552) for IPv4, the minimum
     /// link MTU (1280) for IPv6.
     pub fn new(min_pmtu: u16) -> PmtuCache<I> {
+        PmtuCache::with_seed(min_pmtu, FastBuild::default().0)
+    }
+
+    /// [`PmtuCache::new`] with the table's hash seed.
+    pub fn with_seed(min_pmtu: u16, seed: u64) -> PmtuCache<I> {
         PmtuCache {
-            map: HashMap::new(),
+            map: HashMap::with_hasher(FastBuild(seed)),
             min_pmtu,
             expires: Duration::from_secs(600),
             capacity: 4096,
@@ -44,6 +50,10 @@ impl<I: Ip> PmtuCache<I> {
 
     /// The live entry for `dst`.
     pub fn get(&self, dst: &I::Addr, now: Instant) -> Option<PmtuEntry> {
+        // The common case, no report ever: no hashing per packet.
+        if self.map.is_empty() {
+            return None;
+        }
         self.map.get(dst).filter(|e| e.expires > now).copied()
     }
 

@@ -439,16 +439,18 @@ impl Conn {
 
     /// Earliest timer.
     pub fn deadline(&self) -> Option<Instant> {
-        [
-            self.rtx_at,
-            self.delack_at,
-            self.keepalive_at,
-            self.fw2_at,
-            self.cork_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Asked after every segment: a chain of compares, no array.
+        fn min(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+            match (a, b) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, None) => x,
+                (None, y) => y,
+            }
+        }
+        min(
+            min(min(self.rtx_at, self.delack_at), self.keepalive_at),
+            min(self.fw2_at, self.cork_at),
+        )
     }
 
     // ---- handshake ----

@@ -435,9 +435,13 @@ pub(crate) fn emit<C: TcpContext>(
         let r = match (src.ip, dst.ip) {
             (IpAddr::V4(s), IpAddr::V4(d)) => b.emit(&s, &d, buf),
             (IpAddr::V6(s), IpAddr::V6(d)) => b.emit(&s, &d, buf),
-            _ => Ok(0),
+            _ => Err(crate::wire::BuildError::InvalidField),
         };
         debug_assert!(r.is_ok());
+        if r.is_err() {
+            // The buffer may hold an earlier frame's bytes: never send them.
+            buf.fill(0);
+        }
     });
     if r.is_ok() {
         ctx.count(TcpCounter::OutSegs, 1);
