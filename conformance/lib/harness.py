@@ -352,6 +352,12 @@ class Dut:
         batch += [f"neigh flush dev {self.iface}", "route flush cache", "-6 route flush cache"]
         sh("ip", "-n", self.ns, "-force", "-batch", "-", input="\n".join(batch) + "\n", check=False)
         if full:
+            # What Router Advertisements change: hop limit, MTU, timers.
+            for key, val in (("net.ipv6.conf.IF.hop_limit", 64), ("net.ipv6.conf.IF.mtu", 1500),
+                             ("net.ipv6.neigh.IF.retrans_time_ms", 1000),
+                             ("net.ipv6.neigh.IF.base_reachable_time_ms", 30000)):
+                path = "/proc/sys/" + key.replace(".", "/").replace("IF", self.iface)
+                sh("ip", "netns", "exec", self.ns, "sh", "-c", f"echo {val} > {path}", check=False)
             # Anything RA-learned left: default routes, SLAAC addresses.
             sh("ip", "-n", self.ns, "-6", "route", "del", "default", check=False)
             out = self.ip("-6", "-o", "addr", "show", "dev", self.iface, check=False)
