@@ -15,6 +15,7 @@ pub mod packet;
 pub mod rng;
 pub mod signal;
 mod sys;
+pub mod xdp;
 
 pub use engine::{App, Engine, Io, Load, RunOptions};
 pub use link::{Link, LinkStats};

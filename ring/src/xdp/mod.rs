@@ -1,0 +1,1355 @@
+//! The AF_XDP device: shunt on one RX queue of an interface through an
+//! XDP socket, side by side with the kernel. An XDP program (hand-written,
+//! [`program`]) steers only shunt's frames to the socket and passes
+//! everything else to the kernel, which keeps its own address, ARP, ssh,
+//! DNS and other programs on the same interface.
+//!
+//! The device has the interface of [`crate::afpacket::AfPacket`]: open
+//! with options, `recv_batch` in place, `send`/`flush` in batches, `fd`
+//! to poll, stats, and as an [`App`] the ports "output" (from the wire)
+//! and "input" (to send).
+//!
+//! Loader: the bpf(2) system call directly ([`bpf`]), no libbpf, no ELF,
+//! no C toolchain. The program is attached with a BPF link
+//! (BPF_LINK_CREATE, attach type BPF_XDP, Linux 5.9), so the kernel
+//! detaches it when the last descriptor of the link closes, which
+//! includes the process dying by SIGKILL: the kernel gets the interface
+//! back by itself.
+//!
+//! Modes on a veth (measured on Linux 6.18, see ring/tests/xdp.rs):
+//! copy mode works with native (driver) XDP and with generic (skb) XDP;
+//! zero-copy does not exist on veth (the bind fails with EOPNOTSUPP and
+//! the device falls back to copy mode when `zero_copy` is asked for).
+//! Native veth XDP refuses an MTU over about 3.5 KiB (ERANGE); [`Attach::Auto`]
+//! then falls back to generic XDP.
+//!
+//! Offloads: an XDP socket carries no virtio-net header. Frames received
+//! come with a plain [`VnetHdr`] (checksums not verified); frames sent
+//! with a partial checksum are completed in software and GSO frames are
+//! cut in software ([`crate::offload`]) before they go into the UMEM.
+//! A kernel peer on a veth leaves its checksums partial (veth offloads
+//! them), so a veth peer talking to shunt over AF_XDP should turn TX
+//! checksumming off (`ethtool -K veth1 tx off`); real NICs put complete
+//! checksums on the wire.
+
+pub mod bpf;
+pub mod program;
+mod socket;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::ptr;
+use std::time::{Duration, Instant};
+
+use crate::engine::{App, Io};
+use crate::link::Link;
+use crate::offload::{self, VnetHdr};
+use crate::packet::{MAX_FRAME, Packet};
+
+use program::MapRef;
+use socket::{ADDR, DESC, Geometry, Xsk};
+
+/// Bytes per UMEM frame: one page.
+pub const FRAME_SIZE: usize = 4096;
+/// Headroom the kernel keeps in front of a received frame
+/// (XDP_PACKET_HEADROOM).
+const XDP_HEADROOM: usize = 256;
+/// Bytes of Ethernet header plus one VLAN tag beyond the MTU.
+const L2_MAX: usize = 18;
+/// Largest MTU whose frames fit a UMEM frame.
+pub const MAX_MTU: usize = FRAME_SIZE - XDP_HEADROOM - L2_MAX;
+/// `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17): frames one `sendto` may send in
+/// copy mode (32 before).
+const XDP_MAX_TX_SKB_BUDGET: i32 = 9;
+/// How soon the engine comes back to a device whose transmit side is
+/// backed up.
+const TX_RETRY: Duration = Duration::from_micros(100);
+/// How long `open` waits for a queue that a just-closed socket still
+/// holds.
+const QUEUE_BUSY_WAIT: Duration = Duration::from_secs(1);
+/// Kicks of the TX ring per flush at most (each sends up to the
+/// kernel's budget).
+const MAX_KICKS: usize = 64;
+const IFNAMSIZ: usize = 16;
+const ARPHRD_ETHER: u16 = 1;
+const IFF_UP: u16 = 0x1;
+
+/// How the program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// Native (driver) XDP, else generic.
+    Auto,
+    /// Native (driver) XDP only: XDP_FLAGS_DRV_MODE.
+    Native,
+    /// Generic XDP (on the skb, any driver): XDP_FLAGS_SKB_MODE.
+    Generic,
+}
+
+/// Which frames are shunt's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Shunt has addresses of its own ([`XdpOptions::addrs`]): IPv4 and
+    /// IPv6 frames to them, ARP and Neighbor Solicitations for them.
+    Dedicated,
+    /// Shunt shares the kernel's address: TCP/UDP frames to the
+    /// (protocol, port)s it registers ([`XdpSteering::add_port`]).
+    Shared,
+}
+
+/// Transport protocols for shared-mode steering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp = 6,
+    Udp = 17,
+}
+
+/// Settings of an [`XdpDevice`].
+#[derive(Clone, Debug)]
+pub struct XdpOptions {
+    /// The RX queue to bind to (the program steers frames of this queue
+    /// only; others reach the kernel).
+    pub queue_id: u32,
+    /// UMEM frames for receiving (also the fill and RX ring sizes): a
+    /// power of two.
+    pub rx_frames: u32,
+    /// UMEM frames for sending (also the TX and completion ring sizes): a
+    /// power of two.
+    pub tx_frames: u32,
+    /// Frames queued before the TX ring is kicked on its own.
+    pub tx_batch: usize,
+    /// Try zero-copy first (falls back to copy mode if the driver cannot).
+    pub zero_copy: bool,
+    /// Native or generic XDP.
+    pub attach: Attach,
+    pub mode: Mode,
+    /// Shunt's addresses ([`Mode::Dedicated`]); more can be added later.
+    pub addrs: Vec<IpAddr>,
+}
+
+impl Default for XdpOptions {
+    fn default() -> Self {
+        XdpOptions {
+            queue_id: 0,
+            rx_frames: 4096,
+            tx_frames: 2048,
+            tx_batch: 64,
+            zero_copy: false,
+            attach: Attach::Auto,
+            mode: Mode::Dedicated,
+            addrs: Vec::new(),
+        }
+    }
+}
+
+/// Why the device could not be opened. Its Display is one line naming the
+/// interface and what is wrong, so that a caller can print it and fall
+/// back to the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum XdpError {
+    BadName {
+        ifname: String,
+    },
+    NotFound {
+        ifname: String,
+    },
+    Down {
+        ifname: String,
+    },
+    NotEthernet {
+        ifname: String,
+        hwtype: u16,
+    },
+    /// Missing CAP_NET_RAW, CAP_NET_ADMIN or CAP_BPF.
+    Permission {
+        ifname: String,
+    },
+    /// No AF_XDP sockets, BPF links, or the like in this kernel.
+    Unsupported {
+        ifname: String,
+        what: &'static str,
+    },
+    /// The MTU's frames do not fit a UMEM frame.
+    MtuTooLarge {
+        ifname: String,
+        mtu: usize,
+    },
+    /// The driver refuses native XDP at this MTU ([`Attach::Native`]).
+    DriverMtu {
+        ifname: String,
+        mtu: usize,
+    },
+    /// Another XDP program is attached to the interface.
+    Busy {
+        ifname: String,
+    },
+    /// Another AF_XDP socket is bound to the queue.
+    QueueBusy {
+        ifname: String,
+        queue: u32,
+    },
+    BadOptions {
+        ifname: String,
+        why: String,
+    },
+    /// The verifier refused the program (a bug here): errno and log.
+    Verifier {
+        ifname: String,
+        errno: i32,
+        log: String,
+    },
+    Sys {
+        ifname: String,
+        op: &'static str,
+        errno: i32,
+    },
+}
+
+fn os_err(errno: i32) -> std::io::Error {
+    std::io::Error::from_raw_os_error(errno)
+}
+
+impl fmt::Display for XdpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            XdpError::BadName { ifname } => write!(f, "{ifname:?} is not a valid interface name"),
+            XdpError::NotFound { ifname } => write!(f, "interface {ifname} not found"),
+            XdpError::Down { ifname } => write!(
+                f,
+                "interface {ifname} is down (bring it up with `ip link set {ifname} up`)"
+            ),
+            XdpError::NotEthernet { ifname, hwtype } => write!(
+                f,
+                "interface {ifname} is not an Ethernet interface (link type {hwtype})"
+            ),
+            XdpError::Permission { ifname } => write!(
+                f,
+                "AF_XDP on {ifname} needs CAP_NET_ADMIN and CAP_BPF (run as root)"
+            ),
+            XdpError::Unsupported { ifname, what } => {
+                write!(f, "AF_XDP on {ifname}: this kernel does not support {what}")
+            }
+            XdpError::MtuTooLarge { ifname, mtu } => write!(
+                f,
+                "AF_XDP on {ifname}: MTU {mtu} is over {MAX_MTU}, the most a {FRAME_SIZE}-byte UMEM frame holds (lower the MTU or use AF_PACKET)"
+            ),
+            XdpError::DriverMtu { ifname, mtu } => write!(
+                f,
+                "AF_XDP on {ifname}: the driver refuses native XDP at MTU {mtu} (lower the MTU or use generic XDP)"
+            ),
+            XdpError::Busy { ifname } => write!(
+                f,
+                "AF_XDP on {ifname}: another XDP program is attached to the interface"
+            ),
+            XdpError::QueueBusy { ifname, queue } => write!(
+                f,
+                "AF_XDP on {ifname}: RX queue {queue} is taken by another AF_XDP socket"
+            ),
+            XdpError::BadOptions { ifname, why } => {
+                write!(f, "bad AF_XDP options for {ifname}: {why}")
+            }
+            XdpError::Verifier { ifname, errno, log } => {
+                // The last lines say why; one line, joined.
+                let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+                let tail = lines[lines.len().saturating_sub(8)..].join(" | ");
+                write!(
+                    f,
+                    "AF_XDP on {ifname}: the kernel refused the XDP program ({}): {tail}",
+                    os_err(*errno)
+                )
+            }
+            XdpError::Sys { ifname, op, errno } => {
+                write!(f, "AF_XDP {op} on {ifname} failed: {}", os_err(*errno))
+            }
+        }
+    }
+}
+
+impl std::error::Error for XdpError {}
+
+/// Why a frame was not queued for transmission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxError {
+    /// No free UMEM frame even after reaping completions: try again after
+    /// [`XdpDevice::flush`].
+    Full,
+    /// Shorter than an Ethernet header, longer than the MTU (and not
+    /// GSO), or longer than a packet buffer.
+    BadLength { len: usize },
+    /// The virtio-net header cannot be right for this frame.
+    BadHeader,
+}
+
+impl fmt::Display for TxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TxError::Full => f.write_str("transmit ring full"),
+            TxError::BadLength { len } => write!(f, "frame of {len} bytes cannot be sent"),
+            TxError::BadHeader => f.write_str("virtio-net header does not fit the frame"),
+        }
+    }
+}
+
+impl std::error::Error for TxError {}
+
+/// Counters of a device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpStats {
+    /// Frames and bytes delivered to the caller.
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Descriptors skipped here (outside the UMEM, shorter than 14 bytes,
+    /// too large for a packet).
+    pub rx_errors: u64,
+    /// From XDP_STATISTICS: frames the kernel dropped (too big for a
+    /// frame, ...), found the RX ring full, or found no fill entry for.
+    pub rx_dropped: u64,
+    pub rx_ring_full: u64,
+    pub rx_fill_empty: u64,
+    /// Frames and bytes put on the TX ring.
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Frames refused (bad length or header).
+    pub tx_errors: u64,
+    /// Times a frame could not be queued for want of a free frame.
+    pub tx_full: u64,
+    /// From XDP_STATISTICS: TX descriptors the kernel found invalid.
+    pub tx_invalid: u64,
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < IFNAMSIZ
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace())
+}
+
+/// `struct ifreq`: a name and a 24-byte union.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct IfReq {
+    name: [u8; IFNAMSIZ],
+    data: [u8; 24],
+}
+
+fn ifreq(fd: BorrowedFd, name: &str, req: libc::c_ulong) -> Result<IfReq, i32> {
+    let mut r = IfReq {
+        name: [0; IFNAMSIZ],
+        data: [0; 24],
+    };
+    r.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: the SIOCGIF* requests read the name from and write at most
+    // sizeof(struct ifreq) bytes into `r`, which is that size.
+    let ret = unsafe { libc::syscall(libc::SYS_ioctl, fd.as_raw_fd(), req, &mut r as *mut IfReq) };
+    if ret < 0 { Err(last_errno()) } else { Ok(r) }
+}
+
+/// What the interface is: index, MTU, MAC.
+struct IfInfo {
+    ifindex: u32,
+    mtu: usize,
+    mac: [u8; 6],
+}
+
+fn if_info(ifname: &str) -> Result<IfInfo, XdpError> {
+    let name = || ifname.to_string();
+    // Any socket answers SIOCGIF*; an XDP socket does not (no ioctl).
+    let s = socket::socket(libc::AF_INET, libc::SOCK_DGRAM).map_err(|errno| XdpError::Sys {
+        ifname: name(),
+        op: "socket",
+        errno,
+    })?;
+    let b = s.as_fd();
+    let nf = |e: i32| {
+        if e == libc::ENODEV {
+            XdpError::NotFound { ifname: name() }
+        } else {
+            XdpError::Sys {
+                ifname: name(),
+                op: "ioctl",
+                errno: e,
+            }
+        }
+    };
+    let r = ifreq(b, ifname, libc::SIOCGIFINDEX).map_err(nf)?;
+    let ifindex = u32::from_ne_bytes([r.data[0], r.data[1], r.data[2], r.data[3]]);
+    let r = ifreq(b, ifname, libc::SIOCGIFFLAGS).map_err(nf)?;
+    if u16::from_ne_bytes([r.data[0], r.data[1]]) & IFF_UP == 0 {
+        return Err(XdpError::Down { ifname: name() });
+    }
+    let r = ifreq(b, ifname, libc::SIOCGIFMTU).map_err(nf)?;
+    let mtu = i32::from_ne_bytes([r.data[0], r.data[1], r.data[2], r.data[3]]).max(68) as usize;
+    let r = ifreq(b, ifname, libc::SIOCGIFHWADDR).map_err(nf)?;
+    let hwtype = u16::from_ne_bytes([r.data[0], r.data[1]]);
+    if hwtype != ARPHRD_ETHER {
+        return Err(XdpError::NotEthernet {
+            ifname: name(),
+            hwtype,
+        });
+    }
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&r.data[2..8]);
+    Ok(IfInfo { ifindex, mtu, mac })
+}
+
+// ---------------------------------------------------------------------------
+// The program, its maps and its link.
+// ---------------------------------------------------------------------------
+
+/// The loaded XDP program with its maps, and (once attached) its link.
+/// Dropping it detaches the program. Map updates take effect at once.
+pub struct XdpSteering {
+    mode: Mode,
+    insns: usize,
+    xsks: OwnedFd,
+    addrs4: Option<OwnedFd>,
+    addrs6: Option<OwnedFd>,
+    ports: Option<OwnedFd>,
+    prog: OwnedFd,
+    link: Option<OwnedFd>,
+    ifname: String,
+}
+
+/// Most addresses in dedicated mode, per family.
+const MAX_ADDRS: u32 = 64;
+/// Most (protocol, port) entries in shared mode.
+const MAX_PORTS: u32 = 65536;
+
+impl XdpSteering {
+    /// Create the maps and load the program for `mode`, with an XSKMAP of
+    /// `queues` entries. `ifname` only names the interface in errors.
+    pub fn load(ifname: &str, mode: Mode, queues: u32) -> Result<XdpSteering, XdpError> {
+        let name = ifname.to_string();
+        let map_err = |errno: i32| match errno {
+            libc::EPERM | libc::EACCES => XdpError::Permission {
+                ifname: name.clone(),
+            },
+            libc::EINVAL | libc::ENOSYS => XdpError::Unsupported {
+                ifname: name.clone(),
+                what: "XSKMAP and hash BPF maps",
+            },
+            errno => XdpError::Sys {
+                ifname: name.clone(),
+                op: "BPF_MAP_CREATE",
+                errno,
+            },
+        };
+        let xsks = bpf::map_create(bpf::MAP_XSKMAP, 4, 4, queues.max(1), 0, "shunt_xsks")
+            .map_err(map_err)?;
+        let ops = match mode {
+            Mode::Dedicated => program::DEDICATED,
+            Mode::Shared => program::SHARED,
+        };
+        let (mut addrs4, mut addrs6, mut ports) = (None, None, None);
+        for m in program::maps_used(ops) {
+            let slot = match m {
+                MapRef::Xsks => continue,
+                MapRef::Addrs4 => &mut addrs4,
+                MapRef::Addrs6 => &mut addrs6,
+                MapRef::Ports => &mut ports,
+            };
+            if slot.is_some() {
+                continue;
+            }
+            let fd = match m {
+                MapRef::Addrs4 => bpf::map_create(bpf::MAP_HASH, 4, 1, MAX_ADDRS, 0, "shunt_addr4"),
+                MapRef::Addrs6 => {
+                    bpf::map_create(bpf::MAP_HASH, 16, 1, MAX_ADDRS, 0, "shunt_addr6")
+                }
+                _ => bpf::map_create(
+                    bpf::MAP_HASH,
+                    4,
+                    1,
+                    MAX_PORTS,
+                    bpf::F_NO_PREALLOC,
+                    "shunt_ports",
+                ),
+            }
+            .map_err(map_err)?;
+            *slot = Some(fd);
+        }
+        let raw = |o: &Option<OwnedFd>| o.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
+        let (a4, a6, p) = (raw(&addrs4), raw(&addrs6), raw(&ports));
+        let xs = xsks.as_raw_fd();
+        let insns = program::assemble(ops, |m| match m {
+            MapRef::Xsks => xs,
+            MapRef::Addrs4 => a4,
+            MapRef::Addrs6 => a6,
+            MapRef::Ports => p,
+        })
+        .map_err(|log| XdpError::Verifier {
+            ifname: name.clone(),
+            errno: libc::EINVAL,
+            log,
+        })?;
+        // bpf_redirect_map is GPL-only.
+        let prog =
+            bpf::prog_load_xdp(&insns, "Dual MIT/GPL", "shunt_steer").map_err(|e| {
+                match e.errno {
+                    libc::EPERM if e.log.is_empty() => XdpError::Permission {
+                        ifname: name.clone(),
+                    },
+                    errno => XdpError::Verifier {
+                        ifname: name.clone(),
+                        errno,
+                        log: e.log,
+                    },
+                }
+            })?;
+        Ok(XdpSteering {
+            mode,
+            insns: insns.len(),
+            xsks,
+            addrs4,
+            addrs6,
+            ports,
+            prog,
+            link: None,
+            ifname: name,
+        })
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Instructions in the loaded program.
+    pub fn instruction_count(&self) -> usize {
+        self.insns
+    }
+
+    /// The program's descriptor.
+    pub fn prog_fd(&self) -> BorrowedFd<'_> {
+        self.prog.as_fd()
+    }
+
+    /// Put an AF_XDP socket on RX queue `queue`.
+    pub fn set_socket(&self, queue: u32, xsk: BorrowedFd) -> std::io::Result<()> {
+        let fd = xsk.as_raw_fd() as u32;
+        bpf::map_update(self.xsks.as_fd(), &queue.to_ne_bytes(), &fd.to_ne_bytes()).map_err(os_err)
+    }
+
+    /// Attach to `ifindex` (in the calling thread's namespace) with a BPF
+    /// link; returns whether native XDP was used.
+    pub fn attach(&mut self, ifindex: u32, how: Attach, mtu: usize) -> Result<bool, XdpError> {
+        let name = self.ifname.clone();
+        let err = |errno: i32, native: bool| match errno {
+            libc::EPERM | libc::EACCES => XdpError::Permission {
+                ifname: name.clone(),
+            },
+            libc::EBUSY | libc::EEXIST => XdpError::Busy {
+                ifname: name.clone(),
+            },
+            libc::ERANGE if native => XdpError::DriverMtu {
+                ifname: name.clone(),
+                mtu,
+            },
+            libc::EINVAL if !native => XdpError::Unsupported {
+                ifname: name.clone(),
+                what: "BPF links for XDP (Linux 5.9)",
+            },
+            errno => XdpError::Sys {
+                ifname: name.clone(),
+                op: "BPF_LINK_CREATE",
+                errno,
+            },
+        };
+        let try_native = how != Attach::Generic;
+        if try_native {
+            match bpf::link_create_xdp(self.prog.as_fd(), ifindex, bpf::XDP_FLAGS_DRV_MODE) {
+                Ok(l) => {
+                    self.link = Some(l);
+                    return Ok(true);
+                }
+                // No native XDP in this driver, or not at this MTU.
+                Err(e @ (libc::EOPNOTSUPP | libc::EINVAL | libc::ERANGE))
+                    if how == Attach::Auto =>
+                {
+                    let _ = e;
+                }
+                Err(e) => return Err(err(e, true)),
+            }
+        }
+        let l = bpf::link_create_xdp(self.prog.as_fd(), ifindex, bpf::XDP_FLAGS_SKB_MODE)
+            .map_err(|e| err(e, false))?;
+        self.link = Some(l);
+        Ok(false)
+    }
+
+    /// Detach now (dropping does too).
+    pub fn detach(&mut self) {
+        self.link = None;
+    }
+
+    fn addr_map(&self, a: &IpAddr) -> std::io::Result<(BorrowedFd<'_>, [u8; 16], usize)> {
+        let (map, key, len) = match a {
+            IpAddr::V4(v4) => {
+                let mut k = [0u8; 16];
+                k[..4].copy_from_slice(&v4.octets());
+                (&self.addrs4, k, 4)
+            }
+            IpAddr::V6(v6) => (&self.addrs6, v6.octets(), 16),
+        };
+        let map = map.as_ref().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "addresses are steered in dedicated mode only",
+            )
+        })?;
+        Ok((map.as_fd(), key, len))
+    }
+
+    /// Steer frames for `addr` to shunt ([`Mode::Dedicated`]): IPv4 and
+    /// ARP for an IPv4 address; IPv6 and Neighbor Solicitations for an
+    /// IPv6 one.
+    pub fn add_addr(&self, addr: IpAddr) -> std::io::Result<()> {
+        let (map, key, len) = self.addr_map(&addr)?;
+        bpf::map_update(map, &key[..len], &[1]).map_err(os_err)
+    }
+
+    /// Stop steering `addr`; Ok(false) if it was not steered.
+    pub fn remove_addr(&self, addr: IpAddr) -> std::io::Result<bool> {
+        let (map, key, len) = self.addr_map(&addr)?;
+        bpf::map_delete(map, &key[..len]).map_err(os_err)
+    }
+
+    fn port_key(&self, proto: Proto, port: u16) -> std::io::Result<(BorrowedFd<'_>, [u8; 4])> {
+        let map = self.ports.as_ref().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "ports are steered in shared mode only",
+            )
+        })?;
+        let p = port.to_be_bytes();
+        Ok((map.as_fd(), [p[0], p[1], proto as u8, 0]))
+    }
+
+    /// Steer TCP or UDP frames to local port `port` to shunt
+    /// ([`Mode::Shared`]): on bind, listen and connect.
+    pub fn add_port(&self, proto: Proto, port: u16) -> std::io::Result<()> {
+        let (map, key) = self.port_key(proto, port)?;
+        bpf::map_update(map, &key, &[1]).map_err(os_err)
+    }
+
+    /// Stop steering a port; Ok(false) if it was not steered.
+    pub fn remove_port(&self, proto: Proto, port: u16) -> std::io::Result<bool> {
+        let (map, key) = self.port_key(proto, port)?;
+        bpf::map_delete(map, &key).map_err(os_err)
+    }
+
+    /// Run the program once on `frame` (BPF_PROG_TEST_RUN; at least 14
+    /// bytes) and return its verdict. The run happens as if on queue 0 of
+    /// the namespace's loopback device; a redirect to a queue with a
+    /// socket reads XDP_REDIRECT, to an empty one XDP_PASS.
+    pub fn test_run(&self, frame: &[u8]) -> std::io::Result<u32> {
+        bpf::prog_test_run(self.prog.as_fd(), frame).map_err(os_err)
+    }
+
+    fn renumber_fds(&mut self, f: &mut impl FnMut(BorrowedFd<'_>) -> Option<OwnedFd>) {
+        for fd in [
+            Some(&mut self.xsks),
+            self.addrs4.as_mut(),
+            self.addrs6.as_mut(),
+            self.ports.as_mut(),
+            Some(&mut self.prog),
+            self.link.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(n) = f(fd.as_fd()) {
+                *fd = n;
+            }
+        }
+    }
+}
+
+impl fmt::Debug for XdpSteering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XdpSteering")
+            .field("mode", &self.mode)
+            .field("insns", &self.insns)
+            .field("attached", &self.link.is_some())
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The device.
+// ---------------------------------------------------------------------------
+
+/// An AF_XDP device on one RX queue of one interface.
+pub struct XdpDevice {
+    // The program goes first (detached before the socket closes).
+    steering: XdpSteering,
+    xsk: Xsk,
+    /// TX frames not in the kernel's hands (UMEM addresses).
+    free: Vec<u64>,
+    /// Descriptors written to the TX ring and not yet published.
+    tx_pending: u32,
+    rx_frames: usize,
+    tx_frames: usize,
+    ifname: String,
+    ifindex: u32,
+    queue_id: u32,
+    mtu: usize,
+    mac: [u8; 6],
+    zero_copy: bool,
+    native: bool,
+    batch: usize,
+    stats: XdpStats,
+    /// Last errno from a kick, for reports.
+    last_tx_errno: i32,
+    /// The last push left packets on the input link.
+    tx_blocked: bool,
+}
+
+// SAFETY: an XdpDevice exclusively owns its socket, its mappings and its
+// BPF objects; the raw pointers all point into those mappings and are used
+// only through &mut self (or &self for reads of our own state). Nothing is
+// tied to the thread that opened it.
+unsafe impl Send for XdpDevice {}
+
+impl XdpDevice {
+    /// Open the device on `ifname` (in the calling thread's network
+    /// namespace): socket, UMEM and rings, bind (zero-copy if asked and
+    /// offered, else copy), load the program, put the socket in its map,
+    /// add the addresses, attach.
+    pub fn open(ifname: &str, opts: &XdpOptions) -> Result<XdpDevice, XdpError> {
+        let name = ifname.to_string();
+        if !valid_ifname(ifname) {
+            return Err(XdpError::BadName { ifname: name });
+        }
+        let bad = |why: String| XdpError::BadOptions {
+            ifname: name.clone(),
+            why,
+        };
+        for (what, n) in [("rx_frames", opts.rx_frames), ("tx_frames", opts.tx_frames)] {
+            if !n.is_power_of_two() || !(64..=1 << 16).contains(&n) {
+                return Err(bad(format!(
+                    "{what} {n} must be a power of two from 64 to 65536"
+                )));
+            }
+        }
+        if opts.tx_batch == 0 || opts.queue_id >= 1024 {
+            return Err(bad(
+                "tx_batch must be positive and queue_id below 1024".into()
+            ));
+        }
+        if opts.mode == Mode::Shared && !opts.addrs.is_empty() {
+            return Err(bad("addresses are for dedicated mode".into()));
+        }
+        let info = if_info(ifname)?;
+        if info.mtu > MAX_MTU {
+            return Err(XdpError::MtuTooLarge {
+                ifname: name,
+                mtu: info.mtu,
+            });
+        }
+
+        let geo = Geometry {
+            rx_frames: opts.rx_frames,
+            tx_frames: opts.tx_frames,
+            frame_size: FRAME_SIZE,
+        };
+        let sys = |(op, errno): (&'static str, i32)| match errno {
+            libc::EPERM | libc::EACCES => XdpError::Permission {
+                ifname: name.clone(),
+            },
+            libc::EAFNOSUPPORT if op == "socket" => XdpError::Unsupported {
+                ifname: name.clone(),
+                what: "AF_XDP sockets",
+            },
+            errno => XdpError::Sys {
+                ifname: name.clone(),
+                op,
+                errno,
+            },
+        };
+        let need_wakeup = libc::XDP_USE_NEED_WAKEUP;
+        let mut zero_copy = false;
+        // A socket closed just before (by this process or another) keeps
+        // its queue until the kernel's deferred release runs: EBUSY for a
+        // moment. Wait that out, not a socket that stays.
+        let bind = |s: &Xsk, flags: u16| {
+            let deadline = Instant::now() + QUEUE_BUSY_WAIT;
+            loop {
+                match socket::bind_xdp(s.fd.as_fd(), info.ifindex, opts.queue_id, flags) {
+                    Err(libc::EBUSY) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    r => return r,
+                }
+            }
+        };
+        let mut xsk = None;
+        if opts.zero_copy {
+            let mut s = Xsk::new(&geo).map_err(sys)?;
+            prime_fill(&mut s, opts.rx_frames);
+            if bind(&s, libc::XDP_ZEROCOPY | need_wakeup).is_ok() {
+                zero_copy = true;
+                xsk = Some(s);
+            }
+            // Otherwise a fresh socket for copy mode: a failed bind may
+            // leave this one half set up.
+        }
+        let xsk = match xsk {
+            Some(s) => s,
+            None => {
+                let mut s = Xsk::new(&geo).map_err(sys)?;
+                prime_fill(&mut s, opts.rx_frames);
+                bind(&s, libc::XDP_COPY | need_wakeup).map_err(|e| match e {
+                    libc::ENODEV => XdpError::NotFound {
+                        ifname: name.clone(),
+                    },
+                    libc::EINVAL if opts.queue_id > 0 => {
+                        bad(format!("{ifname} has no RX queue {}", opts.queue_id))
+                    }
+                    libc::EBUSY => XdpError::QueueBusy {
+                        ifname: name.clone(),
+                        queue: opts.queue_id,
+                    },
+                    e => sys(("bind", e)),
+                })?;
+                s
+            }
+        };
+        // Let one sendto send a whole TX ring in copy mode (Linux 6.17;
+        // older kernels send 32 per call and flush() kicks again).
+        let _ = socket::setsockopt(
+            xsk.fd.as_fd(),
+            libc::SOL_XDP,
+            XDP_MAX_TX_SKB_BUDGET,
+            &opts.tx_frames,
+        );
+
+        let mut steering = XdpSteering::load(ifname, opts.mode, opts.queue_id + 1)?;
+        steering
+            .set_socket(opts.queue_id, xsk.fd.as_fd())
+            .map_err(|e| XdpError::Sys {
+                ifname: name.clone(),
+                op: "XSKMAP update",
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+            })?;
+        for a in &opts.addrs {
+            steering.add_addr(*a).map_err(|e| XdpError::Sys {
+                ifname: name.clone(),
+                op: "address map update",
+                errno: e.raw_os_error().unwrap_or(libc::EIO),
+            })?;
+        }
+        let native = steering.attach(info.ifindex, opts.attach, info.mtu)?;
+
+        let free: Vec<u64> = (0..opts.tx_frames as u64)
+            .map(|i| (opts.rx_frames as u64 + i) * FRAME_SIZE as u64)
+            .collect();
+        Ok(XdpDevice {
+            steering,
+            xsk,
+            free,
+            tx_pending: 0,
+            rx_frames: opts.rx_frames as usize,
+            tx_frames: opts.tx_frames as usize,
+            ifname: name,
+            ifindex: info.ifindex,
+            queue_id: opts.queue_id,
+            mtu: info.mtu,
+            mac: info.mac,
+            zero_copy,
+            native,
+            batch: opts.tx_batch,
+            stats: XdpStats::default(),
+            last_tx_errno: 0,
+            tx_blocked: false,
+        })
+    }
+
+    /// The socket, to poll for readability (the RX ring has frames).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.xsk.fd.as_fd()
+    }
+
+    /// The program and its maps: add or remove addresses and ports.
+    pub fn steering(&self) -> &XdpSteering {
+        &self.steering
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    pub fn queue_id(&self) -> u32 {
+        self.queue_id
+    }
+
+    /// The interface's MTU when the device was opened.
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// The interface's MAC address when the device was opened.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// True if the socket is bound in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// True if the program runs as native (driver) XDP, false if generic.
+    pub fn native(&self) -> bool {
+        self.native
+    }
+
+    /// Renumbers the device's descriptors (the socket, the program, its
+    /// maps and its link): `f` gets each one and returns a duplicate to
+    /// use instead (the original is closed), as for
+    /// [`crate::afpacket::AfPacket::renumber_fds`]. The XSKMAP keeps the
+    /// socket itself, not its number.
+    pub fn renumber_fds(&mut self, mut f: impl FnMut(BorrowedFd<'_>) -> Option<OwnedFd>) {
+        if let Some(fd) = f(self.xsk.fd.as_fd()) {
+            self.xsk.fd = fd;
+        }
+        self.steering.renumber_fds(&mut f);
+    }
+
+    /// Read up to `max` frames in place from the RX ring, calling `f` with
+    /// each frame and a plain virtio-net header, then give their UMEM
+    /// frames back through the fill ring. Returns the number of frames
+    /// delivered.
+    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8], &VnetHdr)) -> usize {
+        let x = &mut self.xsk;
+        let n = x.rx.cons_ready(max.min(u32::MAX as usize) as u32);
+        let plain = VnetHdr::default();
+        let mut delivered = 0;
+        for i in 0..n {
+            let (addr, len) = read_desc(x.rx.cons_slot(i, DESC));
+            match x.umem.slice(addr, len as usize) {
+                Some(frame) if frame.len() >= 14 => {
+                    self.stats.rx_packets += 1;
+                    self.stats.rx_bytes += len as u64;
+                    delivered += 1;
+                    f(frame, &plain);
+                }
+                _ => self.stats.rx_errors += 1,
+            }
+        }
+        if n > 0 {
+            // The fill ring holds every RX frame, so there is room.
+            let room = x.fill.prod_room(n);
+            debug_assert!(room >= n);
+            let mask = !(FRAME_SIZE as u64 - 1);
+            for i in 0..n.min(room) {
+                let (addr, _) = read_desc(x.rx.cons_slot(i, DESC));
+                // SAFETY: i < room, so the slot is ours to write until
+                // produce(); fill entries are u64 addresses.
+                unsafe { ptr::write_unaligned(x.fill.prod_slot(i, ADDR) as *mut u64, addr & mask) };
+            }
+            x.fill.produce(n.min(room));
+            x.rx.release(n);
+        }
+        if x.fill.needs_wakeup() && n > 0 {
+            let _ = socket::kick_rx(x.fd.as_fd());
+        }
+        delivered
+    }
+
+    /// True if a frame can be queued now.
+    pub fn tx_has_room(&self) -> bool {
+        !self.free.is_empty()
+    }
+
+    /// Take back the TX frames the kernel has sent.
+    fn reap(&mut self) {
+        let x = &mut self.xsk;
+        let n = x.comp.cons_ready(u32::MAX);
+        for i in 0..n {
+            // SAFETY: i < ready, so the entry was published by the kernel
+            // (acquire in cons_ready); completion entries are u64s.
+            let addr = unsafe { ptr::read_unaligned(x.comp.cons_slot(i, ADDR) as *const u64) };
+            // Only addresses of our TX frames go back on the free list
+            // (the kernel returns what we gave it; anything else would be
+            // a kernel bug, and is not trusted).
+            let first = self.rx_frames as u64 * FRAME_SIZE as u64;
+            let end = first + self.tx_frames as u64 * FRAME_SIZE as u64;
+            if (first..end).contains(&addr) && addr.is_multiple_of(FRAME_SIZE as u64) {
+                self.free.push(addr);
+            }
+        }
+        if n > 0 {
+            x.comp.release(n);
+        }
+    }
+
+    /// A free TX frame, reaping completions (and kicking once) if none.
+    fn take_frame(&mut self) -> Option<u64> {
+        if self.free.is_empty() {
+            self.reap();
+        }
+        if self.free.is_empty() {
+            self.flush();
+        }
+        self.free.pop()
+    }
+
+    /// Write a descriptor for `len` bytes at `addr` to the TX ring.
+    fn put_desc(&mut self, addr: u64, len: usize) {
+        let x = &mut self.xsk;
+        let room = x.tx.prod_room(self.tx_pending + 1);
+        // The TX ring has a slot per TX frame, and this frame was free.
+        debug_assert!(room > self.tx_pending);
+        let slot = x.tx.prod_slot(self.tx_pending, DESC);
+        // SAFETY: the slot is past the published producer index and within
+        // the free room, so the kernel does not read it before produce();
+        // xdp_desc is {u64 addr, u32 len, u32 options}.
+        unsafe {
+            ptr::write_unaligned(slot as *mut u64, addr);
+            ptr::write_unaligned(slot.add(8) as *mut u32, len as u32);
+            ptr::write_unaligned(slot.add(12) as *mut u32, 0);
+        }
+        self.tx_pending += 1;
+        self.stats.tx_packets += 1;
+        self.stats.tx_bytes += len as u64;
+    }
+
+    /// Queue a frame (a copy) for transmission. A partial checksum is
+    /// completed and a GSO frame cut in software. Batches go to the kernel
+    /// when full and on [`XdpDevice::flush`]. [`TxError::Full`] means "not
+    /// now": keep the frame and try again after a flush.
+    pub fn send(&mut self, frame: &[u8], hdr: &VnetHdr) -> Result<(), TxError> {
+        let len = frame.len();
+        if hdr.is_gso() {
+            return self.send_gso(frame, hdr);
+        }
+        if len < 14 || len > self.mtu + L2_MAX || len > FRAME_SIZE {
+            self.stats.tx_errors += 1;
+            return Err(TxError::BadLength { len });
+        }
+        if hdr.gso_type != offload::GSO_NONE
+            || (hdr.needs_csum() && hdr.csum_start as usize + hdr.csum_offset as usize + 2 > len)
+        {
+            self.stats.tx_errors += 1;
+            return Err(TxError::BadHeader);
+        }
+        let Some(addr) = self.take_frame() else {
+            self.stats.tx_full += 1;
+            return Err(TxError::Full);
+        };
+        let buf = &mut self.xsk.umem.frame_mut(addr)[..len];
+        buf.copy_from_slice(frame);
+        if hdr.needs_csum() {
+            // Bounds checked above, so this cannot fail.
+            let _ = offload::complete_checksum(buf, hdr);
+        }
+        self.put_desc(addr, len);
+        if self.tx_pending as usize >= self.batch {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    /// A GSO frame: cut in software into free TX frames. Refused as Full
+    /// unless there are frames enough for the largest possible cut.
+    fn send_gso(&mut self, frame: &[u8], hdr: &VnetHdr) -> Result<(), TxError> {
+        let len = frame.len();
+        if len > MAX_FRAME || hdr.gso_size == 0 {
+            self.stats.tx_errors += 1;
+            return Err(if len > MAX_FRAME {
+                TxError::BadLength { len }
+            } else {
+                TxError::BadHeader
+            });
+        }
+        let most = len.div_ceil(hdr.gso_size as usize) + 1;
+        if self.free.len() < most {
+            self.reap();
+            if self.free.len() < most {
+                self.flush();
+            }
+            if self.free.len() < most {
+                self.stats.tx_full += 1;
+                return Err(TxError::Full);
+            }
+        }
+        let mut p = Packet::from_slice(frame);
+        *p.offload_mut() = *hdr;
+        let mut bad = false;
+        let r = offload::segment(&p, |seg| {
+            let l = seg.len();
+            if l > FRAME_SIZE || l > self.mtu + L2_MAX {
+                bad = true;
+                return;
+            }
+            let Some(addr) = self.free.pop() else {
+                bad = true;
+                return;
+            };
+            self.xsk.umem.frame_mut(addr)[..l].copy_from_slice(seg.data());
+            self.put_desc(addr, l);
+        });
+        if r.is_err() || bad {
+            self.stats.tx_errors += 1;
+            return Err(TxError::BadHeader);
+        }
+        if self.tx_pending as usize >= self.batch {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    /// Queue a packet for transmission with the virtio-net header it
+    /// carries (copied into the UMEM). On [`TxError::Full`] the packet is
+    /// handed back.
+    pub fn send_packet(&mut self, p: Packet) -> Result<(), (TxError, Option<Packet>)> {
+        match self.send(p.data(), p.offload()) {
+            Ok(()) => Ok(()),
+            Err(TxError::Full) => Err((TxError::Full, Some(p))),
+            Err(e) => Err((e, None)),
+        }
+    }
+
+    /// Publish the queued descriptors and, if the kernel needs it (always
+    /// in copy mode), kick it with one `sendto`; then take back the frames
+    /// it has sent.
+    pub fn flush(&mut self) {
+        let x = &mut self.xsk;
+        if self.tx_pending > 0 {
+            x.tx.produce(self.tx_pending);
+            self.tx_pending = 0;
+        }
+        for _ in 0..MAX_KICKS {
+            if x.tx.prod_outstanding() == 0 || !x.tx.needs_wakeup() {
+                break;
+            }
+            match socket::kick_tx(x.fd.as_fd()) {
+                Ok(_) => {}
+                // Budget used up (older kernels: 32 per call): again.
+                Err(libc::EAGAIN) => continue,
+                // The driver's queue is busy or full: later.
+                Err(libc::EBUSY) | Err(libc::ENOBUFS) | Err(libc::EINTR) => break,
+                Err(e) => {
+                    self.last_tx_errno = e;
+                    break;
+                }
+            }
+        }
+        self.reap();
+    }
+
+    /// Frames handed to the kernel and not yet completed (or not yet
+    /// published).
+    pub fn tx_in_flight(&self) -> usize {
+        self.tx_frames - self.free.len()
+    }
+
+    /// Counters, with the kernel's XDP_STATISTICS brought up to date.
+    pub fn stats(&mut self) -> XdpStats {
+        // SAFETY: xdp_statistics is plain data; all-zero is valid.
+        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        if socket::getsockopt(
+            self.xsk.fd.as_fd(),
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            &mut st,
+        )
+        .is_ok()
+        {
+            // Cumulative, not clear-on-read.
+            self.stats.rx_dropped = st.rx_dropped + st.rx_invalid_descs;
+            self.stats.rx_ring_full = st.rx_ring_full;
+            self.stats.rx_fill_empty = st.rx_fill_ring_empty_descs;
+            self.stats.tx_invalid = st.tx_invalid_descs;
+        }
+        self.stats
+    }
+}
+
+/// Put every RX frame on the fill ring (before bind).
+fn prime_fill(x: &mut Xsk, rx_frames: u32) {
+    let room = x.fill.prod_room(rx_frames);
+    for i in 0..rx_frames.min(room) {
+        let addr = i as u64 * FRAME_SIZE as u64;
+        // SAFETY: i < room: the slot is ours to write until produce().
+        unsafe { ptr::write_unaligned(x.fill.prod_slot(i, ADDR) as *mut u64, addr) };
+    }
+    x.fill.produce(rx_frames.min(room));
+}
+
+/// (addr, len) of the xdp_desc at `p`.
+#[inline]
+fn read_desc(p: *const u8) -> (u64, u32) {
+    // SAFETY: `p` is a published RX descriptor slot (16 bytes) inside the
+    // RX ring mapping.
+    unsafe {
+        (
+            ptr::read_unaligned(p as *const u64),
+            ptr::read_unaligned(p.add(8) as *const u32),
+        )
+    }
+}
+
+impl Drop for XdpDevice {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl fmt::Debug for XdpDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XdpDevice")
+            .field("ifname", &self.ifname)
+            .field("queue_id", &self.queue_id)
+            .field("zero_copy", &self.zero_copy)
+            .field("native", &self.native)
+            .field("steering", &self.steering)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// As an app: output port "output" carries frames from the wire, input
+/// port "input" frames to send.
+impl App for XdpDevice {
+    fn pulls(&self) -> bool {
+        true
+    }
+
+    fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd())
+    }
+
+    fn pull(&mut self, io: &mut Io) {
+        let Some(out) = io.output(0) else {
+            // Nobody takes frames: drop them rather than leave a full ring.
+            self.recv_batch(usize::MAX, |_, _| {});
+            return;
+        };
+        let room = out.room();
+        self.recv_batch(room, |frame, hdr| {
+            let mut p = Packet::new();
+            p.room_mut()[..frame.len()].copy_from_slice(frame);
+            p.set_len(frame.len());
+            *p.offload_mut() = *hdr;
+            out.transmit(p);
+        });
+    }
+
+    fn push(&mut self, io: &mut Io) {
+        self.tx_blocked = false;
+        if let Some(input) = io.input(0) {
+            self.drain(input);
+        }
+        self.flush();
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        (self.tx_blocked || self.tx_pending > 0).then(|| Instant::now() + TX_RETRY)
+    }
+
+    fn report(&self) -> Option<String> {
+        let s = &self.stats;
+        let mut line = format!(
+            "{} (AF_XDP queue {}, {}, {}): rx {} pkts {} bytes, {} errors; tx {} pkts {} bytes, {} errors, {} full",
+            self.ifname,
+            self.queue_id,
+            if self.zero_copy { "zero-copy" } else { "copy" },
+            if self.native { "native" } else { "generic" },
+            s.rx_packets,
+            s.rx_bytes,
+            s.rx_errors,
+            s.tx_packets,
+            s.tx_bytes,
+            s.tx_errors,
+            s.tx_full
+        );
+        if self.last_tx_errno != 0 {
+            line.push_str(&format!(" (last tx error: {})", os_err(self.last_tx_errno)));
+        }
+        Some(line)
+    }
+}
+
+impl XdpDevice {
+    /// Move packets from `input` into the TX ring while there is room;
+    /// what does not fit stays on the link.
+    fn drain(&mut self, input: &mut Link) {
+        while let Some(p) = input.peek() {
+            if self.send(p.data(), p.offload()) == Err(TxError::Full) {
+                break;
+            }
+            // Sent, or refused for good (counted).
+            input.receive();
+        }
+        self.tx_blocked = !input.is_empty();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_display_one_line() {
+        let v = "veth0".to_string();
+        let all = [
+            XdpError::Permission { ifname: v.clone() },
+            XdpError::MtuTooLarge {
+                ifname: v.clone(),
+                mtu: 9000,
+            },
+            XdpError::DriverMtu {
+                ifname: v.clone(),
+                mtu: 4000,
+            },
+            XdpError::Busy { ifname: v.clone() },
+            XdpError::QueueBusy {
+                ifname: v.clone(),
+                queue: 0,
+            },
+            XdpError::Unsupported {
+                ifname: v.clone(),
+                what: "AF_XDP sockets",
+            },
+            XdpError::Verifier {
+                ifname: v.clone(),
+                errno: libc::EACCES,
+                log: "0: (bf) r6 = r1\ninvalid access to packet\n\nprocessed 3 insns\n".into(),
+            },
+            XdpError::Sys {
+                ifname: v.clone(),
+                op: "bind",
+                errno: libc::EINVAL,
+            },
+        ];
+        for e in all {
+            let s = e.to_string();
+            assert!(!s.contains('\n') && s.contains("veth0"), "{s}");
+        }
+        assert_eq!(
+            XdpError::Permission { ifname: v.clone() }.to_string(),
+            "AF_XDP on veth0 needs CAP_NET_ADMIN and CAP_BPF (run as root)"
+        );
+        assert_eq!(
+            XdpError::MtuTooLarge {
+                ifname: v,
+                mtu: 9000
+            }
+            .to_string(),
+            "AF_XDP on veth0: MTU 9000 is over 3822, the most a 4096-byte UMEM frame holds (lower the MTU or use AF_PACKET)"
+        );
+    }
+}
