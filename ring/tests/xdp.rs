@@ -944,3 +944,93 @@ fn zero_copy_falls_back_to_copy_on_veth() {
         assert_eq!(d.native(), attach == Attach::Native);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Figures.
+// ---------------------------------------------------------------------------
+
+/// The peer's rx_packets on veth1.
+fn peer_rx_packets(ns: &str) -> u64 {
+    let out = ip(&["-n", ns, "-s", "-o", "link", "show", "veth1"]);
+    // "... RX: bytes packets errors ... \    <bytes> <packets> ..."
+    let after = out.split("RX:").nth(1).unwrap_or("");
+    let nums: Vec<u64> = after
+        .split(|c: char| c.is_whitespace() || c == '\\')
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    nums.get(1).copied().unwrap_or(0)
+}
+
+/// Transmit rate, AF_XDP (copy mode, native and generic attach) against
+/// AF_PACKET (TX ring), 64-byte frames, counted by the peer's rx_packets
+/// (no reader): one second each, best of three.
+/// `cargo test --release -p shunt-ring --test xdp -- --ignored --nocapture tx_rate`
+#[test]
+#[ignore]
+fn tx_rate() {
+    use shunt_ring::afpacket::{AfPacket, AfPacketOptions};
+    let bed = bed();
+    let peer = mac_of(&bed.b, "veth1");
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(mac_of(&bed.a, "veth0"), peer)
+        .ipv4(SHUNT4, PEER4, 64)
+        .udp(9000, 9)
+        .write(&mut frame, &[0u8; 18])
+        .unwrap();
+    let secs = Duration::from_secs(1);
+    let measure = |send: &mut dyn FnMut()| {
+        let mut best = 0f64;
+        for _ in 0..3 {
+            let before = peer_rx_packets(&bed.b);
+            let t = Instant::now();
+            while t.elapsed() < secs {
+                send();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            let n = peer_rx_packets(&bed.b) - before;
+            best = best.max(n as f64 / t.elapsed().as_secs_f64());
+        }
+        best
+    };
+    let hdr = VnetHdr::default();
+    let mut results = Vec::new();
+    for attach in [Attach::Native, Attach::Generic] {
+        let mut dev = open(
+            &bed.a,
+            XdpOptions {
+                attach,
+                ..dedicated()
+            },
+        );
+        let pps = measure(&mut || {
+            for _ in 0..64 {
+                if dev.send(&frame, &hdr).is_err() {
+                    dev.flush();
+                }
+            }
+        });
+        drop(dev);
+        std::thread::sleep(Duration::from_millis(100));
+        results.push((format!("{attach:?}").to_lowercase(), pps));
+    }
+    let mut ap = netns::run_in(&bed.a, || {
+        AfPacket::open("veth0", &AfPacketOptions::default())
+    })
+    .unwrap()
+    .unwrap();
+    let base = measure(&mut || {
+        for _ in 0..64 {
+            if ap.send(&frame, &hdr).is_err() {
+                ap.flush();
+            }
+        }
+    });
+    println!("BENCH tx-64b-afpacket {:.0} pps", base);
+    for (name, pps) in results {
+        println!("BENCH tx-64b-afxdp-copy-{name} {pps:.0} pps");
+        println!(
+            "RATIO tx-64b-afxdp-copy-{name}-vs-afpacket {:.2}",
+            pps / base
+        );
+    }
+}
