@@ -686,7 +686,7 @@ impl TcpContext for TcpCtx<'_> {
         let route = self
             .out
             .ip4
-            .route(&dst, Some(src), core.device.mtu, core.now)
+            .route_cached(&dst, Some(src), core.device.mtu, core.now)
             .map_err(|_| SendError::Unreachable)?;
         let ttl = if tx.ttl == 0 {
             self.out.ip4.default_ttl
@@ -1097,7 +1097,16 @@ impl Stack {
     }
 
     /// Deferred work and the loopback queue, at top level.
+    #[inline]
     fn run_deferred(&mut self) {
+        // After every frame in and out: usually nothing to do.
+        if self.core.deferred.is_empty() && self.core.loopback.is_empty() {
+            return;
+        }
+        self.run_deferred_queues();
+    }
+
+    fn run_deferred_queues(&mut self) {
         let mut budget = LOOPBACK_BUDGET;
         loop {
             if let Some(d) = self.core.deferred.pop_front() {

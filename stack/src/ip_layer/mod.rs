@@ -209,6 +209,21 @@ pub struct IpLayer<I: IpExt> {
     ident: IdentGen,
     /// `ip_default_ttl` / `hop_limit`.
     pub default_ttl: u8,
+    /// Changes with every change of `addrs`.
+    addrs_generation: u64,
+    /// The last decision of [`IpLayer::route_cached`].
+    route_cache: Option<RouteCache<I>>,
+}
+
+/// One routing decision and what it depended on.
+#[derive(Clone, Copy, Debug)]
+struct RouteCache<I: IpExt> {
+    dst: I::Addr,
+    src: Option<I::Addr>,
+    link_mtu: u16,
+    routes_generation: u64,
+    addrs_generation: u64,
+    result: RouteResult<I>,
 }
 
 impl<I: IpExt> IpLayer<I> {
@@ -221,6 +236,8 @@ impl<I: IpExt> IpLayer<I> {
             groups: Vec::new(),
             ident: IdentGen::new(seed),
             default_ttl: I::DEFAULT_TTL,
+            addrs_generation: route::next_generation(),
+            route_cache: None,
         }
     }
 
@@ -235,6 +252,7 @@ impl<I: IpExt> IpLayer<I> {
             return Err(Errno::EEXIST);
         }
         self.addrs.push(entry);
+        self.addrs_generation = route::next_generation();
         if let Some(subnet) = entry.subnet {
             let _ = self.routes.add(Route {
                 subnet,
@@ -249,6 +267,7 @@ impl<I: IpExt> IpLayer<I> {
     pub fn remove_addr(&mut self, addr: &I::Addr) -> Option<AddrEntry<I>> {
         let i = self.addrs.iter().position(|e| e.addr == *addr)?;
         let e = self.addrs.remove(i);
+        self.addrs_generation = route::next_generation();
         self.routes.remove_by_src(e.addr);
         Some(e)
     }
@@ -330,6 +349,7 @@ impl<I: IpExt> IpLayer<I> {
         match self.addrs.iter_mut().find(|e| e.addr == *addr) {
             Some(e) => {
                 e.deprecated = deprecated;
+                self.addrs_generation = route::next_generation();
                 true
             }
             None => false,
@@ -386,6 +406,43 @@ impl<I: IpExt> IpLayer<I> {
             mtu,
             pmtu_locked,
         })
+    }
+
+    /// [`IpLayer::route`] through a one-entry cache: a connection's
+    /// segments ask the same question each time. The answer is reused
+    /// while the addresses and routes are unchanged and no path MTU is
+    /// known for any destination (PMTU entries expire with time, so
+    /// decisions that depend on them are not cached).
+    pub fn route_cached(
+        &mut self,
+        dst: &I::Addr,
+        src: Option<I::Addr>,
+        link_mtu: u16,
+        now: Instant,
+    ) -> Result<RouteResult<I>, Errno> {
+        if !self.pmtu.is_empty() {
+            return self.route(dst, src, link_mtu, now);
+        }
+        let (rg, ag) = (self.routes.generation(), self.addrs_generation);
+        if let Some(c) = &self.route_cache
+            && c.dst == *dst
+            && c.src == src
+            && c.link_mtu == link_mtu
+            && c.routes_generation == rg
+            && c.addrs_generation == ag
+        {
+            return Ok(c.result);
+        }
+        let result = self.route(dst, src, link_mtu, now)?;
+        self.route_cache = Some(RouteCache {
+            dst: *dst,
+            src,
+            link_mtu,
+            routes_generation: rg,
+            addrs_generation: ag,
+            result,
+        });
+        Ok(result)
     }
 
     /// An identification for a datagram without DF (RFC 6864): counters
@@ -469,6 +526,72 @@ mod tests {
         assert!(l.leave_group(&v4("224.0.0.1")));
         assert!(l.remove_addr(&v4("198.51.100.7")).is_some());
         assert_eq!(l.routes.len(), 1, "its prefix route went with it");
+    }
+
+    #[test]
+    fn cached_route_follows_every_change() {
+        let mut l = layer();
+        let now = Instant::ZERO;
+        let d = v4("203.0.113.5");
+        let s = Some(v4("192.0.2.1"));
+        let check = |l: &mut IpLayer<Ipv4>, now| {
+            assert_eq!(l.route_cached(&d, s, 1500, now), l.route(&d, s, 1500, now));
+        };
+        assert_eq!(l.route_cached(&d, s, 1500, now), Err(Errno::ENETUNREACH));
+        l.routes
+            .add(Route {
+                subnet: Subnet::new(v4("0.0.0.0"), 0).unwrap(),
+                gateway: Some(v4("192.0.2.254")),
+                src: None,
+                metric: 0,
+            })
+            .unwrap();
+        check(&mut l, now);
+        check(&mut l, now);
+        assert_eq!(
+            l.route_cached(&d, s, 1500, now).unwrap().next_hop,
+            NextHop::Neighbor(v4("192.0.2.254"))
+        );
+        // A more specific route.
+        l.routes
+            .add(Route {
+                subnet: Subnet::new(v4("203.0.113.0"), 24).unwrap(),
+                gateway: Some(v4("198.51.100.1")),
+                src: None,
+                metric: 0,
+            })
+            .unwrap();
+        assert_eq!(
+            l.route_cached(&d, s, 1500, now).unwrap().next_hop,
+            NextHop::Neighbor(v4("198.51.100.1"))
+        );
+        // Its address (and prefix route) goes: back to the default route.
+        l.remove_addr(&v4("198.51.100.7"));
+        check(&mut l, now);
+        // The destination becomes one of ours.
+        l.add_addr(AddrEntry::v4(d, 24).unwrap()).unwrap();
+        assert_eq!(
+            l.route_cached(&d, s, 1500, now).unwrap().next_hop,
+            NextHop::Local
+        );
+        l.remove_addr(&d);
+        check(&mut l, now);
+        // A path MTU learned, and expired.
+        l.pmtu.update(d, 1400, 1500, now);
+        assert_eq!(l.route_cached(&d, s, 1500, now).unwrap().mtu, 1400);
+        let later = now + Duration::from_secs(601);
+        assert_eq!(l.route_cached(&d, s, 1500, later).unwrap().mtu, 1500);
+        // Another link MTU, another source.
+        assert_eq!(
+            l.route_cached(&d, s, 9000, later),
+            l.route(&d, s, 9000, later)
+        );
+        check(&mut l, later);
+        let s2 = Some(v4("192.0.2.77"));
+        assert_eq!(
+            l.route_cached(&d, s2, 1500, later).unwrap().src,
+            v4("192.0.2.77")
+        );
     }
 
     #[test]

@@ -6,7 +6,17 @@
 //! metric: the first match is the answer, and a lookup is a short scan
 //! with no allocation.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use crate::ip::{Ip, Subnet};
+
+/// A number never handed out before in this process: the version of a
+/// routing table or address list, so that a cached routing decision can
+/// tell it is stale (a replaced table gets a fresh number too).
+pub(crate) fn next_generation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
 
 /// One route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,15 +74,25 @@ pub enum RouteError {
 #[derive(Clone, Debug)]
 pub struct RoutingTable<I: Ip> {
     routes: Vec<Route<I>>,
+    /// Changes with every change of the routes.
+    generation: u64,
 }
 
 impl<I: Ip> Default for RoutingTable<I> {
     fn default() -> Self {
-        RoutingTable { routes: Vec::new() }
+        RoutingTable {
+            routes: Vec::new(),
+            generation: next_generation(),
+        }
     }
 }
 
 impl<I: Ip> RoutingTable<I> {
+    /// Differs after any change of the table (see [`next_generation`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn add(&mut self, route: Route<I>) -> Result<(), RouteError> {
         if self.routes.iter().any(|r| {
             r.subnet == route.subnet && r.gateway == route.gateway && r.metric == route.metric
@@ -88,6 +108,7 @@ impl<I: Ip> RoutingTable<I> {
             })
             .unwrap_or(self.routes.len());
         self.routes.insert(at, route);
+        self.generation = next_generation();
         Ok(())
     }
 
@@ -97,6 +118,7 @@ impl<I: Ip> RoutingTable<I> {
         let before = self.routes.len();
         self.routes
             .retain(|r| !(r.subnet == subnet && (gateway.is_none() || r.gateway == gateway)));
+        self.generation = next_generation();
         before - self.routes.len()
     }
 
@@ -104,6 +126,7 @@ impl<I: Ip> RoutingTable<I> {
     /// going away takes its prefix route with it).
     pub fn remove_by_src(&mut self, src: I::Addr) {
         self.routes.retain(|r| r.src != Some(src));
+        self.generation = next_generation();
     }
 
     /// Longest-prefix match, then lowest metric.

@@ -348,6 +348,27 @@ impl<'a> TcpOptions<'a> {
     /// value, as Linux does.
     pub fn summary(&self) -> TcpOptionSet {
         let mut s = TcpOptionSet::default();
+        // Linux's layout on every segment of a connection with
+        // timestamps (RFC 7323 appendix A): NOP NOP TS, read directly.
+        if let [
+            option::NOP,
+            option::NOP,
+            option::TIMESTAMPS,
+            10,
+            v @ ..,
+            e0,
+            e1,
+            e2,
+            e3,
+        ] = self.0
+            && let [v0, v1, v2, v3] = *v
+        {
+            s.timestamps = Some(Timestamps {
+                val: u32::from_be_bytes([v0, v1, v2, v3]),
+                ecr: u32::from_be_bytes([*e0, *e1, *e2, *e3]),
+            });
+            return s;
+        }
         for o in *self {
             match o {
                 TcpOption::Mss(m) => s.mss = Some(m),
