@@ -190,6 +190,12 @@ impl<I: Ip> Entry<I> {
 pub struct NeighborTable<I: Ip> {
     entries: HashMap<I::Addr, Entry<I>, FastBuild>,
     config: NeighborConfig,
+    /// The resolved neighbour `send` went to last (address, MAC, last
+    /// use), so that a flow's frames skip the table. Only `send` uses it;
+    /// every other change of the table first writes it back
+    /// ([`NeighborTable::sync`]), so its entry's state cannot change
+    /// while it is here.
+    fast: Option<(I::Addr, Mac, Instant)>,
 }
 
 /// A snapshot of one entry (`ip neigh show`).
@@ -212,6 +218,7 @@ impl<I: Ip> NeighborTable<I> {
         NeighborTable {
             entries: HashMap::with_hasher(FastBuild(seed)),
             config,
+            fast: None,
         }
     }
 
@@ -223,6 +230,16 @@ impl<I: Ip> NeighborTable<I> {
     /// retransmission timer).
     pub fn config_mut(&mut self) -> &mut NeighborConfig {
         &mut self.config
+    }
+
+    /// Writes the `send` shortcut's last use back into its entry and
+    /// drops it: before anything else reads or changes the entries.
+    fn sync(&mut self) {
+        if let Some((a, _, used)) = self.fast.take()
+            && let Some(e) = self.entries.get_mut(&a)
+        {
+            e.used = e.used.max(used);
+        }
     }
 
     pub fn get(&self, addr: &I::Addr) -> Option<NeighborInfo<I>> {
@@ -258,6 +275,15 @@ impl<I: Ip> NeighborTable<I> {
         src: Option<I::Addr>,
     ) {
         let now = ctx.now();
+        if let Some((a, mac, used)) = &mut self.fast
+            && *a == next_hop
+        {
+            *used = now;
+            frame.set_dst_mac(*mac);
+            ctx.send_frame(frame);
+            return;
+        }
+        self.sync();
         // The common case in one lookup: a resolved neighbour.
         if let Some(e) = self.entries.get_mut(&next_hop)
             && matches!(
@@ -269,6 +295,7 @@ impl<I: Ip> NeighborTable<I> {
             )
         {
             e.used = now;
+            self.fast = Some((next_hop, e.mac, now));
             frame.set_dst_mac(e.mac);
             ctx.send_frame(frame);
             return;
@@ -325,6 +352,7 @@ impl<I: Ip> NeighborTable<I> {
     ) -> bool {
         let now = ctx.now();
         if !self.entries.contains_key(&addr) {
+            self.sync();
             if !upd.create || !self.make_room(ctx) {
                 return false;
             }
@@ -391,6 +419,7 @@ impl<I: Ip> NeighborTable<I> {
     /// An upper layer saw proof of two-way reachability (a TCP ACK for
     /// new data): `neigh_confirm`.
     pub fn confirm<C: NeighborContext<I>>(&mut self, ctx: &mut C, addr: &I::Addr) {
+        self.sync();
         if let Some(e) = self.entries.get_mut(addr) {
             e.confirmed = ctx.now();
         }
@@ -398,6 +427,7 @@ impl<I: Ip> NeighborTable<I> {
 
     /// A static entry (`ip neigh replace ... nud permanent`).
     pub fn add_static<C: NeighborContext<I>>(&mut self, ctx: &mut C, addr: I::Addr, mac: Mac) {
+        self.sync();
         let now = ctx.now();
         ctx.cancel_timer(&NeighborTimerId(addr));
         let e = self.entries.entry(addr).or_insert_with(|| Entry::new(now));
@@ -414,6 +444,7 @@ impl<I: Ip> NeighborTable<I> {
 
     /// Removes an entry; packets waiting on it are dropped.
     pub fn remove<C: NeighborContext<I>>(&mut self, ctx: &mut C, addr: &I::Addr) -> bool {
+        self.sync();
         let Some(e) = self.entries.remove(addr) else {
             return false;
         };
@@ -431,6 +462,7 @@ impl<I: Ip> NeighborTable<I> {
 
     /// The entry's timer fired (`neigh_timer_handler`).
     pub fn handle_timer<C: NeighborContext<I>>(&mut self, ctx: &mut C, addr: I::Addr) {
+        self.sync();
         let now = ctx.now();
         let cfg = self.config;
         let Some(e) = self.entries.get_mut(&addr) else {
@@ -499,6 +531,7 @@ impl<I: Ip> NeighborTable<I> {
     /// recently used failed or stale entry (Linux's forced GC). Returns
     /// whether there is room.
     fn make_room<C: NeighborContext<I>>(&mut self, ctx: &mut C) -> bool {
+        self.sync();
         if self.entries.len() < self.config.max_entries {
             return true;
         }

@@ -11,7 +11,7 @@ use core::fmt;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::checksum::checksum;
+use super::checksum::{Checksum, checksum};
 use super::{BuildError, ParseError, U16, header, header_mut};
 use crate::ip::{IpProto, Ipv4Addr};
 
@@ -331,8 +331,10 @@ impl<'a> Ipv4Builder<'a> {
         }
         let total_len = u16::try_from(buf.len()).map_err(|_| BuildError::TooLong)?;
         let (hdr, rest) = header_mut::<Header>(buf)?;
-        hdr.version_ihl = 0x40 | (header_len / 4) as u8;
-        hdr.tos = self.dscp << 2 | self.ecn;
+        let version_ihl = 0x40 | (header_len / 4) as u8;
+        let tos = self.dscp << 2 | self.ecn;
+        hdr.version_ihl = version_ihl;
+        hdr.tos = tos;
         hdr.total_len = U16::new(total_len);
         hdr.ident = U16::new(self.ident);
         let mut flags = self.fragment_offset >> 3;
@@ -349,8 +351,20 @@ impl<'a> Ipv4Builder<'a> {
         hdr.src = self.src;
         hdr.dst = self.dst;
         rest[..self.options.len()].copy_from_slice(self.options);
-        let c = checksum(&buf[..header_len]);
-        buf[10..12].copy_from_slice(&c.to_be_bytes());
+        // Summed from the fields, not read back from the header just
+        // written with narrow stores (a wide load would wait for them).
+        let mut c = Checksum::new();
+        c.add_u16(u16::from_be_bytes([version_ihl, tos]))
+            .add_u16(total_len)
+            .add_u16(self.ident)
+            .add_u16(flags)
+            .add_u16(u16::from_be_bytes([self.ttl, self.protocol.0]))
+            .add_u32(u32::from_be_bytes(self.src.octets()))
+            .add_u32(u32::from_be_bytes(self.dst.octets()));
+        if !self.options.is_empty() {
+            c.add_bytes(self.options);
+        }
+        buf[10..12].copy_from_slice(&c.checksum().to_be_bytes());
         Ok(header_len)
     }
 }

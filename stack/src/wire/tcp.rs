@@ -14,7 +14,7 @@ use core::ops::{BitAnd, BitOr, BitOrAssign};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::checksum::pseudo_header;
+use super::checksum::{Checksum, pseudo_header};
 use super::{BuildError, ParseError, U16, U32, header, header_mut};
 use crate::ip::{IpAddress, IpProto};
 use crate::seq::SeqNum;
@@ -484,6 +484,39 @@ impl TcpOptionSet {
         self.len() == 0
     }
 
+    /// Adds the bytes [`TcpOptionSet::emit`] writes to a checksum, from
+    /// the values (the same layout, word by word).
+    fn add_to(&self, c: &mut Checksum) {
+        let w = |a: u8, b: u8| u16::from_be_bytes([a, b]);
+        if let Some(m) = self.mss {
+            c.add_u16(w(option::MSS, 4)).add_u16(m);
+        }
+        if let Some(t) = self.timestamps {
+            if self.sack_permitted {
+                c.add_u16(w(option::SACK_PERMITTED, 2));
+            } else {
+                c.add_u16(w(option::NOP, option::NOP));
+            }
+            c.add_u16(w(option::TIMESTAMPS, 10))
+                .add_u32(t.val)
+                .add_u32(t.ecr);
+        } else if self.sack_permitted {
+            c.add_u16(w(option::NOP, option::NOP))
+                .add_u16(w(option::SACK_PERMITTED, 2));
+        }
+        if let Some(s) = self.window_scale {
+            c.add_u16(w(option::NOP, option::WINDOW_SCALE))
+                .add_u16(w(3, s));
+        }
+        if !self.sack.is_empty() {
+            c.add_u16(w(option::NOP, option::NOP))
+                .add_u16(w(option::SACK, 2 + 8 * self.sack.len() as u8));
+            for b in self.sack.as_slice() {
+                c.add_u32(b.left.get()).add_u32(b.right.get());
+            }
+        }
+    }
+
     /// Writes the options in Linux's layout (`tcp_options_write`).
     fn emit(&self, out: &mut [u8]) {
         let mut at = 0;
@@ -564,18 +597,30 @@ impl TcpBuilder {
         }
         let seg_len = u32::try_from(buf.len()).map_err(|_| BuildError::TooLong)?;
         let (hdr, rest) = header_mut::<Header>(buf)?;
+        let offset = ((header_len / 4) as u8) << 4;
         hdr.src_port = U16::new(self.src_port);
         hdr.dst_port = U16::new(self.dst_port);
         hdr.seq = U32::new(self.seq.get());
         hdr.ack = U32::new(self.ack.get());
-        hdr.offset = ((header_len / 4) as u8) << 4;
+        hdr.offset = offset;
         hdr.flags = self.flags.0;
         hdr.window = U16::new(self.window);
         hdr.checksum = U16::ZERO;
         hdr.urgent = U16::new(self.urgent_ptr);
         self.options.emit(&mut rest[..opt_len]);
+        // The payload from the buffer; the header and options from their
+        // values (reading back what was just written with narrow stores
+        // would wait for them).
         let mut c = pseudo_header(src, dst, IpProto::TCP, seg_len);
-        c.add_bytes(buf);
+        c.add_u16(self.src_port)
+            .add_u16(self.dst_port)
+            .add_u32(self.seq.get())
+            .add_u32(self.ack.get())
+            .add_u16(u16::from_be_bytes([offset, self.flags.0]))
+            .add_u16(self.window)
+            .add_u16(self.urgent_ptr);
+        self.options.add_to(&mut c);
+        c.add_bytes(&buf[header_len..]);
         buf[16..18].copy_from_slice(&c.checksum().to_be_bytes());
         Ok(header_len)
     }
