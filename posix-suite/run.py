@@ -88,12 +88,14 @@ def remove_stale():
 
 
 class Testbed:
-    def __init__(self):
-        self.tag = f"shunt-{os.getpid()}-posix"
+    def __init__(self, suffix=""):
+        self.tag = f"shunt-{os.getpid()}-posix{suffix}"
         self.t = self.tag + "-t"
         self.p = self.tag + "-p"
         self.peer = None
         self.made = []
+        self.extra = []  # per-category testbeds of the shunt column
+        self.extra_lock = threading.Lock()
 
     def up(self):
         remove_stale()
@@ -150,6 +152,10 @@ class Testbed:
                 raise RuntimeError(f"test interface still has kernel addresses: {left}")
 
     def down(self):
+        with self.extra_lock:
+            extra, self.extra = self.extra, []
+        for b in extra:
+            b.down()
         if self.peer and self.peer.poll() is None:
             try:
                 self.peer.stdin.close()
@@ -236,12 +242,34 @@ def run_binary(tb, col, cat, names):
     return cat, results, time.monotonic() - t0
 
 
+def category_beds(tb, cats):
+    """One namespace pair (and peer) per category, for the shunt column.
+
+    A process's stack owns its (interface, address) within its network
+    namespace (the ownership lock): two categories running at once in one
+    namespace would race for it, and the loser would silently run on the
+    kernel, which has no address there. Each category gets its own pair,
+    with the same addresses, so they still run in parallel."""
+    def make(i):
+        b = Testbed(f"{i}")
+        with tb.extra_lock:
+            tb.extra.append(b)
+        b.up()
+        b.column("shunt")
+        return b
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(cats)) as ex:
+        beds = list(ex.map(make, range(len(cats))))
+    return dict(zip(cats, beds))
+
+
 def run_column(tb, col, selected, jobs, verbose):
     tb.column(col)
     res = {}
+    cats = [cat for cat, names in selected.items() if names]
+    beds = category_beds(tb, cats) if col == "shunt" else {cat: tb for cat in cats}
     ex = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
     try:
-        futs = [ex.submit(run_binary, tb, col, cat, names) for cat, names in selected.items() if names]
+        futs = [ex.submit(run_binary, beds[cat], col, cat, selected[cat]) for cat in cats]
         for f in concurrent.futures.as_completed(futs):
             cat, results, secs = f.result()
             res[cat] = results

@@ -27,7 +27,7 @@ use libc::{
 
 use crate::fdtable::{self, Entry};
 use crate::init::IN_SHUNT;
-use crate::socket::{Served, ShuntSockets, Timeout, sockets};
+use crate::socket::{MSG_FROM_READ, Served, ShuntSockets, Timeout, sockets};
 use crate::{init, real};
 
 /// A C return type and its failure value.
@@ -305,7 +305,7 @@ fn send_one(
 fd_hook! {
     fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t;
     // SAFETY: the application's arguments, passed on as given.
-    |s, id| unsafe { recv_one(s, id, fd, buf, count, 0, core::ptr::null_mut(), core::ptr::null_mut()) }
+    |s, id| unsafe { recv_one(s, id, fd, buf, count, MSG_FROM_READ, core::ptr::null_mut(), core::ptr::null_mut()) }
 }
 fd_hook! {
     fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t;
@@ -314,7 +314,7 @@ fd_hook! {
 fd_hook! {
     fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t;
     // SAFETY: the application's iovec array, passed on as given.
-    |s, id| unsafe { s.recvmsg(id, fd, &mut msgv(iov, iovcnt), 0) }
+    |s, id| unsafe { s.recvmsg(id, fd, &mut msgv(iov, iovcnt), MSG_FROM_READ) }
 }
 fd_hook! {
     fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t;
@@ -368,7 +368,7 @@ fd_hook! {
 fd_hook! {
     fn __read_chk(fd: c_int, buf: *mut c_void, nbytes: size_t, buflen: size_t) -> ssize_t;
     // SAFETY: the application's arguments, passed on as given.
-    |s, id| if nbytes > buflen { None } else { unsafe { recv_one(s, id, fd, buf, nbytes, 0, core::ptr::null_mut(), core::ptr::null_mut()) } }
+    |s, id| if nbytes > buflen { None } else { unsafe { recv_one(s, id, fd, buf, nbytes, MSG_FROM_READ, core::ptr::null_mut(), core::ptr::null_mut()) } }
 }
 fd_hook! {
     fn __recv_chk(fd: c_int, buf: *mut c_void, len: size_t, buflen: size_t, flags: c_int) -> ssize_t;
@@ -674,7 +674,7 @@ unsafe fn poll_has_shunt(fds: *const pollfd, nfds: nfds_t) -> bool {
     (0..nfds as usize).any(|i| {
         // SAFETY: within the application's array.
         let fd = unsafe { (*fds.add(i)).fd };
-        matches!(fdtable::lookup(fd), Entry::Socket(_))
+        matches!(fdtable::lookup(fd), Entry::Socket(_) | Entry::Epoll(_))
     })
 }
 

@@ -60,6 +60,22 @@ extern "C" fn constructor(_argc: c_int, _argv: *const *const c_char, envp: *cons
     }));
 }
 
+/// The destructor, from `.fini_array` (exit(3) runs it; _exit(2) does
+/// not): let shunt's connections finish what the program queued.
+extern "C" fn destructor() {
+    if STATE.load(Ordering::Acquire) == ACTIVE
+        && let Some(s) = crate::sockets::SHUNT.get()
+    {
+        let was = IN_SHUNT.with(|c| c.replace(true));
+        let _ = catch_unwind(AssertUnwindSafe(|| s.at_exit()));
+        IN_SHUNT.with(|c| c.set(was));
+    }
+}
+
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static DESTRUCTOR: extern "C" fn() = destructor;
+
 #[used]
 #[unsafe(link_section = ".init_array")]
 static CONSTRUCTOR: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = constructor;
@@ -186,19 +202,71 @@ fn activate() -> u8 {
     }
 }
 
-/// Start the stack for `cfg`. The stack is not wired in yet (issue 5): the
-/// process stays on the kernel and says so at `info`. When it is, this
-/// claims the addresses ([`claim_or_warn`]), opens the device, registers
-/// the [`socket::ShuntSockets`] integration and returns ACTIVE.
+/// Start the stack for `cfg`: claim the addresses ([`claim_or_warn`]) in
+/// this network namespace's lock directory, open the device, register the
+/// [`socket::ShuntSockets`] integration. Any failure is one line on stderr
+/// and the process runs on the kernel.
 fn start_stack(cfg: &config::Config) -> u8 {
-    let addrs: Vec<String> = cfg.addrs.iter().map(|a| a.to_string()).collect();
-    crate::log!(
-        Info,
-        "SHUNT_IFACE={} SHUNT_ADDR={}: the stack is not wired in yet; sockets use the kernel",
-        cfg.iface,
-        addrs.join(",")
-    );
-    KERNEL
+    // The kernel is a stack too: never two stacks on one address.
+    if let Some(a) = cfg.addrs.iter().find(|a| kernel_has(a.addr)) {
+        crate::log!(
+            Info,
+            "{} is the kernel's own address in this namespace; the program runs on the kernel",
+            a.addr
+        );
+        return KERNEL;
+    }
+    let dir = lock_dir();
+    let Some(own) = claim_or_warn(cfg, &dir) else {
+        return KERNEL;
+    };
+    match crate::sockets::start(cfg, own) {
+        Ok(()) => {
+            let addrs: Vec<String> = cfg.addrs.iter().map(|a| a.to_string()).collect();
+            crate::log!(
+                Info,
+                "serving {} on {} with shunt's stack",
+                addrs.join(","),
+                cfg.iface
+            );
+            ACTIVE
+        }
+        Err(e) => {
+            crate::log!(Error, "{}: {e}; the program runs on the kernel", cfg.iface);
+            KERNEL
+        }
+    }
+}
+
+/// Whether the kernel holds `addr` in this network namespace: a kernel UDP
+/// socket can bind it (raw system calls, nothing of ours is involved).
+fn kernel_has(addr: std::net::IpAddr) -> bool {
+    use rustix::net::{AddressFamily, SocketType, bind, socket};
+    let (fam, sa) = match addr {
+        std::net::IpAddr::V4(a) => (
+            AddressFamily::INET,
+            std::net::SocketAddr::V4(std::net::SocketAddrV4::new(a, 0)),
+        ),
+        std::net::IpAddr::V6(a) => (
+            AddressFamily::INET6,
+            std::net::SocketAddr::V6(std::net::SocketAddrV6::new(a, 0, 0, 0)),
+        ),
+    };
+    match socket(fam, SocketType::DGRAM, None) {
+        Ok(fd) => bind(&fd, &sa).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// The lock directory of this network namespace: an interface name and an
+/// address are only unique within one (`/run/shunt/netns-<inode>`).
+fn lock_dir() -> String {
+    let base = crate::lock::LOCK_DIR;
+    let _ = rustix::fs::mkdir(base, rustix::fs::Mode::from_raw_mode(0o755));
+    match rustix::fs::stat("/proc/thread-self/ns/net") {
+        Ok(st) => format!("{base}/netns-{}", st.st_ino),
+        Err(_) => base.to_string(),
+    }
 }
 
 /// Claim `cfg`'s addresses in `dir`: on success mark the lock fds as

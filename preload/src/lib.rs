@@ -16,6 +16,7 @@
 //! passes its call through.
 
 pub mod config;
+pub mod engine;
 pub mod fdtable;
 pub mod hooks;
 pub mod init;
@@ -23,3 +24,4 @@ pub mod lock;
 pub mod log;
 pub mod real;
 pub mod socket;
+pub mod sockets;

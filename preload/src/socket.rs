@@ -123,8 +123,9 @@ pub unsafe trait ShuntSockets: Sync {
 
     /// Every data call lands here: read, recv, recvfrom, readv and the
     /// fortified variants are turned into a `msghdr` by the hook (with
-    /// `msg_name` null for read/recv/readv). Returns the byte count and
-    /// fills `msg_flags`, `msg_namelen`, `msg_controllen` as Linux does.
+    /// `msg_name` null for read/recv/readv; read and readv add
+    /// [`MSG_FROM_READ`] to `flags`). Returns the byte count and fills
+    /// `msg_flags`, `msg_namelen`, `msg_controllen` as Linux does.
     unsafe fn recvmsg(
         &self,
         id: SocketId,
@@ -230,6 +231,11 @@ pub unsafe trait ShuntSockets: Sync {
     /// kernel sockets; the integration decides what they become.
     fn before_exec(&self);
 }
+
+/// In `recvmsg`'s flags: the call was read(2) or readv(2), which return 0
+/// at once for zero bytes (sock_read_iter) where recv(2) waits for data.
+/// The bit is MSG_CMSG_COMPAT's, which only the kernel ever sets.
+pub const MSG_FROM_READ: c_int = 0x8000_0000u32 as c_int;
 
 static SOCKETS: OnceLock<&'static dyn ShuntSockets> = OnceLock::new();
 

@@ -1,0 +1,522 @@
+//! The driver: one [`Stack`] per process on the AF_PACKET device of
+//! `SHUNT_IFACE`, and the machinery that makes it progress.
+//!
+//! **State.** Everything lives in one [`Inner`] behind one mutex: the
+//! stack, the device, shunt's socket table and epoll interest lists. A
+//! call into shunt takes the mutex, runs a *turn* (receive what the device
+//! holds, run due timers, transmit), does its socket operation, transmits
+//! what that produced and lets go: inline progress in the calling thread,
+//! no handoff on the fast path.
+//!
+//! **Idle progress.** A progress thread blocks in poll(2) on the device fd,
+//! its own eventfd and the stack's next deadline, and runs a turn when any
+//! of them fires, so ACKs, retransmissions and keepalives go out while the
+//! program sleeps or computes.
+//!
+//! **Blocking.** A thread that must wait (a blocking recv, accept,
+//! connect, poll...) registers its per-thread wake-up eventfd under the
+//! mutex, lets go, and sleeps in poll(2) on that eventfd, the device fd and
+//! whatever kernel fds the call also watches, until the stack's next
+//! deadline at most. Whichever thread runs a turn or an operation that
+//! changed something writes to every registered eventfd ([`Inner::notify`]),
+//! so a waiter never misses a change made after it registered: it then
+//! takes the mutex and checks again. Signals interrupt the poll (EINTR); the
+//! caller decides between EINTR and restarting ([`restart_after_signal`]).
+//!
+//! Every system call here is a raw one (rustix or `libc::syscall`), never a
+//! libc symbol the shim exports.
+
+use core::ffi::c_int;
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use parking_lot::{Mutex, MutexGuard};
+use shunt_ring::afpacket::{AfPacket, AfPacketOptions};
+use shunt_ring::offload::{F_DATA_VALID, VnetHdr};
+use shunt_stack::time::Instant;
+use shunt_stack::{Ipv4Addr, Mac, RxOffload, Stack, StackConfig};
+
+use crate::config::Config;
+use crate::fdtable::{self, Entry};
+use crate::lock::Ownership;
+use crate::sockets::Tables;
+
+/// Frames taken from the device per turn.
+const RX_BATCH: usize = 256;
+
+/// The process's stack and everything that drives it.
+pub struct Engine {
+    inner: Mutex<Inner>,
+    /// The device's fd (readable when a receive block is ready).
+    pub dev_fd: RawFd,
+    /// The progress thread's wake-up eventfd.
+    prog_efd: RawFd,
+    /// Set in a forked child: the stack is the parent's, never touched.
+    pub forked: AtomicBool,
+    pub cfg: Config,
+}
+
+pub struct Inner {
+    pub stack: Stack,
+    dev: AfPacket,
+    base: std::time::Instant,
+    /// Eventfds of the threads waiting now.
+    waiters: Vec<RawFd>,
+    /// The device's TX ring was full at the last transmit.
+    tx_blocked: bool,
+    pub t: Tables,
+    _own: Ownership,
+}
+
+/// What the virtio-net header says about a received frame's checksum.
+fn rx_offload(h: &VnetHdr) -> RxOffload {
+    if h.needs_csum() {
+        RxOffload::Partial
+    } else if h.flags & F_DATA_VALID != 0 {
+        RxOffload::Verified
+    } else {
+        RxOffload::None
+    }
+}
+
+fn v4(a: std::net::IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        std::net::IpAddr::V4(a) => Some(a.into()),
+        std::net::IpAddr::V6(_) => None,
+    }
+}
+
+/// Duplicate `fd` into shunt's high range and mark it as shunt's own.
+fn high_internal(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
+    let high = rustix::io::fcntl_dupfd_cloexec(fd, crate::lock::high_fd_base()).ok()?;
+    fdtable::set(high.as_raw_fd(), Entry::Internal(1));
+    Some(high)
+}
+
+/// A new eventfd in the high range, marked as shunt's own.
+pub fn new_eventfd() -> Option<RawFd> {
+    use rustix::event::{EventfdFlags, eventfd};
+    let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).ok()?;
+    let high = high_internal(fd.as_fd())?;
+    drop(fd);
+    Some(high.into_raw_fd_leak())
+}
+
+trait IntoRawLeak {
+    fn into_raw_fd_leak(self) -> RawFd;
+}
+impl IntoRawLeak for OwnedFd {
+    fn into_raw_fd_leak(self) -> RawFd {
+        std::os::fd::IntoRawFd::into_raw_fd(self)
+    }
+}
+
+fn efd_write(fd: RawFd) {
+    // SAFETY: `fd` is one of shunt's own eventfds, open for the process's
+    // life (or the thread's, and only registered while the thread waits).
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    let _ = rustix::io::write(b, &1u64.to_ne_bytes());
+}
+
+fn efd_drain(fd: RawFd) {
+    // SAFETY: as in efd_write.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut buf = [0u8; 8];
+    let _ = rustix::io::read(b, &mut buf);
+}
+
+impl Inner {
+    pub fn now(&self) -> Instant {
+        Instant::from_nanos(self.base.elapsed().as_nanos() as u64)
+    }
+
+    /// Receive a batch, run due timers, transmit. True when anything moved.
+    pub fn turn(&mut self) -> bool {
+        let now = self.now();
+        let stack = &mut self.stack;
+        let n = self.dev.recv_batch(RX_BATCH, |frame, hdr| {
+            // GSO frames go in whole: the stack takes IP packets up to
+            // 64 KiB and TCP segments longer than its MSS (as GRO).
+            stack.receive(frame, rx_offload(hdr), now);
+        });
+        let mut busy = n > 0;
+        if self.stack.next_deadline().is_some_and(|d| d <= now) {
+            self.stack.on_timer(now);
+            busy = true;
+        }
+        busy |= self.transmit() > 0;
+        if busy {
+            self.notify();
+        }
+        busy
+    }
+
+    /// Everything the stack has to send, into the device.
+    pub fn transmit(&mut self) -> usize {
+        let now = self.now();
+        let mut n = 0;
+        self.tx_blocked = false;
+        loop {
+            if !self.dev.tx_has_room() {
+                self.dev.flush();
+                if !self.dev.tx_has_room() {
+                    self.tx_blocked = true;
+                    break;
+                }
+            }
+            let dev = &mut self.dev;
+            if self
+                .stack
+                .transmit_with(now, |f| dev.send(f, &VnetHdr::default()))
+                .is_none()
+            {
+                break;
+            }
+            n += 1;
+        }
+        self.dev.flush();
+        n
+    }
+
+    /// Wake every waiting thread (it re-checks its condition).
+    pub fn notify(&self) {
+        for &fd in &self.waiters {
+            efd_write(fd);
+        }
+    }
+
+    /// How long a waiter may sleep before the stack needs a turn.
+    fn stack_wait(&mut self) -> Option<Duration> {
+        if self.tx_blocked {
+            return Some(Duration::from_micros(200));
+        }
+        let now = self.now();
+        self.stack.next_deadline().map(|d| d.saturating_since(now))
+    }
+}
+
+/// Why a wait ended without its condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitEnd {
+    Timeout,
+    /// A signal handler ran.
+    Interrupted,
+}
+
+thread_local! {
+    static WAITER: WaiterFd = const { WaiterFd(core::cell::Cell::new(-1)) };
+}
+
+/// This thread's wake-up eventfd, closed when the thread exits.
+struct WaiterFd(core::cell::Cell<RawFd>);
+
+impl Drop for WaiterFd {
+    fn drop(&mut self) {
+        let fd = self.0.get();
+        if fd >= 0 {
+            fdtable::clear(fd);
+            // SAFETY: our own eventfd, never handed out.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+}
+
+fn waiter_fd() -> Option<RawFd> {
+    WAITER
+        .try_with(|w| {
+            if w.0.get() < 0
+                && let Some(fd) = new_eventfd()
+            {
+                w.0.set(fd);
+            }
+            let fd = w.0.get();
+            (fd >= 0).then_some(fd)
+        })
+        .ok()
+        .flatten()
+}
+
+/// ppoll(2) as a raw system call (with an optional signal mask).
+///
+/// # Safety
+/// `fds` valid pollfds; `sigmask` null or a valid sigset.
+pub unsafe fn raw_ppoll(
+    fds: &mut [libc::pollfd],
+    timeout: Option<Duration>,
+    sigmask: *const libc::sigset_t,
+) -> Result<usize, rustix::io::Errno> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64 / 2) as _,
+        tv_nsec: t.subsec_nanos() as _,
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: per the contract; the sigset size is the kernel's (8).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_ppoll,
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            tsp,
+            sigmask,
+            8usize,
+        )
+    };
+    if r < 0 {
+        // SAFETY: reading this thread's errno right after the call.
+        Err(rustix::io::Errno::from_raw_os_error(unsafe {
+            *libc::__errno_location()
+        }))
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// After a wait was interrupted by a signal handler: whether a call that
+/// Linux restarts under SA_RESTART should go on (true) or fail with EINTR.
+/// The handler that ran is not known here, so this looks at every caught
+/// signal: restart only when all of them have SA_RESTART.
+pub fn restart_after_signal() -> bool {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || (32..34).contains(&sig) {
+            continue;
+        }
+        let mut old = [0u64; 4];
+        // SAFETY: rt_sigaction with a null new action only reads the
+        // current one into `old` (the kernel's layout: handler, flags,
+        // restorer, mask of 8 bytes).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                core::ptr::null::<u8>(),
+                old.as_mut_ptr(),
+                8usize,
+            )
+        };
+        if r != 0 {
+            continue;
+        }
+        let handler = old[0] as usize;
+        let flags = old[1] as c_int;
+        if handler != libc::SIG_DFL && handler != libc::SIG_IGN && flags & libc::SA_RESTART == 0 {
+            return false;
+        }
+    }
+    true
+}
+
+impl Engine {
+    /// Open the device, build the stack, start the progress thread.
+    pub fn start(cfg: &Config, own: Ownership) -> Result<&'static Engine, String> {
+        let opts = AfPacketOptions {
+            rx_block_size: 256 << 10,
+            rx_block_count: 16,
+            tx_frames: 512,
+            sndbuf: 1 << 20,
+            ..AfPacketOptions::default()
+        };
+        let mut dev = AfPacket::open(&cfg.iface, &opts).map_err(|e| e.to_string())?;
+        dev.renumber_fds(high_internal);
+        let dev_fd = dev.fd().as_raw_fd();
+        fdtable::set(dev_fd, Entry::Internal(1));
+        let mut sc = StackConfig::new(Mac(dev.mac()));
+        sc.mtu = dev.mtu().min(65535) as u16;
+        sc.record_events = false;
+        let mut seed = [0u8; 8];
+        // SAFETY: getrandom(2) into our 8-byte buffer.
+        let _ = unsafe { libc::syscall(libc::SYS_getrandom, seed.as_mut_ptr(), 8usize, 0) };
+        sc.seed = u64::from_ne_bytes(seed);
+        let mut stack = Stack::new(sc);
+        let base = std::time::Instant::now();
+        let mut any = false;
+        for a in &cfg.addrs {
+            if let Some(a4) = v4(a.addr) {
+                stack
+                    .add_ipv4_address(a4, a.prefix, Instant::ZERO)
+                    .map_err(|e| format!("SHUNT_ADDR {}/{}: {e:?}", a.addr, a.prefix))?;
+                any = true;
+            }
+        }
+        if !any {
+            return Err("SHUNT_ADDR has no IPv4 address (IPv6 is not served yet)".into());
+        }
+        for g in &cfg.gateways {
+            if let Some(g4) = v4(*g) {
+                stack
+                    .set_ipv4_gateway(g4)
+                    .map_err(|e| format!("SHUNT_GW {g}: {e:?}"))?;
+            }
+        }
+        let prog_efd = new_eventfd().ok_or("cannot create an eventfd")?;
+        let engine: &'static Engine = Box::leak(Box::new(Engine {
+            inner: Mutex::new(Inner {
+                stack,
+                dev,
+                base,
+                waiters: Vec::new(),
+                tx_blocked: false,
+                t: Tables::default(),
+                _own: own,
+            }),
+            dev_fd,
+            prog_efd,
+            forked: AtomicBool::new(false),
+            cfg: cfg.clone(),
+        }));
+        engine.lock().transmit();
+        std::thread::Builder::new()
+            .name("shunt-progress".into())
+            .spawn(move || engine.progress())
+            .map_err(|e| format!("cannot start the progress thread: {e}"))?;
+        Ok(engine)
+    }
+
+    /// The state, locked, after a turn.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        let mut g = self.inner.lock();
+        g.turn();
+        g
+    }
+
+    /// The state, locked, without a turn.
+    pub fn inner_lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock()
+    }
+
+    /// After an operation that may have changed what others wait for.
+    pub fn done(&self, mut g: MutexGuard<'_, Inner>) {
+        g.transmit();
+        g.notify();
+        drop(g);
+    }
+
+    /// Quiesce for fork: hold the mutex across it.
+    pub fn before_fork(&self) {
+        core::mem::forget(self.inner.lock());
+    }
+
+    pub fn after_fork(&self, in_child: bool) {
+        if in_child {
+            self.forked.store(true, Ordering::Release);
+        }
+        // SAFETY: before_fork locked it in this (or the parent's) thread
+        // and forgot the guard.
+        unsafe { self.inner.force_unlock() };
+    }
+
+    fn progress(&'static self) {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.dev_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.prog_efd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        loop {
+            if self.forked.load(Ordering::Acquire) {
+                return;
+            }
+            let timeout = {
+                let mut g = self.inner.lock();
+                g.turn();
+                g.stack_wait()
+            };
+            if timeout.is_some_and(|t| t.is_zero()) {
+                continue;
+            }
+            // SAFETY: two valid pollfds, no mask.
+            let _ = unsafe { raw_ppoll(&mut fds, timeout, core::ptr::null()) };
+            if fds[1].revents != 0 {
+                efd_drain(self.prog_efd);
+            }
+        }
+    }
+
+    /// Run `f` on the locked state until it answers `Some`, sleeping in
+    /// between until something changes, `deadline` passes (`None`: no
+    /// limit) or a signal handler runs. `extra` are kernel pollfds to
+    /// wake up for (`f` looks at them itself, e.g. with a zero-timeout
+    /// poll);
+    /// `sigmask` is applied during the sleep (ppoll).
+    pub fn wait<T>(
+        &self,
+        deadline: Option<std::time::Instant>,
+        extra: &mut Vec<libc::pollfd>,
+        sigmask: Option<&libc::sigset_t>,
+        mut f: impl FnMut(&mut Inner) -> Option<T>,
+    ) -> Result<T, WaitEnd> {
+        let efd = waiter_fd();
+        let base = extra.len();
+        extra.push(libc::pollfd {
+            fd: self.dev_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        if let Some(e) = efd {
+            extra.push(libc::pollfd {
+                fd: e,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let r = loop {
+            let mut g = self.lock();
+            if let Some(v) = f(&mut g) {
+                self.done(g);
+                break Ok(v);
+            }
+            let now = std::time::Instant::now();
+            let left = match deadline {
+                Some(d) if d <= now => {
+                    drop(g);
+                    break Err(WaitEnd::Timeout);
+                }
+                Some(d) => Some(d - now),
+                None => None,
+            };
+            let mut t = g.stack_wait();
+            if efd.is_none() {
+                // No eventfd: poll the state every millisecond.
+                t = Some(t.map_or(Duration::from_millis(1), |x| {
+                    x.min(Duration::from_millis(1))
+                }));
+            }
+            let t = match (t, left) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(e) = efd {
+                g.waiters.push(e);
+            }
+            g.transmit();
+            drop(g);
+            for p in extra.iter_mut() {
+                p.revents = 0;
+            }
+            let mask = sigmask.map_or(core::ptr::null(), |m| m as *const libc::sigset_t);
+            // SAFETY: valid pollfds; the caller's mask.
+            let r = unsafe { raw_ppoll(extra, t, mask) };
+            if let Some(e) = efd {
+                let mut g = self.inner.lock();
+                if let Some(i) = g.waiters.iter().position(|&x| x == e) {
+                    g.waiters.swap_remove(i);
+                }
+                drop(g);
+                efd_drain(e);
+            }
+            if r == Err(rustix::io::Errno::INTR) {
+                break Err(WaitEnd::Interrupted);
+            }
+        };
+        extra.truncate(base);
+        r
+    }
+}

@@ -1,0 +1,2306 @@
+//! The stack integration: [`ShuntSockets`] over the process's [`Engine`]
+//! for TCP and UDP over IPv4.
+//!
+//! A shunt socket is a slot of [`Tables`] (its id is the slot index, what
+//! the fd table holds) naming the stack's TCP socket or UDP handle, with
+//! what the fd model needs: a reference count (dup'd fds share the slot),
+//! the fds that name it, the O_NONBLOCK flag as the program set it (the
+//! kernel socket carries it too) and the SO_RCVTIMEO/SO_SNDTIMEO values.
+//!
+//! Options are set on the backing kernel socket first: it validates the
+//! call exactly as Linux (same errno), keeps what shunt does not model,
+//! answers the getsockopt calls shunt does not serve (SO_TYPE,
+//! SO_DOMAIN...), and carries the options over if the socket is handed to
+//! the kernel. Options the stack models are then applied to the stack.
+//!
+//! Handing over: a socket whose destination shunt's interface cannot reach
+//! (loopback, 0.0.0.0, a route only the kernel has) is given to its kernel
+//! socket while it has no state the kernel could not reproduce: its fds
+//! are marked as the kernel's, the stack's socket is closed, and the call
+//! returns `None` so the hook makes it on the kernel socket.
+
+use core::ffi::{c_int, c_uint, c_ulong, c_void};
+use std::net::{Ipv4Addr as StdV4, SocketAddr, SocketAddrV4};
+use std::os::fd::{BorrowedFd, RawFd};
+use std::time::Duration;
+
+use libc::{
+    epoll_event, fd_set, iovec, mmsghdr, msghdr, nfds_t, pollfd, sigset_t, sockaddr, socklen_t,
+    timespec,
+};
+use shunt_stack::tcp::{self, SendFlags, SockOpt, SocketId as TcpId};
+use shunt_stack::{Ipv4Addr, UdpHandle};
+
+use crate::engine::{Engine, Inner, WaitEnd, raw_ppoll, restart_after_signal};
+use crate::fdtable::{self, Entry};
+use crate::real;
+use crate::socket::{EpollId, Errno, Served, ShuntSockets, SocketId, SysResult, Timeout};
+
+#[derive(Clone, Copy, Debug)]
+enum Proto {
+    Tcp(TcpId),
+    Udp(UdpHandle),
+}
+
+struct Sock {
+    proto: Proto,
+    refs: u32,
+    fds: Vec<c_int>,
+    nonblock: bool,
+    rcvtimeo: Option<Duration>,
+    sndtimeo: Option<Duration>,
+    /// SO_RCVBUF/SO_SNDBUF (or their FORCE variants) were set: the kernel
+    /// socket holds the value Linux reports.
+    bufs_set: bool,
+    /// Tells this socket from a later one in the same slot.
+    serial: u64,
+}
+
+struct Member {
+    fd: c_int,
+    sid: SocketId,
+    serial: u64,
+    events: u32,
+    data: u64,
+    /// Oneshot member that reported: off until EPOLL_CTL_MOD.
+    disabled: bool,
+    /// Edge-triggered: what was reported last.
+    last: u32,
+    last_bytes: usize,
+}
+
+#[derive(Default)]
+struct EpollSet {
+    members: Vec<Member>,
+}
+
+/// Shunt's sockets and epoll interest lists.
+#[derive(Default)]
+pub struct Tables {
+    socks: Vec<Option<Sock>>,
+    free: Vec<u32>,
+    epolls: Vec<Option<EpollSet>>,
+    scratch: Vec<u8>,
+    serial: u64,
+}
+
+impl Tables {
+    fn insert(&mut self, mut s: Sock) -> Option<SocketId> {
+        self.serial += 1;
+        s.serial = self.serial;
+        if let Some(i) = self.free.pop() {
+            self.socks[i as usize] = Some(s);
+            return Some(i);
+        }
+        let i = self.socks.len() as u32;
+        if i > fdtable::MAX_ID {
+            return None;
+        }
+        self.socks.push(Some(s));
+        Some(i)
+    }
+    fn get(&self, id: SocketId) -> Option<&Sock> {
+        self.socks.get(id as usize)?.as_ref()
+    }
+    fn get_mut(&mut self, id: SocketId) -> Option<&mut Sock> {
+        self.socks.get_mut(id as usize)?.as_mut()
+    }
+    fn remove(&mut self, id: SocketId) -> Option<Sock> {
+        let s = self.socks.get_mut(id as usize)?.take()?;
+        self.free.push(id);
+        Some(s)
+    }
+}
+
+const POLLERR: u32 = libc::POLLERR as u32;
+const POLLHUP: u32 = libc::POLLHUP as u32;
+const POLLNVAL: u32 = libc::POLLNVAL as u32;
+
+fn e(x: c_int) -> Errno {
+    Errno::from_raw_os_error(x)
+}
+fn se(x: shunt_stack::Errno) -> Errno {
+    Errno::from_raw_os_error(x.0)
+}
+fn errno_now() -> Errno {
+    // SAFETY: this thread's errno.
+    e(unsafe { *libc::__errno_location() })
+}
+
+fn v4_std(a: Ipv4Addr) -> StdV4 {
+    let o = a.octets();
+    StdV4::new(o[0], o[1], o[2], o[3])
+}
+
+fn tcp_sa(a: tcp::SockAddr) -> SocketAddrV4 {
+    match a.ip {
+        tcp::IpAddr::V4(ip) => SocketAddrV4::new(v4_std(ip), a.port),
+        tcp::IpAddr::V6(ip) => SocketAddrV4::new(
+            ip.to_ipv4_mapped()
+                .map(v4_std)
+                .unwrap_or(StdV4::UNSPECIFIED),
+            a.port,
+        ),
+    }
+}
+
+fn to_tcp(a: SocketAddrV4) -> tcp::SockAddr {
+    tcp::SockAddr::v4(a.ip().octets(), a.port())
+}
+
+fn std_v4(a: SocketAddr) -> SocketAddrV4 {
+    match a {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(a) => SocketAddrV4::new(
+            a.ip().to_ipv4_mapped().unwrap_or(StdV4::UNSPECIFIED),
+            a.port(),
+        ),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AddrUse {
+    Bind,
+    Connect,
+    Send,
+}
+
+/// A sockaddr the program passed, checked as Linux's inet code does for
+/// `how`: `Ok(None)` is AF_UNSPEC on connect (dissolve the association).
+///
+/// # Safety
+/// `addr` null or the program's pointer of `len` bytes.
+unsafe fn read_sin(
+    addr: *const sockaddr,
+    len: socklen_t,
+    how: AddrUse,
+) -> Result<Option<SocketAddrV4>, Errno> {
+    if (len as i32) < 0 || len as usize > core::mem::size_of::<libc::sockaddr_storage>() {
+        return Err(Errno::INVAL);
+    }
+    if addr.is_null() && len > 0 {
+        return Err(Errno::FAULT);
+    }
+    if how == AddrUse::Connect {
+        if (len as usize) < 2 {
+            return Err(Errno::INVAL);
+        }
+        // SAFETY: at least the family is there.
+        if c_int::from(unsafe { core::ptr::read_unaligned(addr.cast::<libc::sa_family_t>()) })
+            == libc::AF_UNSPEC
+        {
+            return Ok(None);
+        }
+    }
+    if (len as usize) < core::mem::size_of::<libc::sockaddr_in>() {
+        return Err(Errno::INVAL);
+    }
+    // SAFETY: a sockaddr_in's worth of bytes (read unaligned).
+    let sin: libc::sockaddr_in = unsafe { core::ptr::read_unaligned(addr.cast()) };
+    let a = SocketAddrV4::new(
+        StdV4::from(u32::from_be(sin.sin_addr.s_addr)),
+        u16::from_be(sin.sin_port),
+    );
+    match c_int::from(sin.sin_family) {
+        libc::AF_INET => Ok(Some(a)),
+        libc::AF_UNSPEC if how == AddrUse::Send => Ok(Some(a)),
+        libc::AF_UNSPEC if how == AddrUse::Bind && a.ip().is_unspecified() => Ok(Some(a)),
+        _ => Err(Errno::AFNOSUPPORT),
+    }
+}
+
+fn sin_bytes(a: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// Write a name as Linux's move_addr_to_user: truncated to `*len`, the
+/// full length back in `*len`.
+///
+/// # Safety
+/// The program's pointers.
+unsafe fn write_sin(addr: *mut sockaddr, len: *mut socklen_t, a: SocketAddrV4) -> SysResult<()> {
+    if len.is_null() {
+        return Err(Errno::FAULT);
+    }
+    // SAFETY: the program's non-null pointer.
+    let l = unsafe { len.read_unaligned() } as i32;
+    if l < 0 {
+        return Err(Errno::INVAL);
+    }
+    let sin = sin_bytes(a);
+    let n = (l as usize).min(core::mem::size_of::<libc::sockaddr_in>());
+    if n > 0 {
+        if addr.is_null() {
+            return Err(Errno::FAULT);
+        }
+        // SAFETY: `n` bytes of the program's buffer.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (&sin as *const libc::sockaddr_in).cast::<u8>(),
+                addr.cast::<u8>(),
+                n,
+            )
+        };
+    }
+    // SAFETY: as above.
+    unsafe { len.write_unaligned(core::mem::size_of::<libc::sockaddr_in>() as socklen_t) };
+    Ok(())
+}
+
+/// The program's iovec array as (pointer, length) pairs.
+///
+/// # Safety
+/// `iov` points at `n` iovecs (checked for null).
+unsafe fn iovs<'a>(iov: *const iovec, n: usize, need_bufs: bool) -> SysResult<&'a [iovec]> {
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if n > 1024 {
+        return Err(Errno::INVAL);
+    }
+    if iov.is_null() {
+        return Err(Errno::FAULT);
+    }
+    // SAFETY: per the contract.
+    let v = unsafe { core::slice::from_raw_parts(iov, n) };
+    let mut total: usize = 0;
+    for x in v {
+        if need_bufs && x.iov_len > 0 && x.iov_base.is_null() {
+            return Err(Errno::FAULT);
+        }
+        total = total.saturating_add(x.iov_len);
+        if total > isize::MAX as usize {
+            return Err(Errno::INVAL);
+        }
+    }
+    Ok(v)
+}
+
+fn iov_total(v: &[iovec]) -> usize {
+    v.iter().map(|x| x.iov_len).sum()
+}
+
+/// Each buffer of `v` after the first `skip` bytes, in order.
+fn each_buf(v: &[iovec], mut skip: usize, mut f: impl FnMut(*mut u8, usize) -> bool) {
+    for x in v {
+        if skip >= x.iov_len {
+            skip -= x.iov_len;
+            continue;
+        }
+        // SAFETY: within the program's buffer (pointer arithmetic only).
+        let p = unsafe { (x.iov_base as *mut u8).add(skip) };
+        let n = x.iov_len - skip;
+        skip = 0;
+        if !f(p, n) {
+            return;
+        }
+    }
+}
+
+fn raise_sigpipe() {
+    // SAFETY: raise(3) is not one of the shim's exports.
+    unsafe { libc::raise(libc::SIGPIPE) };
+}
+
+/// The registered integration.
+pub struct Shunt {
+    pub e: &'static Engine,
+}
+
+fn deadline(t: Option<Duration>) -> Option<std::time::Instant> {
+    t.map(|d| std::time::Instant::now() + d)
+}
+
+/// Whether a destination goes through shunt's interface.
+fn via_shunt(g: &Inner, a: &StdV4) -> bool {
+    let ip: Ipv4Addr = (*a).into();
+    if a.is_loopback() || a.is_unspecified() {
+        return false;
+    }
+    g.stack.ipv4().is_local(&ip) || g.stack.ipv4().routes.lookup(&ip).is_some()
+}
+
+fn is_local(g: &Inner, a: &StdV4) -> bool {
+    let ip: Ipv4Addr = (*a).into();
+    g.stack.ipv4().is_local(&ip)
+}
+
+impl Shunt {
+    fn forked(&self) -> bool {
+        self.e.forked.load(core::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Run `f` until it stops answering EAGAIN, blocking as the socket's
+    /// flags and timeout say. `restart`: Linux restarts the call after a
+    /// signal handler with SA_RESTART (and no timeout set).
+    fn block<T>(
+        &self,
+        nonblock: bool,
+        timeo: Option<Duration>,
+        restart: bool,
+        mut f: impl FnMut(&mut Inner) -> SysResult<T>,
+    ) -> SysResult<T> {
+        {
+            let mut g = self.e.lock();
+            let r = f(&mut g);
+            if nonblock || r.as_ref().err() != Some(&Errno::AGAIN) {
+                self.e.done(g);
+                return r;
+            }
+        }
+        let dl = deadline(timeo);
+        let mut extra = Vec::with_capacity(2);
+        loop {
+            let r = self.e.wait(dl, &mut extra, None, |g| match f(g) {
+                Err(Errno::AGAIN) => None,
+                r => Some(r),
+            });
+            match r {
+                Ok(r) => return r,
+                Err(WaitEnd::Timeout) => return Err(Errno::AGAIN),
+                Err(WaitEnd::Interrupted) => {
+                    if restart && timeo.is_none() && restart_after_signal() {
+                        continue;
+                    }
+                    return Err(Errno::INTR);
+                }
+            }
+        }
+    }
+
+    /// Give the socket to its kernel socket (see the module docs).
+    fn hand_over(&self, g: &mut Inner, id: SocketId) {
+        let Some(s) = g.t.remove(id) else { return };
+        for fd in &s.fds {
+            fdtable::clear(*fd);
+        }
+        close_proto(g, s.proto);
+    }
+
+    fn sock_info(&self, id: SocketId) -> Option<(Proto, bool, Option<Duration>, Option<Duration>)> {
+        let g = self.e.lock();
+        g.t.get(id)
+            .map(|s| (s.proto, s.nonblock, s.rcvtimeo, s.sndtimeo))
+    }
+
+    /// Whether an epoll_wait on `ep` would report a shunt member now.
+    fn epoll_ready(g: &Inner, ep: EpollId) -> bool {
+        let Some(Some(set)) = g.t.epolls.get(ep as usize) else {
+            return false;
+        };
+        set.members.iter().any(|m| {
+            if m.disabled || g.t.get(m.sid).is_none_or(|s| s.serial != m.serial) {
+                return false;
+            }
+            let (r, bytes) = Self::readiness(g, m.sid);
+            let got = r & (m.events | POLLERR | POLLHUP);
+            got != 0
+                && (m.events & libc::EPOLLET as u32 == 0 || got != m.last || bytes > m.last_bytes)
+        })
+    }
+
+    fn readiness(g: &Inner, id: SocketId) -> (u32, usize) {
+        match g.t.get(id).map(|s| s.proto) {
+            Some(Proto::Tcp(t)) => (
+                g.stack.tcp_layer().poll(t).0,
+                g.stack.tcp_layer().readable_bytes(t).unwrap_or(0),
+            ),
+            Some(Proto::Udp(h)) => (
+                g.stack.udp_readiness(h).map(|r| r.0).unwrap_or(POLLNVAL),
+                g.stack.udp_next_len(h).unwrap_or(0),
+            ),
+            None => (POLLNVAL, 0),
+        }
+    }
+
+    unsafe fn recv_tcp(
+        &self,
+        tid: TcpId,
+        nonblock: bool,
+        timeo: Option<Duration>,
+        msg: *mut msghdr,
+        flags: c_int,
+    ) -> SysResult<isize> {
+        // SAFETY: the program's msghdr (checked non-null by the caller).
+        let m = unsafe { &mut *msg };
+        // SAFETY: the program's iovecs (MSG_TRUNC discards: no buffer
+        // needed).
+        let v = unsafe { iovs(m.msg_iov, m.msg_iovlen, flags & libc::MSG_TRUNC == 0) }?;
+        if flags & libc::MSG_OOB != 0 {
+            return Err(Errno::INVAL);
+        }
+        let total = iov_total(v);
+        let peek = flags & libc::MSG_PEEK != 0;
+        let trunc = flags & libc::MSG_TRUNC != 0;
+        let waitall = flags & libc::MSG_WAITALL != 0 && !peek;
+        let nb = nonblock || flags & libc::MSG_DONTWAIT != 0;
+        let rf = tcp::RecvFlags { peek };
+        let mut got = 0usize;
+        loop {
+            let r = self.block(nb, timeo, got == 0, |g| {
+                let now = g.now();
+                let mut n = 0usize;
+                let mut res = Ok(());
+                if total == 0 {
+                    // Linux waits for a byte (or EOF, or an error) and
+                    // copies none.
+                    let lay = g.stack.tcp_layer();
+                    let p = lay.poll(tid).0;
+                    if lay.readable_bytes(tid).unwrap_or(0) == 0
+                        && p & (libc::POLLIN | libc::POLLERR) as u32 == 0
+                        && lay.state(tid).is_ok_and(|s| s != tcp::TcpState::Close)
+                    {
+                        return Err(Errno::AGAIN);
+                    }
+                    return g
+                        .stack
+                        .tcp(now, |t, cx| t.recv(cx, tid, &mut [], rf))
+                        .map_err(se);
+                }
+                if trunc && !peek {
+                    // Discard without copying.
+                    let mut junk = [0u8; 2048];
+                    while got + n < total {
+                        let want = (total - got - n).min(junk.len());
+                        match g
+                            .stack
+                            .tcp(now, |t, cx| t.recv(cx, tid, &mut junk[..want], rf))
+                        {
+                            Ok(0) => break,
+                            Ok(k) => n += k,
+                            Err(x) => {
+                                res = Err(x);
+                                break;
+                            }
+                        }
+                    }
+                } else {
+                    let mut off = got;
+                    if peek {
+                        off = 0;
+                    }
+                    each_buf(v, off, |p, len| {
+                        // SAFETY: the program's buffer, `len` bytes.
+                        let buf = unsafe { core::slice::from_raw_parts_mut(p, len) };
+                        match g.stack.tcp(now, |t, cx| t.recv(cx, tid, buf, rf)) {
+                            Ok(k) => {
+                                n += k;
+                                k == len && !peek
+                            }
+                            Err(x) => {
+                                res = Err(x);
+                                false
+                            }
+                        }
+                    });
+                }
+                if n > 0 {
+                    return Ok(n);
+                }
+                res.map(|()| 0).map_err(se)
+            });
+            match r {
+                Ok(0) => break,
+                Ok(n) => {
+                    got += n;
+                    if !waitall || got >= total {
+                        break;
+                    }
+                }
+                Err(x) => {
+                    if got > 0 {
+                        break;
+                    }
+                    return Err(x);
+                }
+            }
+        }
+        m.msg_namelen = 0;
+        m.msg_controllen = 0;
+        m.msg_flags = 0;
+        Ok(got as isize)
+    }
+
+    unsafe fn send_tcp(
+        &self,
+        tid: TcpId,
+        nonblock: bool,
+        timeo: Option<Duration>,
+        msg: *const msghdr,
+        flags: c_int,
+    ) -> SysResult<isize> {
+        // SAFETY: the program's msghdr.
+        let m = unsafe { &*msg };
+        // SAFETY: the program's iovecs.
+        let v = unsafe { iovs(m.msg_iov, m.msg_iovlen, true) }?;
+        if flags & libc::MSG_OOB != 0 {
+            return Err(Errno::OPNOTSUPP);
+        }
+        let total = iov_total(v);
+        let nb = nonblock || flags & libc::MSG_DONTWAIT != 0;
+        let sf = SendFlags {
+            more: flags & libc::MSG_MORE != 0,
+        };
+        let mut sent = 0usize;
+        let r = loop {
+            let r = self.block(nb, timeo, sent == 0, |g| {
+                let now = g.now();
+                if total == 0 {
+                    return g
+                        .stack
+                        .tcp(now, |t, cx| t.send(cx, tid, &[], sf))
+                        .map_err(se);
+                }
+                let mut n = 0usize;
+                let mut res = Ok(());
+                each_buf(v, sent, |p, len| {
+                    // SAFETY: the program's buffer, `len` bytes.
+                    let buf = unsafe { core::slice::from_raw_parts(p, len) };
+                    match g.stack.tcp(now, |t, cx| t.send(cx, tid, buf, sf)) {
+                        Ok(k) => {
+                            n += k;
+                            k == len
+                        }
+                        Err(x) => {
+                            res = Err(x);
+                            false
+                        }
+                    }
+                });
+                if n > 0 {
+                    return Ok(n);
+                }
+                res.map(|()| 0).map_err(se)
+            });
+            match r {
+                Ok(n) => {
+                    sent += n;
+                    if nb || sent >= total || n == 0 {
+                        break Ok(sent);
+                    }
+                }
+                Err(x) if sent > 0 => {
+                    let _ = x;
+                    break Ok(sent);
+                }
+                Err(x) => break Err(x),
+            }
+        };
+        if r == Err(Errno::PIPE) && flags & libc::MSG_NOSIGNAL == 0 {
+            raise_sigpipe();
+        }
+        r.map(|n| n as isize)
+    }
+
+    unsafe fn recv_udp(
+        &self,
+        id: SocketId,
+        h: UdpHandle,
+        nonblock: bool,
+        timeo: Option<Duration>,
+        msg: *mut msghdr,
+        flags: c_int,
+    ) -> SysResult<isize> {
+        // SAFETY: the program's msghdr.
+        let m = unsafe { &mut *msg };
+        // SAFETY: the program's iovecs.
+        let v = unsafe { iovs(m.msg_iov, m.msg_iovlen, true) }?;
+        if flags & libc::MSG_OOB != 0 {
+            return Err(Errno::OPNOTSUPP);
+        }
+        if flags & libc::MSG_ERRQUEUE != 0 {
+            return Err(Errno::AGAIN);
+        }
+        let nb = nonblock || flags & libc::MSG_DONTWAIT != 0;
+        let rf = shunt_stack::RecvFlags {
+            peek: flags & libc::MSG_PEEK != 0,
+            trunc: flags & libc::MSG_TRUNC != 0,
+            blocking: !nb,
+        };
+        let _ = id;
+        let r = self.block(nb, timeo, true, |g| {
+            let direct = v.len() <= 1;
+            let r = if direct {
+                let buf: &mut [u8] = match v.first() {
+                    // SAFETY: the program's buffer.
+                    Some(x) => unsafe {
+                        core::slice::from_raw_parts_mut(x.iov_base as *mut u8, x.iov_len)
+                    },
+                    None => &mut [],
+                };
+                g.stack.udp_recv_from(h, buf, rf)
+            } else {
+                let mut scratch = core::mem::take(&mut g.t.scratch);
+                scratch.resize(65536, 0);
+                let r = g.stack.udp_recv_from(h, &mut scratch, rf);
+                if let Ok(u) = &r {
+                    let mut off = 0;
+                    let n = u.len.min(scratch.len());
+                    each_buf(v, 0, |p, len| {
+                        let k = len.min(n - off);
+                        // SAFETY: `k` bytes into the program's buffer.
+                        unsafe { core::ptr::copy_nonoverlapping(scratch.as_ptr().add(off), p, k) };
+                        off += k;
+                        off < n
+                    });
+                }
+                g.t.scratch = scratch;
+                r.map(|mut u| {
+                    let cap = iov_total(v);
+                    if u.len > cap {
+                        u.truncated = true;
+                        if !rf.trunc {
+                            u.ret = cap;
+                        }
+                    }
+                    u
+                })
+            };
+            r.map_err(se)
+        })?;
+        if !m.msg_name.is_null() {
+            if let Some(src) = r.src {
+                let mut l = m.msg_namelen;
+                // SAFETY: the program's name buffer of msg_namelen bytes.
+                unsafe { write_sin(m.msg_name.cast(), &mut l, std_v4(src)) }?;
+                m.msg_namelen = l;
+            } else {
+                m.msg_namelen = 0;
+            }
+        } else {
+            m.msg_namelen = 0;
+        }
+        m.msg_controllen = 0;
+        m.msg_flags = if r.truncated { libc::MSG_TRUNC } else { 0 };
+        Ok(r.ret as isize)
+    }
+
+    unsafe fn send_udp(
+        &self,
+        id: SocketId,
+        h: UdpHandle,
+        msg: *const msghdr,
+        flags: c_int,
+    ) -> Served<isize> {
+        // SAFETY: the program's msghdr.
+        let m = unsafe { &*msg };
+        // SAFETY: the program's iovecs.
+        let v = match unsafe { iovs(m.msg_iov, m.msg_iovlen, true) } {
+            Ok(v) => v,
+            Err(x) => return Some(Err(x)),
+        };
+        if flags & libc::MSG_OOB != 0 {
+            return Some(Err(Errno::OPNOTSUPP));
+        }
+        let dst = if m.msg_name.is_null() {
+            None
+        } else {
+            // SAFETY: the program's name.
+            match unsafe { read_sin(m.msg_name.cast(), m.msg_namelen, AddrUse::Send) } {
+                Ok(a) => a,
+                Err(x) => return Some(Err(x)),
+            }
+        };
+        let mut g = self.e.lock();
+        if let Some(d) = dst
+            && !via_shunt(&g, d.ip())
+            && !d.ip().is_broadcast()
+            && !d.ip().is_multicast()
+            && g.stack
+                .udp_local_addr(h)
+                .map(|a| a.port() == 0)
+                .unwrap_or(true)
+        {
+            self.hand_over(&mut g, id);
+            drop(g);
+            return None;
+        }
+        let now = g.now();
+        let r = if v.len() <= 1 {
+            let buf: &[u8] = match v.first() {
+                // SAFETY: the program's buffer.
+                Some(x) => unsafe {
+                    core::slice::from_raw_parts(x.iov_base as *const u8, x.iov_len)
+                },
+                None => &[],
+            };
+            g.stack.udp_send_to(h, buf, dst.map(SocketAddr::V4), now)
+        } else {
+            let mut scratch = core::mem::take(&mut g.t.scratch);
+            scratch.clear();
+            each_buf(v, 0, |p, len| {
+                // SAFETY: the program's buffer.
+                scratch.extend_from_slice(unsafe { core::slice::from_raw_parts(p, len) });
+                true
+            });
+            let r = g
+                .stack
+                .udp_send_to(h, &scratch, dst.map(SocketAddr::V4), now);
+            g.t.scratch = scratch;
+            r
+        };
+        self.e.done(g);
+        let r = r.map_err(se);
+        if r == Err(Errno::PIPE) && flags & libc::MSG_NOSIGNAL == 0 {
+            raise_sigpipe();
+        }
+        Some(r.map(|n| n as isize))
+    }
+
+    fn int_opt(val: *const c_void, len: socklen_t) -> SysResult<i32> {
+        if (1..4).contains(&(len as usize)) && !val.is_null() {
+            // IPPROTO_IP options take a single byte too (the kernel, asked
+            // first, refused the others).
+            // SAFETY: one byte of the program's value.
+            return Ok(i32::from(unsafe { val.cast::<u8>().read() }));
+        }
+        if (len as usize) < 4 {
+            return Err(Errno::INVAL);
+        }
+        if val.is_null() {
+            return Err(Errno::FAULT);
+        }
+        // SAFETY: four bytes of the program's value.
+        Ok(unsafe { core::ptr::read_unaligned(val.cast::<i32>()) })
+    }
+
+    /// Write an int option value as Linux (truncated to `*len`).
+    unsafe fn put_int(val: *mut c_void, len: *mut socklen_t, v: i32) -> SysResult<c_int> {
+        // SAFETY: the program's pointers.
+        unsafe { Self::put_bytes(val, len, &v.to_ne_bytes()) }
+    }
+
+    unsafe fn put_bytes(val: *mut c_void, len: *mut socklen_t, b: &[u8]) -> SysResult<c_int> {
+        if len.is_null() {
+            return Err(Errno::FAULT);
+        }
+        // SAFETY: the program's pointer.
+        let l = unsafe { len.read_unaligned() } as i32;
+        if l < 0 {
+            return Err(Errno::INVAL);
+        }
+        let n = (l as usize).min(b.len());
+        if n > 0 {
+            if val.is_null() {
+                return Err(Errno::FAULT);
+            }
+            // SAFETY: `n` bytes of the program's buffer.
+            unsafe { core::ptr::copy_nonoverlapping(b.as_ptr(), val.cast::<u8>(), n) };
+        }
+        // SAFETY: as above.
+        unsafe { len.write_unaligned(n as socklen_t) };
+        Ok(0)
+    }
+
+    fn tcp_opt(level: c_int, name: c_int) -> Option<SockOpt> {
+        Some(match (level, name) {
+            (libc::SOL_SOCKET, libc::SO_REUSEADDR) => SockOpt::ReuseAddr,
+            (libc::SOL_SOCKET, libc::SO_REUSEPORT) => SockOpt::ReusePort,
+            (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => SockOpt::KeepAlive,
+            (libc::SOL_SOCKET, libc::SO_SNDBUF) => SockOpt::SndBuf,
+            (libc::SOL_SOCKET, libc::SO_RCVBUF) => SockOpt::RcvBuf,
+            (libc::SOL_SOCKET, libc::SO_RCVLOWAT) => SockOpt::RcvLowat,
+            (libc::SOL_SOCKET, libc::SO_ACCEPTCONN) => SockOpt::AcceptConn,
+            (libc::SOL_SOCKET, libc::SO_OOBINLINE) => SockOpt::OobInline,
+            (libc::IPPROTO_TCP, libc::TCP_NODELAY) => SockOpt::NoDelay,
+            (libc::IPPROTO_TCP, libc::TCP_CORK) => SockOpt::Cork,
+            (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => SockOpt::MaxSeg,
+            (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => SockOpt::KeepIdle,
+            (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => SockOpt::KeepIntvl,
+            (libc::IPPROTO_TCP, libc::TCP_KEEPCNT) => SockOpt::KeepCnt,
+            (libc::IPPROTO_TCP, libc::TCP_SYNCNT) => SockOpt::SynCnt,
+            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => SockOpt::UserTimeout,
+            (libc::IPPROTO_TCP, libc::TCP_QUICKACK) => SockOpt::QuickAck,
+            (libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT) => SockOpt::DeferAccept,
+            (libc::IPPROTO_IP, libc::IP_TTL) => SockOpt::Ttl,
+            (libc::IPPROTO_IP, libc::IP_TOS) => SockOpt::Tos,
+            _ => return None,
+        })
+    }
+
+    /// `struct tcp_info` as Linux lays it out.
+    fn tcp_info_bytes(i: &tcp::TcpInfo) -> [u8; 232] {
+        let mut b = [0u8; 232];
+        b[0] = i.state;
+        b[1] = i.ca_state;
+        b[2] = i.retransmits;
+        b[3] = i.probes;
+        b[4] = i.backoff;
+        b[5] = i.options;
+        b[6] = (i.snd_wscale & 15) | (i.rcv_wscale << 4);
+        let mut put = |off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        put(8, i.rto);
+        put(12, i.ato);
+        put(16, i.snd_mss);
+        put(20, i.rcv_mss);
+        put(24, i.unacked);
+        put(28, i.sacked);
+        put(32, i.lost);
+        put(36, i.retrans);
+        put(44, i.last_data_sent);
+        put(52, i.last_data_recv);
+        put(56, i.last_ack_recv);
+        put(60, i.pmtu);
+        put(64, i.rcv_ssthresh);
+        put(68, i.rtt);
+        put(72, i.rttvar);
+        put(76, i.snd_ssthresh);
+        put(80, i.snd_cwnd);
+        put(84, i.advmss);
+        put(88, i.reordering);
+        put(96, i.rcv_space);
+        put(100, i.total_retrans);
+        put(136, i.segs_out);
+        put(140, i.segs_in);
+        put(144, i.notsent_bytes);
+        put(148, i.min_rtt);
+        put(228, i.snd_wnd);
+        b[120..128].copy_from_slice(&i.bytes_acked.to_ne_bytes());
+        b[128..136].copy_from_slice(&i.bytes_received.to_ne_bytes());
+        b
+    }
+
+    /// Close what a socket has in the stack, waiting for SO_LINGER.
+    fn close_now(&self, id: SocketId) {
+        let mut g = self.e.lock();
+        let Some(s) = g.t.get(id) else { return };
+        let (proto, nonblock) = (s.proto, s.nonblock);
+        if let Proto::Tcp(t) = proto
+            && !nonblock
+            && let Ok(Some(secs)) = g.stack.tcp_layer().linger(t)
+            && secs > 0
+            && g.stack.tcp_layer().queued_bytes(t).unwrap_or(0) > 0
+        {
+            drop(g);
+            let dl = deadline(Some(Duration::from_secs(u64::from(secs))));
+            let mut extra = Vec::new();
+            let _ = self.e.wait(dl, &mut extra, None, |g| {
+                (g.stack.tcp_layer().queued_bytes(t).unwrap_or(0) == 0).then_some(())
+            });
+            g = self.e.lock();
+        }
+        if let Some(s) = g.t.remove(id) {
+            close_proto(&mut g, s.proto);
+        }
+        self.e.done(g);
+    }
+}
+
+/// An int option of the backing kernel socket (-1 on error).
+fn kernel_int(fd: c_int, level: c_int, name: c_int) -> i32 {
+    let mut v: i32 = 0;
+    let mut l = 4 as socklen_t;
+    match real::getsockopt() {
+        // SAFETY: the real getsockopt into our int.
+        Some(f) if unsafe { f(fd, level, name, (&mut v as *mut i32).cast(), &mut l) } == 0 => v,
+        Some(_) => -1,
+        None => -1,
+    }
+}
+
+/// bind(2) on the backing kernel socket.
+fn kernel_bind(fd: c_int, a: SocketAddrV4) -> c_int {
+    let sin = sin_bytes(a);
+    match real::bind() {
+        // SAFETY: the real bind with our sockaddr_in.
+        Some(f) => unsafe {
+            f(
+                fd,
+                (&sin as *const libc::sockaddr_in).cast(),
+                core::mem::size_of::<libc::sockaddr_in>() as socklen_t,
+            )
+        },
+        None => -1,
+    }
+}
+
+/// Whether `a` is the directed broadcast address of one of shunt's
+/// subnets.
+fn is_bcast(cfg: &crate::config::Config, a: &StdV4) -> bool {
+    cfg.addrs.iter().any(|c| match c.addr {
+        std::net::IpAddr::V4(x) if c.prefix < 31 => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(c.prefix)).unwrap_or(0);
+            (u32::from(x) | !mask) == u32::from(*a)
+        }
+        _ => false,
+    })
+}
+
+fn close_proto(g: &mut Inner, p: Proto) {
+    match p {
+        Proto::Tcp(t) => {
+            let now = g.now();
+            g.stack.tcp(now, |l, cx| l.close(cx, t));
+        }
+        Proto::Udp(h) => {
+            let _ = g.stack.udp_close(h);
+        }
+    }
+}
+
+/// Linux's select(2) masks.
+const SEL_IN: u32 =
+    (libc::POLLRDNORM | libc::POLLRDBAND | libc::POLLIN | libc::POLLHUP | libc::POLLERR) as u32;
+const SEL_OUT: u32 = (libc::POLLWRBAND | libc::POLLWRNORM | libc::POLLOUT | libc::POLLERR) as u32;
+const SEL_EX: u32 = libc::POLLPRI as u32;
+
+// SAFETY: every method keeps the module's invariants: fds are marked after
+// the state is ready and cleared before the kernel fd closes (the hooks
+// close), the real functions are reached through `real` or raw system
+// calls only, and blocking follows the socket's flags and timeouts.
+unsafe impl ShuntSockets for Shunt {
+    fn open(&self, fd: c_int, domain: c_int, ty: c_int, protocol: c_int) -> Option<SocketId> {
+        if self.forked() || domain != libc::AF_INET {
+            return None;
+        }
+        let base = ty & 0xf;
+        let mut g = self.e.lock();
+        let proto = match (base, protocol) {
+            (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) => {
+                let now = g.now();
+                Proto::Tcp(g.stack.tcp(now, |t, _| t.socket(tcp::Domain::V4)))
+            }
+            (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => Proto::Udp(g.stack.udp_socket()),
+            _ => return None,
+        };
+        let s = Sock {
+            proto,
+            refs: 1,
+            fds: vec![fd],
+            nonblock: ty & libc::SOCK_NONBLOCK != 0,
+            rcvtimeo: None,
+            sndtimeo: None,
+            bufs_set: false,
+            serial: 0,
+        };
+        let Some(id) = g.t.insert(s) else {
+            close_proto(&mut g, proto);
+            return None;
+        };
+        fdtable::set(fd, Entry::Socket(id));
+        Some(id)
+    }
+
+    unsafe fn bind(
+        &self,
+        id: SocketId,
+        fd: c_int,
+        addr: *const sockaddr,
+        len: socklen_t,
+    ) -> Served<c_int> {
+        if self.forked() {
+            return None;
+        }
+        // SAFETY: the program's arguments.
+        let a = match unsafe { read_sin(addr, len, AddrUse::Bind) } {
+            Ok(Some(a)) => a,
+            Ok(None) => return Some(Err(Errno::AFNOSUPPORT)),
+            Err(x) => return Some(Err(x)),
+        };
+        let mut g = self.e.lock();
+        let proto = g.t.get(id)?.proto;
+        let ip = *a.ip();
+        if ip.is_loopback() {
+            self.hand_over(&mut g, id);
+            return None;
+        }
+        let special = ip.is_broadcast() || ip.is_multicast() || is_bcast(&self.e.cfg, &ip);
+        let servable =
+            ip.is_unspecified() || is_local(&g, &ip) || (special && matches!(proto, Proto::Udp(_)));
+        if !servable {
+            // IP_FREEBIND / IP_TRANSPARENT: the kernel binds any address.
+            if kernel_int(fd, libc::IPPROTO_IP, libc::IP_FREEBIND) > 0
+                || kernel_int(fd, libc::IPPROTO_IP, libc::IP_TRANSPARENT) > 0
+            {
+                self.hand_over(&mut g, id);
+                return None;
+            }
+            return Some(Err(Errno::ADDRNOTAVAIL));
+        }
+        // A wildcard name with a port reserves the port in the kernel too,
+        // so kernel sockets (IPv6 dual-stack ones, loopback) conflict with
+        // it as in Linux.
+        if ip.is_unspecified() && a.port() != 0 && kernel_bind(fd, a) < 0 {
+            return Some(Err(errno_now()));
+        }
+        let r = match proto {
+            Proto::Tcp(t) => {
+                let now = g.now();
+                g.stack
+                    .tcp(now, |l, cx| l.bind(cx, t, to_tcp(a)))
+                    .map_err(se)
+            }
+            Proto::Udp(h) => g.stack.udp_bind(h, SocketAddr::V4(a)).map_err(se),
+        };
+        if r.is_ok() && ip.is_unspecified() && a.port() == 0 {
+            let port = match proto {
+                Proto::Tcp(t) => g
+                    .stack
+                    .tcp_layer()
+                    .local_addr(t)
+                    .map(|l| l.port)
+                    .unwrap_or(0),
+                Proto::Udp(h) => g.stack.udp_local_addr(h).map(|l| l.port()).unwrap_or(0),
+            };
+            if port != 0 {
+                let _ = kernel_bind(fd, SocketAddrV4::new(StdV4::UNSPECIFIED, port));
+            }
+        }
+        self.e.done(g);
+        Some(r.map(|()| 0))
+    }
+
+    fn listen(&self, id: SocketId, _fd: c_int, backlog: c_int) -> Served<c_int> {
+        if self.forked() {
+            return None;
+        }
+        let mut g = self.e.lock();
+        let r = match g.t.get(id)?.proto {
+            Proto::Tcp(t) => {
+                let now = g.now();
+                g.stack
+                    .tcp(now, |l, cx| l.listen(cx, t, backlog))
+                    .map_err(se)
+            }
+            Proto::Udp(_) => Err(Errno::OPNOTSUPP),
+        };
+        self.e.done(g);
+        Some(r.map(|()| 0))
+    }
+
+    unsafe fn accept(
+        &self,
+        id: SocketId,
+        _fd: c_int,
+        addr: *mut sockaddr,
+        len: *mut socklen_t,
+        flags: c_int,
+    ) -> Served<c_int> {
+        if self.forked() {
+            return None;
+        }
+        if flags & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) != 0 {
+            return Some(Err(Errno::INVAL));
+        }
+        let (proto, nonblock, rcvtimeo, _) = self.sock_info(id)?;
+        let Proto::Tcp(lt) = proto else {
+            return Some(Err(Errno::OPNOTSUPP));
+        };
+        let r = self.block(nonblock, rcvtimeo, true, |g| {
+            let now = g.now();
+            let (child, peer) = g.stack.tcp(now, |l, cx| l.accept(cx, lt)).map_err(se)?;
+            let nfd: c_int = match real::socket() {
+                // SAFETY: the real socket(2).
+                Some(f) => unsafe { f(libc::AF_INET, libc::SOCK_STREAM | flags, 0) },
+                None => -1,
+            };
+            if nfd < 0 {
+                let err = errno_now();
+                g.stack.tcp(now, |l, cx| l.close(cx, child));
+                return Err(err);
+            }
+            let s = Sock {
+                proto: Proto::Tcp(child),
+                refs: 1,
+                fds: vec![nfd],
+                nonblock: flags & libc::SOCK_NONBLOCK != 0,
+                rcvtimeo: None,
+                sndtimeo: None,
+                bufs_set: false,
+                serial: 0,
+            };
+            let Some(cid) = g.t.insert(s) else {
+                g.stack.tcp(now, |l, cx| l.close(cx, child));
+                // SAFETY: the fd we just made.
+                let _ = unsafe { libc::syscall(libc::SYS_close, nfd) };
+                return Err(Errno::NFILE);
+            };
+            fdtable::set(nfd, Entry::Socket(cid));
+            Ok((nfd, peer))
+        });
+        Some(r.and_then(|(nfd, peer)| {
+            if !addr.is_null() {
+                // SAFETY: the program's pointers.
+                unsafe { write_sin(addr, len, tcp_sa(peer)) }?;
+            }
+            Ok(nfd)
+        }))
+    }
+
+    unsafe fn connect(
+        &self,
+        id: SocketId,
+        _fd: c_int,
+        addr: *const sockaddr,
+        len: socklen_t,
+    ) -> Served<c_int> {
+        if self.forked() {
+            return None;
+        }
+        // SAFETY: the program's arguments.
+        let a = match unsafe { read_sin(addr, len, AddrUse::Connect) } {
+            Ok(a) => a,
+            Err(x) => return Some(Err(x)),
+        };
+        let mut g = self.e.lock();
+        let s = g.t.get(id)?;
+        let (proto, nonblock, sndtimeo) = (s.proto, s.nonblock, s.sndtimeo);
+        let Some(a) = a else {
+            // AF_UNSPEC: dissolve.
+            let r = match proto {
+                Proto::Tcp(t) => {
+                    let now = g.now();
+                    g.stack.tcp(now, |l, cx| l.disconnect(cx, t)).map_err(se)
+                }
+                Proto::Udp(h) => {
+                    let now = g.now();
+                    g.stack.udp_connect(h, None, now).map_err(se)
+                }
+            };
+            self.e.done(g);
+            return Some(r.map(|()| 0));
+        };
+        if !via_shunt(&g, a.ip()) {
+            let fresh = match proto {
+                Proto::Tcp(t) => {
+                    g.stack.tcp_layer().state(t) == Ok(tcp::TcpState::Close)
+                        && g.stack
+                            .tcp_layer()
+                            .local_addr(t)
+                            .map(|l| l.port == 0)
+                            .unwrap_or(true)
+                }
+                Proto::Udp(h) => g
+                    .stack
+                    .udp_local_addr(h)
+                    .map(|l| l.port() == 0)
+                    .unwrap_or(true),
+            };
+            if fresh {
+                self.hand_over(&mut g, id);
+                return None;
+            }
+        }
+        match proto {
+            Proto::Udp(h) => {
+                let now = g.now();
+                let r = g
+                    .stack
+                    .udp_connect(h, Some(SocketAddr::V4(a)), now)
+                    .map_err(se);
+                self.e.done(g);
+                Some(r.map(|()| 0))
+            }
+            Proto::Tcp(t) => {
+                if is_bcast(&self.e.cfg, a.ip()) {
+                    return Some(Err(Errno::NETUNREACH));
+                }
+                let now = g.now();
+                let r = g
+                    .stack
+                    .tcp(now, |l, cx| l.connect(cx, t, to_tcp(a)))
+                    .map_err(se);
+                self.e.done(g);
+                if r != Err(Errno::INPROGRESS) || nonblock {
+                    return Some(r.map(|()| 0));
+                }
+                let r = self.block(false, sndtimeo, true, |g| {
+                    if matches!(
+                        g.stack.tcp_layer().state(t),
+                        Ok(tcp::TcpState::SynSent | tcp::TcpState::SynRecv)
+                    ) {
+                        return Err(Errno::AGAIN);
+                    }
+                    let now = g.now();
+                    match g.stack.tcp(now, |l, cx| l.connect(cx, t, to_tcp(a))) {
+                        Err(shunt_stack::Errno::EISCONN) => Ok(()),
+                        r => r.map_err(se),
+                    }
+                });
+                Some(match r {
+                    Err(Errno::AGAIN) => Err(Errno::INPROGRESS),
+                    r => r.map(|()| 0),
+                })
+            }
+        }
+    }
+
+    unsafe fn getsockname(
+        &self,
+        id: SocketId,
+        _fd: c_int,
+        addr: *mut sockaddr,
+        len: *mut socklen_t,
+    ) -> Served<c_int> {
+        if self.forked() {
+            return None;
+        }
+        let g = self.e.lock();
+        let a = match g.t.get(id)?.proto {
+            Proto::Tcp(t) => g.stack.tcp_layer().local_addr(t).map(tcp_sa).map_err(se),
+            Proto::Udp(h) => Ok(g
+                .stack
+                .udp_local_addr(h)
+                .map(std_v4)
+                .unwrap_or(SocketAddrV4::new(StdV4::UNSPECIFIED, 0))),
+        };
+        drop(g);
+        // SAFETY: the program's pointers.
+        Some(
+            a.and_then(|a| unsafe { write_sin(addr, len, a) })
+                .map(|()| 0),
+        )
+    }
+
+    unsafe fn getpeername(
+        &self,
+        id: SocketId,
+        _fd: c_int,
+        addr: *mut sockaddr,
+        len: *mut socklen_t,
+    ) -> Served<c_int> {
+        if self.forked() {
+            return None;
+        }
+        let g = self.e.lock();
+        let a = match g.t.get(id)?.proto {
+            Proto::Tcp(t) => g.stack.tcp_layer().peer_addr(t).map(tcp_sa).map_err(se),
+            Proto::Udp(h) => g.stack.udp_peer_addr(h).map(std_v4).map_err(se),
+        };
+        drop(g);
+        // SAFETY: the program's pointers.
+        Some(
+            a.and_then(|a| unsafe { write_sin(addr, len, a) })
+                .map(|()| 0),
+        )
+    }
+
+    unsafe fn getsockopt(
+        &self,
+        id: SocketId,
+        _fd: c_int,
+        level: c_int,
+        name: c_int,
+        val: *mut c_void,
+        len: *mut socklen_t,
+    ) -> Served<c_int> {
+        if self.forked() {
+            return None;
+        }
+        let mut g = self.e.lock();
+        let proto = g.t.get(id)?.proto;
+        let now = g.now();
+        let v: SysResult<i32> = match (proto, level, name) {
+            (Proto::Tcp(t), libc::SOL_SOCKET, libc::SO_ERROR) => {
+                Ok(g.stack.tcp(now, |l, _| l.take_error(t)).map_or(0, |x| x.0))
+            }
+            (Proto::Udp(h), libc::SOL_SOCKET, libc::SO_ERROR) => {
+                Ok(g.stack.udp_take_error(h).ok().flatten().map_or(0, |x| x.0))
+            }
+            (Proto::Tcp(t), libc::SOL_SOCKET, libc::SO_LINGER) => {
+                let l = g.stack.tcp_layer().linger(t).ok().flatten();
+                let lg = libc::linger {
+                    l_onoff: i32::from(l.is_some()),
+                    l_linger: l.unwrap_or(0) as i32,
+                };
+                drop(g);
+                // SAFETY: struct linger is two plain ints.
+                let b: [u8; 8] = unsafe { core::mem::transmute(lg) };
+                // SAFETY: the program's pointers.
+                return Some(unsafe { Self::put_bytes(val, len, &b) });
+            }
+            (Proto::Tcp(t), libc::IPPROTO_IP, libc::IP_MTU) => match g.stack.tcp_layer().state(t) {
+                Ok(tcp::TcpState::Close | tcp::TcpState::Listen | tcp::TcpState::SynSent)
+                | Err(_) => Err(Errno::NOTCONN),
+                Ok(_) => g
+                    .stack
+                    .tcp_layer()
+                    .tcp_info(t, now)
+                    .map(|i| i.pmtu as i32)
+                    .map_err(se),
+            },
+            (Proto::Tcp(t), libc::IPPROTO_TCP, libc::TCP_INFO) => {
+                let i = g.stack.tcp_layer().tcp_info(t, now);
+                drop(g);
+                return Some(i.map_err(se).and_then(|i| {
+                    let b = Self::tcp_info_bytes(&i);
+                    // SAFETY: the program's pointers.
+                    unsafe { Self::put_bytes(val, len, &b) }
+                }));
+            }
+            // The kernel socket answers: the name Linux would report (the
+            // stack runs cubic or reno), DEFER_ACCEPT's rounding, buffer
+            // sizes the program set (Linux's clamping and doubling).
+            (_, libc::IPPROTO_TCP, libc::TCP_CONGESTION | libc::TCP_DEFER_ACCEPT) => return None,
+            (_, libc::SOL_SOCKET, libc::SO_RCVBUF | libc::SO_SNDBUF) if g.t.get(id)?.bufs_set => {
+                return None;
+            }
+            (Proto::Tcp(t), lv, nm) => match Self::tcp_opt(lv, nm) {
+                Some(o) => g.stack.tcp_layer().get_option(t, o).map_err(se),
+                None => return None,
+            },
+            (Proto::Udp(h), libc::SOL_SOCKET, nm) => {
+                let o = g.stack.udp_options(h).ok()?;
+                match nm {
+                    libc::SO_REUSEADDR => Ok(i32::from(o.reuseaddr)),
+                    libc::SO_REUSEPORT => Ok(i32::from(o.reuseport)),
+                    libc::SO_BROADCAST => Ok(i32::from(o.broadcast)),
+                    libc::SO_ACCEPTCONN => Ok(0),
+                    _ => return None,
+                }
+            }
+            (Proto::Udp(h), libc::IPPROTO_IP, nm) => {
+                let o = g.stack.udp_options(h).ok()?;
+                match nm {
+                    libc::IP_TTL => Ok(i32::from(o.ttl.unwrap_or(64))),
+                    libc::IP_TOS => Ok(i32::from(o.tos)),
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        drop(g);
+        // SAFETY: the program's pointers.
+        Some(v.and_then(|v| unsafe { Self::put_int(val, len, v) }))
+    }
+
+    unsafe fn setsockopt(
+        &self,
+        id: SocketId,
+        fd: c_int,
+        level: c_int,
+        name: c_int,
+        val: *const c_void,
+        len: socklen_t,
+    ) -> Served<c_int> {
+        if self.forked() {
+            return None;
+        }
+        let proto = self.sock_info(id)?.0;
+        // The kernel socket first: Linux's validation, and the options
+        // shunt does not model.
+        let k: c_int = match real::setsockopt() {
+            // SAFETY: the real setsockopt with the program's arguments.
+            Some(f) => unsafe { f(fd, level, name, val, len) },
+            None => return None,
+        };
+        if k != 0 {
+            return Some(Err(errno_now()));
+        }
+        let mut g = self.e.lock();
+        let now = g.now();
+        let r: SysResult<()> = match (proto, level, name) {
+            (_, libc::SOL_SOCKET, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO) => {
+                // SAFETY: the kernel accepted it: a timeval's worth.
+                let tv: libc::timeval = unsafe { core::ptr::read_unaligned(val.cast()) };
+                // Linux: {0, 0} waits for ever, a negative time not at all.
+                let d = if tv.tv_sec < 0 {
+                    Some(Duration::ZERO)
+                } else {
+                    let d = Duration::new(tv.tv_sec as u64, (tv.tv_usec.max(0) as u32) * 1000);
+                    (!d.is_zero()).then_some(d)
+                };
+                if let Some(s) = g.t.get_mut(id) {
+                    if name == libc::SO_RCVTIMEO {
+                        s.rcvtimeo = d;
+                    } else {
+                        s.sndtimeo = d;
+                    }
+                }
+                Ok(())
+            }
+            (Proto::Tcp(t), libc::SOL_SOCKET, libc::SO_LINGER) => {
+                // SAFETY: the kernel accepted it: a struct linger.
+                let l: libc::linger = unsafe { core::ptr::read_unaligned(val.cast()) };
+                let v = (l.l_onoff != 0).then_some(l.l_linger.max(0) as u32);
+                g.stack.tcp(now, |lay, _| lay.set_linger(t, v)).map_err(se)
+            }
+            (Proto::Tcp(t), libc::IPPROTO_TCP, libc::TCP_CONGESTION) => {
+                let n = (len as usize).min(16);
+                // SAFETY: the kernel accepted `len` bytes.
+                let b = unsafe { core::slice::from_raw_parts(val.cast::<u8>(), n) };
+                let end = b.iter().position(|&c| c == 0).unwrap_or(n);
+                // An algorithm the stack lacks keeps the one it runs.
+                if let Ok(s) = core::str::from_utf8(&b[..end]) {
+                    let _ = g.stack.tcp(now, |lay, _| lay.set_congestion(t, s));
+                }
+                Ok(())
+            }
+            (
+                _,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF | libc::SO_SNDBUF | libc::SO_RCVBUFFORCE | libc::SO_SNDBUFFORCE,
+            ) => {
+                if let Some(s) = g.t.get_mut(id) {
+                    s.bufs_set = true;
+                }
+                let rcv = matches!(name, libc::SO_RCVBUF | libc::SO_RCVBUFFORCE);
+                let kv = kernel_int(
+                    fd,
+                    libc::SOL_SOCKET,
+                    if rcv {
+                        libc::SO_RCVBUF
+                    } else {
+                        libc::SO_SNDBUF
+                    },
+                );
+                if let (Proto::Tcp(t), true) = (proto, kv > 0) {
+                    let o = if rcv {
+                        SockOpt::RcvBuf
+                    } else {
+                        SockOpt::SndBuf
+                    };
+                    let _ = g.stack.tcp(now, |lay, cx| lay.set_option(cx, t, o, kv / 2));
+                }
+                Ok(())
+            }
+            (Proto::Tcp(t), lv, nm) => match Self::tcp_opt(lv, nm) {
+                Some(o) => match Self::int_opt(val, len) {
+                    Ok(v) => g
+                        .stack
+                        .tcp(now, |lay, cx| lay.set_option(cx, t, o, v))
+                        .map_err(se),
+                    Err(x) => Err(x),
+                },
+                None => Ok(()),
+            },
+            (Proto::Udp(h), lv, nm) => {
+                let v = Self::int_opt(val, len).unwrap_or(0);
+                let on = v != 0;
+                match (lv, nm) {
+                    (libc::SOL_SOCKET, libc::SO_REUSEADDR) => {
+                        g.stack.udp_set_options(h, |o| o.reuseaddr = on).map_err(se)
+                    }
+                    (libc::SOL_SOCKET, libc::SO_REUSEPORT) => {
+                        g.stack.udp_set_options(h, |o| o.reuseport = on).map_err(se)
+                    }
+                    (libc::SOL_SOCKET, libc::SO_BROADCAST) => {
+                        g.stack.udp_set_options(h, |o| o.broadcast = on).map_err(se)
+                    }
+                    (libc::IPPROTO_IP, libc::IP_TTL) => g
+                        .stack
+                        .udp_set_options(h, |o| o.ttl = if v < 0 { None } else { Some(v as u8) })
+                        .map_err(se),
+                    (libc::IPPROTO_IP, libc::IP_TOS) => {
+                        g.stack.udp_set_options(h, |o| o.tos = v as u8).map_err(se)
+                    }
+                    (libc::IPPROTO_IP, libc::IP_PKTINFO) => g
+                        .stack
+                        .udp_set_options(h, |o| o.recv_pktinfo = on)
+                        .map_err(se),
+                    _ => Ok(()),
+                }
+            }
+        };
+        self.e.done(g);
+        Some(r.map(|()| 0))
+    }
+
+    fn shutdown(&self, id: SocketId, _fd: c_int, how: c_int) -> Served<c_int> {
+        if self.forked() {
+            return None;
+        }
+        if !(0..=2).contains(&how) {
+            return Some(Err(Errno::INVAL));
+        }
+        let mut g = self.e.lock();
+        let r = match g.t.get(id)?.proto {
+            Proto::Tcp(t) => {
+                let how = [
+                    tcp::Shutdown::Read,
+                    tcp::Shutdown::Write,
+                    tcp::Shutdown::Both,
+                ][how as usize];
+                let now = g.now();
+                g.stack.tcp(now, |l, cx| l.shutdown(cx, t, how)).map_err(se)
+            }
+            Proto::Udp(h) => {
+                let how = [
+                    shunt_stack::Shutdown::Read,
+                    shunt_stack::Shutdown::Write,
+                    shunt_stack::Shutdown::Both,
+                ][how as usize];
+                g.stack.udp_shutdown(h, how).map_err(se)
+            }
+        };
+        self.e.done(g);
+        Some(r.map(|()| 0))
+    }
+
+    unsafe fn recvmsg(
+        &self,
+        id: SocketId,
+        _fd: c_int,
+        msg: *mut msghdr,
+        flags: c_int,
+    ) -> Served<isize> {
+        if self.forked() {
+            return None;
+        }
+        if msg.is_null() {
+            return Some(Err(Errno::FAULT));
+        }
+        let (proto, nonblock, rcvtimeo, _) = self.sock_info(id)?;
+        let from_read = flags & crate::socket::MSG_FROM_READ != 0;
+        let flags = flags & !crate::socket::MSG_FROM_READ;
+        if from_read && matches!(proto, Proto::Tcp(_)) {
+            // SAFETY: the program's msghdr and iovecs.
+            let v = unsafe { iovs((*msg).msg_iov, (*msg).msg_iovlen, true) };
+            match v {
+                Ok(v) if iov_total(v) == 0 => return Some(Ok(0)),
+                Err(x) => return Some(Err(x)),
+                _ => {}
+            }
+        }
+        // SAFETY: the program's msghdr.
+        Some(unsafe {
+            match proto {
+                Proto::Tcp(t) => self.recv_tcp(t, nonblock, rcvtimeo, msg, flags),
+                Proto::Udp(h) => self.recv_udp(id, h, nonblock, rcvtimeo, msg, flags),
+            }
+        })
+    }
+
+    unsafe fn sendmsg(
+        &self,
+        id: SocketId,
+        _fd: c_int,
+        msg: *const msghdr,
+        flags: c_int,
+    ) -> Served<isize> {
+        if self.forked() {
+            return None;
+        }
+        if msg.is_null() {
+            return Some(Err(Errno::FAULT));
+        }
+        let (proto, nonblock, _, sndtimeo) = self.sock_info(id)?;
+        // SAFETY: the program's msghdr.
+        unsafe {
+            match proto {
+                Proto::Tcp(t) => Some(self.send_tcp(t, nonblock, sndtimeo, msg, flags)),
+                Proto::Udp(h) => self.send_udp(id, h, msg, flags),
+            }
+        }
+    }
+
+    unsafe fn recvmmsg(
+        &self,
+        id: SocketId,
+        fd: c_int,
+        msgs: *mut mmsghdr,
+        vlen: c_uint,
+        flags: c_int,
+        _timeout: *mut timespec,
+    ) -> Served<c_int> {
+        if self.forked() {
+            return None;
+        }
+        if msgs.is_null() {
+            return Some(Err(Errno::FAULT));
+        }
+        let vlen = vlen.min(1024);
+        let mut n = 0;
+        let mut fl = flags & !libc::MSG_WAITFORONE;
+        while n < vlen {
+            // SAFETY: the program's array of `vlen` entries.
+            let mm = unsafe { &mut *msgs.add(n as usize) };
+            // SAFETY: as above.
+            match unsafe { self.recvmsg(id, fd, &mut mm.msg_hdr, fl) }? {
+                Ok(k) => mm.msg_len = k as c_uint,
+                Err(x) => {
+                    if n > 0 {
+                        break;
+                    }
+                    return Some(Err(x));
+                }
+            }
+            n += 1;
+            if flags & libc::MSG_WAITFORONE != 0 {
+                fl |= libc::MSG_DONTWAIT;
+            }
+        }
+        Some(Ok(n as c_int))
+    }
+
+    unsafe fn sendmmsg(
+        &self,
+        id: SocketId,
+        fd: c_int,
+        msgs: *mut mmsghdr,
+        vlen: c_uint,
+        flags: c_int,
+    ) -> Served<c_int> {
+        if self.forked() {
+            return None;
+        }
+        if msgs.is_null() {
+            return Some(Err(Errno::FAULT));
+        }
+        let vlen = vlen.min(1024);
+        let mut n = 0;
+        while n < vlen {
+            // SAFETY: the program's array.
+            let mm = unsafe { &mut *msgs.add(n as usize) };
+            // SAFETY: as above.
+            match unsafe { self.sendmsg(id, fd, &mm.msg_hdr, flags) } {
+                Some(Ok(k)) => mm.msg_len = k as c_uint,
+                Some(Err(x)) => {
+                    if n > 0 {
+                        break;
+                    }
+                    return Some(Err(x));
+                }
+                None => {
+                    if n > 0 {
+                        break;
+                    }
+                    return None;
+                }
+            }
+            n += 1;
+        }
+        Some(Ok(n as c_int))
+    }
+
+    unsafe fn sendfile(
+        &self,
+        id: SocketId,
+        out_fd: c_int,
+        in_fd: c_int,
+        offset: *mut i64,
+        count: usize,
+    ) -> Served<isize> {
+        if self.forked() {
+            return None;
+        }
+        let mut buf = vec![0u8; count.min(256 << 10)];
+        let mut done = 0usize;
+        let mut off = if offset.is_null() {
+            None
+        } else {
+            // SAFETY: the program's offset.
+            Some(unsafe { offset.read_unaligned() })
+        };
+        // SAFETY: in_fd is the program's; reads only.
+        let inf = unsafe { BorrowedFd::borrow_raw(in_fd as RawFd) };
+        while done < count {
+            let want = (count - done).min(buf.len());
+            let r = match off {
+                Some(o) => rustix::io::pread(inf, &mut buf[..want], o as u64),
+                None => rustix::io::read(inf, &mut buf[..want]),
+            };
+            let k = match r {
+                Ok(0) => break,
+                Ok(k) => k,
+                Err(x) => {
+                    if done > 0 {
+                        break;
+                    }
+                    return Some(Err(x));
+                }
+            };
+            let mut iov = iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: k,
+            };
+            // SAFETY: msghdr is plain data; zero is valid.
+            let mut m: msghdr = unsafe { core::mem::zeroed() };
+            m.msg_iov = &mut iov;
+            m.msg_iovlen = 1;
+            // SAFETY: our own buffer.
+            let s = match unsafe { self.sendmsg(id, out_fd, &m, libc::MSG_NOSIGNAL) } {
+                Some(Ok(s)) => s as usize,
+                Some(Err(x)) => {
+                    if done > 0 {
+                        break;
+                    }
+                    if x == Errno::PIPE {
+                        raise_sigpipe();
+                    }
+                    return Some(Err(x));
+                }
+                None => return None,
+            };
+            done += s;
+            if let Some(o) = off.as_mut() {
+                *o += s as i64;
+            } else if s < k {
+                // Put back what was not sent.
+                let back = (k - s) as i64;
+                let _ = rustix::fs::seek(inf, rustix::fs::SeekFrom::Current(-back));
+            }
+            if s < k {
+                break;
+            }
+        }
+        if let Some(o) = off {
+            // SAFETY: the program's offset.
+            unsafe { offset.write_unaligned(o) };
+        }
+        Some(Ok(done as isize))
+    }
+
+    fn fcntl(&self, id: SocketId, _fd: c_int, cmd: c_int, arg: usize) -> Served<c_int> {
+        if cmd == libc::F_SETFL && !self.forked() {
+            let mut g = self.e.lock();
+            if let Some(s) = g.t.get_mut(id) {
+                s.nonblock = arg as c_int & libc::O_NONBLOCK != 0;
+            }
+        }
+        None
+    }
+
+    unsafe fn ioctl(
+        &self,
+        id: SocketId,
+        _fd: c_int,
+        request: c_ulong,
+        arg: usize,
+    ) -> Served<c_int> {
+        if self.forked() {
+            return None;
+        }
+        let p = arg as *mut c_int;
+        match request {
+            libc::FIONBIO => {
+                if !p.is_null() {
+                    // SAFETY: the program's int.
+                    let v = unsafe { p.read_unaligned() };
+                    let mut g = self.e.lock();
+                    if let Some(s) = g.t.get_mut(id) {
+                        s.nonblock = v != 0;
+                    }
+                }
+                None
+            }
+            libc::FIONREAD | libc::TIOCOUTQ | 0x894B => {
+                let g = self.e.lock();
+                let v = match (g.t.get(id)?.proto, request) {
+                    (Proto::Tcp(t), libc::FIONREAD) => {
+                        g.stack.tcp_layer().readable_bytes(t).map_err(se)
+                    }
+                    (Proto::Tcp(t), _) => g.stack.tcp_layer().queued_bytes(t).map_err(se),
+                    (Proto::Udp(h), libc::FIONREAD) => g.stack.udp_next_len(h).map_err(se),
+                    (Proto::Udp(_), _) => Ok(0),
+                };
+                drop(g);
+                Some(v.and_then(|v| {
+                    if p.is_null() {
+                        return Err(Errno::FAULT);
+                    }
+                    // SAFETY: the program's int.
+                    unsafe { p.write_unaligned(v.min(i32::MAX as usize) as c_int) };
+                    Ok(0)
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    fn close(&self, id: SocketId, fd: c_int) {
+        if self.forked() {
+            return;
+        }
+        let last = {
+            let mut g = self.e.inner_lock();
+            match g.t.get_mut(id) {
+                Some(s) => {
+                    s.fds.retain(|&x| x != fd);
+                    s.refs = s.refs.saturating_sub(1);
+                    s.refs == 0
+                }
+                None => false,
+            }
+        };
+        if last {
+            self.close_now(id);
+        }
+    }
+
+    fn duplicated(&self, id: SocketId, newfd: c_int) {
+        let mut g = self.e.inner_lock();
+        if let Some(s) = g.t.get_mut(id) {
+            s.refs += 1;
+            s.fds.push(newfd);
+        }
+    }
+
+    unsafe fn poll(
+        &self,
+        fds: *mut pollfd,
+        nfds: nfds_t,
+        timeout: Timeout,
+        sigmask: *const sigset_t,
+    ) -> SysResult<c_int> {
+        if nfds > 0 && fds.is_null() {
+            return Err(Errno::FAULT);
+        }
+        // SAFETY: the program's array.
+        let arr = unsafe { core::slice::from_raw_parts_mut(fds, nfds as usize) };
+        let mut kern: Vec<pollfd> = Vec::new();
+        let mut kidx: Vec<usize> = Vec::new();
+        for (i, p) in arr.iter().enumerate() {
+            if p.fd >= 0 && !matches!(fdtable::lookup(p.fd), Entry::Socket(_)) {
+                kern.push(*p);
+                kidx.push(i);
+            }
+        }
+        let mut wake = kern.clone();
+        let dl = deadline(timeout);
+        // SAFETY: the program's signal mask, null or valid.
+        let mask = unsafe { sigmask.as_ref() };
+        let r = self.e.wait(dl, &mut wake, mask, |g| {
+            let mut n = 0;
+            for p in arr.iter_mut() {
+                p.revents = 0;
+                if let Entry::Socket(id) = fdtable::lookup(p.fd) {
+                    let (r, _) = Self::readiness(g, id);
+                    let m = r & (p.events as u16 as u32 | POLLERR | POLLHUP | POLLNVAL);
+                    p.revents = m as i16;
+                }
+            }
+            if !kern.is_empty() {
+                for k in kern.iter_mut() {
+                    k.revents = 0;
+                }
+                // SAFETY: our copy of the kernel pollfds.
+                let _ = unsafe { raw_ppoll(&mut kern, Some(Duration::ZERO), core::ptr::null()) };
+                for (k, &i) in kern.iter().zip(&kidx) {
+                    arr[i].revents = k.revents;
+                    // An epoll fd with shunt members is readable when one
+                    // of them is ready too.
+                    if let Entry::Epoll(ep) = fdtable::lookup(k.fd)
+                        && k.events & libc::POLLIN != 0
+                        && Self::epoll_ready(g, ep)
+                    {
+                        arr[i].revents |= libc::POLLIN;
+                    }
+                }
+            }
+            for p in arr.iter() {
+                if p.revents != 0 {
+                    n += 1;
+                }
+            }
+            (n > 0).then_some(n)
+        });
+        match r {
+            Ok(n) => Ok(n),
+            Err(WaitEnd::Timeout) => Ok(0),
+            Err(WaitEnd::Interrupted) => Err(Errno::INTR),
+        }
+    }
+
+    unsafe fn select(
+        &self,
+        nfds: c_int,
+        read: *mut fd_set,
+        write: *mut fd_set,
+        except: *mut fd_set,
+        timeout: Timeout,
+        sigmask: *const sigset_t,
+    ) -> SysResult<(c_int, Timeout)> {
+        if nfds < 0 {
+            return Err(Errno::INVAL);
+        }
+        let n = nfds.min(libc::FD_SETSIZE as c_int);
+        let sets = [read, write, except];
+        // The fds asked about, as pollfds.
+        let mut want: Vec<pollfd> = Vec::new();
+        for fd in 0..n {
+            let mut ev = 0i16;
+            for (k, &s) in sets.iter().enumerate() {
+                // SAFETY: the program's non-null set; fd < FD_SETSIZE.
+                if !s.is_null() && unsafe { libc::FD_ISSET(fd, s) } {
+                    ev |= [libc::POLLIN, libc::POLLOUT, libc::POLLPRI][k];
+                }
+            }
+            if ev != 0 {
+                want.push(pollfd {
+                    fd,
+                    events: ev,
+                    revents: 0,
+                });
+            }
+        }
+        let start = std::time::Instant::now();
+        let mut kern: Vec<pollfd> = want
+            .iter()
+            .filter(|p| !matches!(fdtable::lookup(p.fd), Entry::Socket(_)))
+            .copied()
+            .collect();
+        let mut wake = kern.clone();
+        let dl = deadline(timeout);
+        // SAFETY: the program's signal mask, null or valid.
+        let mask = unsafe { sigmask.as_ref() };
+        let r = self.e.wait(dl, &mut wake, mask, |g| {
+            for k in kern.iter_mut() {
+                k.revents = 0;
+            }
+            if !kern.is_empty() {
+                // SAFETY: our pollfds.
+                let _ = unsafe { raw_ppoll(&mut kern, Some(Duration::ZERO), core::ptr::null()) };
+            }
+            let mut ki = 0;
+            let mut bad = false;
+            let mut any = false;
+            for p in want.iter_mut() {
+                let r = if let Entry::Socket(id) = fdtable::lookup(p.fd) {
+                    Self::readiness(g, id).0
+                } else {
+                    let r = kern[ki].revents as u16 as u32;
+                    ki += 1;
+                    r
+                };
+                if r & POLLNVAL != 0 {
+                    bad = true;
+                }
+                let mut got = 0;
+                if p.events & libc::POLLIN != 0 && r & SEL_IN != 0 {
+                    got |= libc::POLLIN;
+                }
+                if p.events & libc::POLLOUT != 0 && r & SEL_OUT != 0 {
+                    got |= libc::POLLOUT;
+                }
+                if p.events & libc::POLLPRI != 0 && r & SEL_EX != 0 {
+                    got |= libc::POLLPRI;
+                }
+                p.revents = got;
+                any |= got != 0;
+            }
+            if bad {
+                return Some(Err(Errno::BADF));
+            }
+            any.then_some(Ok(()))
+        });
+        let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+        match r {
+            Ok(Err(x)) => return Err(x),
+            Ok(Ok(())) => {}
+            Err(WaitEnd::Timeout) => {
+                for p in want.iter_mut() {
+                    p.revents = 0;
+                }
+            }
+            Err(WaitEnd::Interrupted) => return Err(Errno::INTR),
+        }
+        let mut count = 0;
+        for &s in &sets {
+            if !s.is_null() {
+                // SAFETY: the program's set.
+                unsafe { libc::FD_ZERO(s) };
+            }
+        }
+        for p in &want {
+            for (k, &s) in sets.iter().enumerate() {
+                let bit = [libc::POLLIN, libc::POLLOUT, libc::POLLPRI][k];
+                if !s.is_null() && p.revents & bit != 0 {
+                    // SAFETY: the program's set; fd < FD_SETSIZE.
+                    unsafe { libc::FD_SET(p.fd, s) };
+                    count += 1;
+                }
+            }
+        }
+        Ok((count, left))
+    }
+
+    unsafe fn epoll_ctl(
+        &self,
+        epfd: c_int,
+        op: c_int,
+        fd: c_int,
+        event: *mut epoll_event,
+    ) -> SysResult<c_int> {
+        let real_ctl = || -> SysResult<c_int> {
+            match real::epoll_ctl() {
+                Some(f) => {
+                    // SAFETY: the real epoll_ctl with the program's arguments.
+                    if unsafe { f(epfd, op, fd, event) } == 0 {
+                        Ok(0)
+                    } else {
+                        Err(errno_now())
+                    }
+                }
+                None => Err(Errno::NOSYS),
+            }
+        };
+        let Entry::Socket(sid) = fdtable::lookup(fd) else {
+            return real_ctl();
+        };
+        if epfd == fd
+            || !matches!(
+                op,
+                libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL
+            )
+        {
+            return Err(Errno::INVAL);
+        }
+        // epfd must be an epoll instance: ask the kernel (a DEL of an fd
+        // that is not in it answers ENOENT on an epoll fd, EINVAL or EBADF
+        // otherwise).
+        let probe = match real::epoll_ctl() {
+            Some(f) => {
+                let mut ev = epoll_event { events: 0, u64: 0 };
+                // SAFETY: a DEL with a valid (ignored) event pointer.
+                if unsafe { f(epfd, libc::EPOLL_CTL_DEL, fd, &mut ev) } == 0 {
+                    Ok(())
+                } else {
+                    Err(errno_now())
+                }
+            }
+            None => Err(Errno::NOSYS),
+        };
+        match probe {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(x) => return Err(x),
+        }
+        let (events, data) = if op == libc::EPOLL_CTL_DEL {
+            (0, 0)
+        } else {
+            if event.is_null() {
+                return Err(Errno::FAULT);
+            }
+            // SAFETY: the program's event.
+            let ev = unsafe { core::ptr::read_unaligned(event) };
+            (ev.events, ev.u64)
+        };
+        let excl = libc::EPOLLEXCLUSIVE as u32;
+        if events & excl != 0 {
+            let ok = (libc::EPOLLIN
+                | libc::EPOLLOUT
+                | libc::EPOLLRDNORM
+                | libc::EPOLLRDBAND
+                | libc::EPOLLWRNORM
+                | libc::EPOLLWRBAND
+                | libc::EPOLLERR
+                | libc::EPOLLHUP
+                | libc::EPOLLWAKEUP
+                | libc::EPOLLET
+                | libc::EPOLLEXCLUSIVE) as u32;
+            if op == libc::EPOLL_CTL_MOD || (op == libc::EPOLL_CTL_ADD && events & !ok != 0) {
+                return Err(Errno::INVAL);
+            }
+        }
+        let mut g = self.e.lock();
+        let ep = match fdtable::lookup(epfd) {
+            Entry::Epoll(ep) if g.t.epolls.get(ep as usize).is_some_and(|x| x.is_some()) => ep,
+            _ => {
+                if op != libc::EPOLL_CTL_ADD {
+                    return Err(Errno::NOENT);
+                }
+                let ep =
+                    g.t.epolls
+                        .iter()
+                        .position(|x| x.is_none())
+                        .unwrap_or(g.t.epolls.len());
+                if ep == g.t.epolls.len() {
+                    g.t.epolls.push(None);
+                }
+                g.t.epolls[ep] = Some(EpollSet::default());
+                fdtable::set(epfd, Entry::Epoll(ep as u32));
+                ep as u32
+            }
+        };
+        let serial = g.t.get(sid).map_or(0, |s| s.serial);
+        let Some(set) = g.t.epolls[ep as usize].as_mut() else {
+            return Err(Errno::BADF);
+        };
+        let pos = set
+            .members
+            .iter()
+            .position(|m| m.fd == fd && m.sid == sid && m.serial == serial);
+        match op {
+            libc::EPOLL_CTL_ADD => {
+                if pos.is_some() {
+                    return Err(Errno::EXIST);
+                }
+                set.members.push(Member {
+                    fd,
+                    sid,
+                    serial,
+                    events,
+                    data,
+                    disabled: false,
+                    last: 0,
+                    last_bytes: 0,
+                });
+            }
+            libc::EPOLL_CTL_MOD => {
+                let Some(i) = pos else {
+                    return Err(Errno::NOENT);
+                };
+                let m = &mut set.members[i];
+                if m.events & excl != 0 {
+                    return Err(Errno::INVAL);
+                }
+                m.events = events;
+                m.data = data;
+                m.disabled = false;
+                m.last = 0;
+                m.last_bytes = 0;
+            }
+            libc::EPOLL_CTL_DEL => {
+                let Some(i) = pos else {
+                    return Err(Errno::NOENT);
+                };
+                set.members.swap_remove(i);
+            }
+            _ => return Err(Errno::INVAL),
+        }
+        Ok(0)
+    }
+
+    unsafe fn epoll_wait(
+        &self,
+        ep: EpollId,
+        epfd: c_int,
+        events: *mut epoll_event,
+        maxevents: c_int,
+        timeout: Timeout,
+        sigmask: *const sigset_t,
+    ) -> SysResult<c_int> {
+        if maxevents <= 0 || maxevents as usize > (i32::MAX as usize) / 12 {
+            return Err(Errno::INVAL);
+        }
+        if events.is_null() {
+            return Err(Errno::FAULT);
+        }
+        let max = maxevents as usize;
+        let mut wake = vec![pollfd {
+            fd: epfd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let dl = deadline(timeout);
+        // SAFETY: the program's signal mask, null or valid.
+        let mask = unsafe { sigmask.as_ref() };
+        let r = self.e.wait(dl, &mut wake, mask, |g| {
+            let mut n = 0usize;
+            let mut set = g.t.epolls.get_mut(ep as usize).and_then(|s| s.take())?;
+            // A registration lives as long as the socket (any of its fds).
+            set.members
+                .retain(|m| g.t.get(m.sid).is_some_and(|s| s.serial == m.serial));
+            for m in set.members.iter_mut() {
+                if n >= max {
+                    break;
+                }
+                if m.disabled {
+                    continue;
+                }
+                let (r, bytes) = Self::readiness(g, m.sid);
+                let want = (m.events
+                    & !(libc::EPOLLET | libc::EPOLLONESHOT | libc::EPOLLEXCLUSIVE) as u32)
+                    | POLLERR
+                    | POLLHUP;
+                let got = r & want;
+                let et = m.events & libc::EPOLLET as u32 != 0;
+                let report = got != 0 && (!et || got != m.last || bytes > m.last_bytes);
+                if et {
+                    m.last = got;
+                    m.last_bytes = bytes;
+                }
+                if report {
+                    // SAFETY: within the program's array of maxevents.
+                    unsafe {
+                        events.add(n).write_unaligned(epoll_event {
+                            events: got,
+                            u64: m.data,
+                        })
+                    };
+                    n += 1;
+                    if m.events & libc::EPOLLONESHOT as u32 != 0 {
+                        m.disabled = true;
+                    }
+                }
+            }
+            if let Some(slot) = g.t.epolls.get_mut(ep as usize) {
+                *slot = Some(set);
+            }
+            if n < max {
+                let k = match real::epoll_wait() {
+                    // SAFETY: the rest of the program's array.
+                    Some(f) => unsafe { f(epfd, events.add(n), (max - n) as c_int, 0) },
+                    None => 0,
+                };
+                if k > 0 {
+                    n += k as usize;
+                }
+            }
+            (n > 0).then_some(n as c_int)
+        });
+        match r {
+            Ok(n) => Ok(n),
+            Err(WaitEnd::Timeout) => Ok(0),
+            Err(WaitEnd::Interrupted) => Err(Errno::INTR),
+        }
+    }
+
+    fn before_fork(&self) {
+        if !self.forked() {
+            self.e.before_fork();
+        }
+    }
+
+    fn after_fork(&self, in_child: bool) {
+        if self.forked() {
+            return;
+        }
+        self.e.after_fork(in_child);
+    }
+
+    fn before_exec(&self) {}
+}
+
+impl Shunt {
+    /// The process is exiting (exit(3), not _exit(2)): close every socket
+    /// as the kernel would, and keep the stack running until the
+    /// connections have delivered what was queued and said goodbye (a
+    /// kernel's sockets outlive their process; shunt's cannot), for two
+    /// seconds at most.
+    pub fn at_exit(&self) {
+        if self.forked() {
+            return;
+        }
+        let mut g = self.e.lock();
+        let ids: Vec<SocketId> = (0..g.t.socks.len() as u32)
+            .filter(|&i| g.t.get(i).is_some())
+            .collect();
+        for id in ids {
+            if let Some(s) = g.t.remove(id) {
+                for fd in &s.fds {
+                    fdtable::clear(*fd);
+                }
+                close_proto(&mut g, s.proto);
+            }
+        }
+        self.e.done(g);
+        let end = std::time::Instant::now() + Duration::from_secs(2);
+        let mut extra = Vec::new();
+        let _ = self.e.wait(Some(end), &mut extra, None, |g| {
+            let st = g.stack.tcp_layer().stats();
+            (st.connections.saturating_sub(st.time_wait) == 0).then_some(())
+        });
+    }
+}
+
+/// The registered integration, for the exit handler.
+pub static SHUNT: std::sync::OnceLock<&'static Shunt> = std::sync::OnceLock::new();
+
+/// Make this process's stack and register it. `Err` is one line.
+pub fn start(cfg: &crate::config::Config, own: crate::lock::Ownership) -> Result<(), String> {
+    let e = Engine::start(cfg, own)?;
+    let s: &'static Shunt = Box::leak(Box::new(Shunt { e }));
+    if !crate::socket::register(s) {
+        return Err("a stack integration is registered already".into());
+    }
+    let _ = SHUNT.set(s);
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! Real programs over shunt's stack: one end runs under libshunt.so on a
+//! veth that has NO kernel address (not even an IPv6 link-local one), the
+//! other end is the kernel in a second namespace. Whatever crosses the
+//! veth can only have gone through shunt.
+//!
+//! Needs root (namespaces), python3, curl, socat and nc (netcat-openbsd);
+//! libshunt.so comes from `cargo build --release` (target/release).
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use shunt_shim_tests::testbed::Testbed;
+
+fn libshunt() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("release")
+        .join("libshunt.so");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --release --workspace` first",
+        p.display()
+    );
+    p.canonicalize().unwrap()
+}
+
+/// Fail (never skip) when a program the test needs is missing.
+fn require(program: &str) {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(found, "{program} is not installed (make deps installs it)");
+}
+
+fn python() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The shunt environment, as shell exports.
+fn shunt_env() -> String {
+    format!(
+        "export LD_PRELOAD={} SHUNT_IFACE=veth0 SHUNT_ADDR=192.0.2.1/24; ",
+        libshunt().display()
+    )
+}
+
+/// Namespace `s` (shunt: veth0 up, no kernel address) and `k` (kernel:
+/// veth1 with 192.0.2.2/24).
+fn pair(tb: &mut Testbed) -> (String, String) {
+    let s = tb.ns("s");
+    let k = tb.ns("k");
+    // No IPv6 link-local address on shunt's side either.
+    let o = tb.sh(
+        &s,
+        "ip link add veth0 type veth peer name veth1 && \
+         echo 1 > /proc/sys/net/ipv6/conf/veth0/addr_gen_mode",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tb.sh(
+        &s,
+        &format!("ip link set veth1 netns {k} && ip link set veth0 up"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    tb.addr(&k, "veth1", "192.0.2.2/24");
+    let o = tb.sh(&k, "ip link set veth1 up");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tb.sh(&s, "ip -o addr show dev veth0");
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("inet"),
+        "the shunt side has a kernel address: {}",
+        text(&o)
+    );
+    (s, k)
+}
+
+/// Shell, on the kernel side: wait until `host port` accepts TCP (10 s).
+fn wait_port(host: &str, port: u16) -> String {
+    format!("for i in $(seq 200); do nc -z {host} {port} 2>/dev/null && break; sleep 0.05; done; ")
+}
+
+/// A directory with a 1 MiB file; its sha256.
+fn www(tb: &Testbed, ns: &str) -> (PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("shunt-os-www-{}", tb.tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.join("f.bin"), &data).unwrap();
+    let o = tb.sh(ns, &format!("sha256sum < {}/f.bin", dir.display()));
+    let sum = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    (dir, sum)
+}
+
+#[test]
+fn curl_over_shunt_fetches_1mib_from_kernel_http_server() {
+    require("curl");
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    let (dir, want) = www(&tb, &k);
+    let py = python();
+    tb.spawn_sh(
+        &k,
+        &format!(
+            "cd {} && exec {py} -m http.server 8000 --bind 192.0.2.2 >/dev/null 2>&1",
+            dir.display()
+        ),
+    );
+    let o = tb.sh(&k, &wait_port("192.0.2.2", 8000));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tb.sh(
+        &s,
+        &format!(
+            "{} timeout 60 curl -sS --fail http://192.0.2.2:8000/f.bin | sha256sum",
+            shunt_env()
+        ),
+    );
+    let got = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && got.starts_with(&want),
+        "want {want}\n{}",
+        text(&o)
+    );
+    assert!(o.stderr.is_empty(), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kernel_curl_fetches_1mib_from_http_server_over_shunt() {
+    require("curl");
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    let (dir, want) = www(&tb, &k);
+    let py = python();
+    tb.spawn_sh(
+        &s,
+        &format!(
+            "{} cd {} && exec {py} -m http.server 8001 --bind 0.0.0.0 >/dev/null 2>&1",
+            shunt_env(),
+            dir.display()
+        ),
+    );
+    let o = tb.sh(
+        &k,
+        &format!(
+            "{} timeout 60 curl -sS --fail http://192.0.2.1:8001/f.bin | sha256sum",
+            wait_port("192.0.2.1", 8001)
+        ),
+    );
+    let got = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && got.starts_with(&want),
+        "want {want}\n{}",
+        text(&o)
+    );
+    // A second fetch from the same server process.
+    let o = tb.sh(
+        &k,
+        "timeout 60 curl -sS --fail http://192.0.2.1:8001/f.bin | sha256sum",
+    );
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with(&want),
+        "second fetch: {}",
+        text(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nc_over_shunt_to_kernel_socat_echo() {
+    require("socat");
+    require("nc");
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    tb.spawn_sh(&k, "exec socat TCP-LISTEN:7000,reuseaddr,fork EXEC:cat");
+    let o = tb.sh(&k, &wait_port("192.0.2.2", 7000));
+    assert!(o.status.success(), "{}", text(&o));
+    // 300 KB through nc (half-close with -N), counted on the way back.
+    let o = tb.sh(
+        &s,
+        &format!(
+            "{} head -c 300000 /dev/zero | tr '\\0' x | timeout 20 nc -N 192.0.2.2 7000 | wc -c",
+            shunt_env()
+        ),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "300000",
+        "{}",
+        text(&o)
+    );
+    // UDP: nc -u over shunt to a kernel socat echo.
+    tb.spawn_sh(&k, "exec socat UDP-RECVFROM:7002,fork EXEC:cat");
+    let o = tb.sh(
+        &s,
+        &format!(
+            "sleep 0.3; {} echo ping | timeout 5 nc -u -w 1 192.0.2.2 7002",
+            shunt_env()
+        ),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "ping",
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn kernel_nc_to_socat_echo_over_shunt() {
+    require("socat");
+    require("nc");
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    // socat over shunt: one connection, echoed in-process (PIPE), no fork.
+    tb.spawn_sh(
+        &s,
+        &format!("{} exec socat TCP-LISTEN:7001,reuseaddr PIPE", shunt_env()),
+    );
+    let o = tb.sh(
+        &k,
+        // No probe: the server takes exactly one connection.
+        "sleep 1; yes 'hello over shunt' | head -n 20000 | timeout 20 socat -t 5 - TCP:192.0.2.1:7001 | sha256sum; \
+         yes 'hello over shunt' | head -n 20000 | sha256sum",
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        o.status.success() && lines.len() == 2 && lines[0] == lines[1],
+        "{}",
+        text(&o)
+    );
+}
