@@ -509,6 +509,9 @@ impl OutCtx<'_> {
 
     /// [`OutCtx::send`]; `overwrites`: `write` writes every byte of the
     /// transport part, so an unfragmented frame need not be zeroed first.
+    /// Inline: `out` stays in registers rather than being written narrow
+    /// and read wide.
+    #[inline]
     fn send_with(
         &mut self,
         out: Out4,
@@ -683,11 +686,14 @@ impl TcpContext for TcpCtx<'_> {
             return Err(SendError::NoBuffer);
         }
         let core = &self.out.core;
-        let route = self
-            .out
-            .ip4
-            .route_cached(&dst, Some(src), core.device.mtu, core.now)
-            .map_err(|_| SendError::Unreachable)?;
+        let route = match self.out.ip4.cached_route(&dst, Some(src), core.device.mtu) {
+            Some(r) => *r,
+            None => self
+                .out
+                .ip4
+                .route_cached(&dst, Some(src), core.device.mtu, core.now)
+                .map_err(|_| SendError::Unreachable)?,
+        };
         let ttl = if tx.ttl == 0 {
             self.out.ip4.default_ttl
         } else {

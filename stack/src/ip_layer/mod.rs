@@ -413,7 +413,56 @@ impl<I: IpExt> IpLayer<I> {
     /// while the addresses and routes are unchanged and no path MTU is
     /// known for any destination (PMTU entries expire with time, so
     /// decisions that depend on them are not cached).
+    /// The cached decision for exactly this question, if still valid
+    /// (see [`IpLayer::route_cached`]): borrowed, so that the caller
+    /// copies it from where it was stored long ago.
+    #[inline]
+    pub fn cached_route(
+        &self,
+        dst: &I::Addr,
+        src: Option<I::Addr>,
+        link_mtu: u16,
+    ) -> Option<&RouteResult<I>> {
+        match &self.route_cache {
+            Some(c)
+                if self.pmtu.is_empty()
+                    && c.dst == *dst
+                    && c.src == src
+                    && c.link_mtu == link_mtu
+                    && c.routes_generation == self.routes.generation()
+                    && c.addrs_generation == self.addrs_generation =>
+            {
+                Some(&c.result)
+            }
+            _ => None,
+        }
+    }
+
+    #[inline]
     pub fn route_cached(
+        &mut self,
+        dst: &I::Addr,
+        src: Option<I::Addr>,
+        link_mtu: u16,
+        now: Instant,
+    ) -> Result<RouteResult<I>, Errno> {
+        // Inline, so that the answer stays in registers (a struct
+        // returned through memory is written narrow and read wide).
+        if self.pmtu.is_empty()
+            && let Some(c) = &self.route_cache
+            && c.dst == *dst
+            && c.src == src
+            && c.link_mtu == link_mtu
+            && c.routes_generation == self.routes.generation()
+            && c.addrs_generation == self.addrs_generation
+        {
+            return Ok(c.result);
+        }
+        self.route_uncached(dst, src, link_mtu, now)
+    }
+
+    #[inline(never)]
+    fn route_uncached(
         &mut self,
         dst: &I::Addr,
         src: Option<I::Addr>,
@@ -424,15 +473,6 @@ impl<I: IpExt> IpLayer<I> {
             return self.route(dst, src, link_mtu, now);
         }
         let (rg, ag) = (self.routes.generation(), self.addrs_generation);
-        if let Some(c) = &self.route_cache
-            && c.dst == *dst
-            && c.src == src
-            && c.link_mtu == link_mtu
-            && c.routes_generation == rg
-            && c.addrs_generation == ag
-        {
-            return Ok(c.result);
-        }
         let result = self.route(dst, src, link_mtu, now)?;
         self.route_cache = Some(RouteCache {
             dst: *dst,

@@ -1483,9 +1483,8 @@ impl Conn {
         if len > 0 && (seq + len == self.data_end()) {
             flags |= TcpFlags::PSH;
         }
-        let options = self.ack_options(now);
         let window = self.select_window();
-        let b = TcpBuilder {
+        let mut b = TcpBuilder {
             src_port: self.local.port,
             dst_port: self.remote.port,
             seq,
@@ -1493,8 +1492,11 @@ impl Conn {
             flags,
             window,
             urgent_ptr: 0,
-            options,
+            options: TcpOptionSet::default(),
         };
+        // Filled in place: a struct built elsewhere and copied in is
+        // written narrow and read wide (a store-forwarding stall).
+        self.ack_options_into(&mut b.options, now);
         let off = (seq - self.snd_buf_seq).max(0) as usize;
         let (p1, p2) = self.snd.slices(off, len as usize);
         if !emit(
@@ -1518,7 +1520,7 @@ impl Conn {
         true
     }
 
-    /// SACK blocks the next segment will carry (what `ack_options` puts
+    /// SACK blocks the next segment will carry (what `ack_options_into` puts
     /// in).
     fn sack_blocks_pending(&self) -> usize {
         if !self.sack_ok {
@@ -1546,8 +1548,8 @@ impl Conn {
 
     /// Options on a non-SYN segment: timestamps and SACK blocks (D-SACK
     /// first), as many as fit.
-    fn ack_options(&mut self, now: Instant) -> TcpOptionSet {
-        let mut o = TcpOptionSet::default();
+    #[inline]
+    fn ack_options_into(&mut self, o: &mut TcpOptionSet, now: Instant) {
         if self.ts_ok {
             o.timestamps = Some(Timestamps {
                 val: self.ts_val(now),
@@ -1556,15 +1558,13 @@ impl Conn {
         }
         if self.sack_ok {
             let max = if self.ts_ok { 3 } else { 4 };
-            let mut blocks = SackBlocks::default();
+            let blocks = &mut o.sack;
             if let Some(d) = self.dsack.take() {
                 blocks.push(d);
             }
             let room = max - blocks.len();
-            self.asm.sack_blocks(&mut blocks, room);
-            o.sack = blocks;
+            self.asm.sack_blocks(blocks, room);
         }
-        o
     }
 
     /// Any segment we send carries the ACK.

@@ -408,6 +408,7 @@ impl SockOpts {
 #[allow(clippy::too_many_arguments)]
 /// Writes one segment through the context: header from `b`, payload
 /// from up to two slices (a wrapped ring). One copy of the payload.
+#[inline]
 pub(crate) fn emit<C: TcpContext>(
     ctx: &mut C,
     src: SockAddr,
