@@ -467,6 +467,9 @@ impl Engine {
                 revents: 0,
             });
         }
+        // SHUNT_SPIN_US: busy-poll the device this long before sleeping.
+        let spin_end = (self.cfg.spin_us > 0)
+            .then(|| std::time::Instant::now() + Duration::from_micros(self.cfg.spin_us.into()));
         let r = loop {
             let mut g = self.lock();
             if let Some(v) = f(&mut g) {
@@ -474,6 +477,11 @@ impl Engine {
                 break Ok(v);
             }
             let now = std::time::Instant::now();
+            if spin_end.is_some_and(|e| now < e) && deadline.is_none_or(|d| now < d) {
+                drop(g);
+                core::hint::spin_loop();
+                continue;
+            }
             let left = match deadline {
                 Some(d) if d <= now => {
                     drop(g);

@@ -8,8 +8,7 @@
 //! async-signal-safe: the kernel path of a hook is `get(fd) == 0` and a
 //! tail call.
 //!
-//! An entry is a `u32`: 0 is the kernel's (the only value today, until the
-//! stack marks its sockets), otherwise a 2-bit kind and a 30-bit id:
+//! An entry is a `u32`: 0 is the kernel's, otherwise a 2-bit kind and a 30-bit id:
 //! a shunt socket, an epoll instance watching shunt sockets, or one of
 //! shunt's own descriptors (lock file, device, wake-up eventfd) that the
 //! program never opened and must not see.
@@ -181,7 +180,8 @@ fn slot_for(fd: c_int) -> Option<&'static AtomicU32> {
 }
 
 /// Set `fd`'s entry, returning the previous one. Only the stack
-/// integration calls this (today nothing does: every fd is the kernel's).
+/// integration ([`crate::sockets`], [`crate::engine`]) and the hooks call
+/// this.
 /// May allocate a chunk for fds at or above [`DIRECT`]; ids above
 /// [`MAX_ID`] are refused (`None`, nothing changed), as are negative fds.
 pub fn set(fd: c_int, entry: Entry) -> Option<Entry> {

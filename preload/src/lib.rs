@@ -12,8 +12,15 @@
 //! - [`socket`]: the internal API the stack integration implements;
 //! - [`log`]: one-line messages on stderr through raw `write(2)`.
 //!
-//! Today no stack is wired in: every fd is the kernel's and every hook
-//! passes its call through.
+//! - [`engine`]: the driver: the process's stack on the AF_PACKET device,
+//!   inline progress, the progress thread, blocking waits;
+//! - [`sockets`]: the [`socket::ShuntSockets`] integration for TCP and
+//!   UDP over IPv4 (AF_INET6 sockets stay with the kernel until the stack
+//!   has IPv6).
+//!
+//! With `SHUNT_IFACE` set, the first AF_INET socket starts the stack
+//! ([`init`]); without it every fd is the kernel's and every hook passes
+//! its call through.
 
 pub mod config;
 pub mod engine;

@@ -26,8 +26,8 @@
 //! - blocking methods honour O_NONBLOCK, SO_RCVTIMEO/SO_SNDTIMEO, signals
 //!   (EINTR, or restart under SA_RESTART) as Linux does.
 //!
-//! Today no stack is registered and no fd is marked, so none of this runs:
-//! every call goes to the kernel.
+//! [`crate::sockets`] is the integration; it is registered when the stack
+//! starts, so a process without `SHUNT_IFACE` never runs any of this.
 
 use core::ffi::{c_int, c_uint, c_ulong};
 use std::sync::OnceLock;

@@ -54,6 +54,10 @@ struct Sock {
     bufs_set: bool,
     /// Tells this socket from a later one in the same slot.
     serial: u64,
+    /// A wildcard listener whose kernel socket listens too (loopback and
+    /// the kernel's other interfaces): accept merges both. The kernel
+    /// socket is then O_NONBLOCK whatever the program set (`nonblock`).
+    klisten: bool,
 }
 
 struct Member {
@@ -345,6 +349,18 @@ impl Shunt {
         nonblock: bool,
         timeo: Option<Duration>,
         restart: bool,
+        f: impl FnMut(&mut Inner) -> SysResult<T>,
+    ) -> SysResult<T> {
+        self.block_with(nonblock, timeo, restart, Vec::new(), f)
+    }
+
+    /// [`Self::block`], also woken by the kernel pollfds `extra`.
+    fn block_with<T>(
+        &self,
+        nonblock: bool,
+        timeo: Option<Duration>,
+        restart: bool,
+        mut extra: Vec<pollfd>,
         mut f: impl FnMut(&mut Inner) -> SysResult<T>,
     ) -> SysResult<T> {
         {
@@ -356,7 +372,6 @@ impl Shunt {
             }
         }
         let dl = deadline(timeo);
-        let mut extra = Vec::with_capacity(2);
         loop {
             let r = self.e.wait(dl, &mut extra, None, |g| match f(g) {
                 Err(Errno::AGAIN) => None,
@@ -372,6 +387,46 @@ impl Shunt {
                     return Err(Errno::INTR);
                 }
             }
+        }
+    }
+
+    /// A wildcard listener serves the kernel's paths too (loopback, other
+    /// interfaces): its kernel socket, bound to the same port, listens,
+    /// non-blocking. Best effort: without it, shunt's path alone.
+    fn kernel_listen(&self, g: &mut Inner, id: SocketId, fd: c_int, port: u16, backlog: c_int) {
+        // SAFETY: sockaddr_in is plain data; zero is valid.
+        let mut sin: libc::sockaddr_in = unsafe { core::mem::zeroed() };
+        let mut len = core::mem::size_of::<libc::sockaddr_in>() as socklen_t;
+        let kport = match real::getsockname() {
+            // SAFETY: the real getsockname into our sockaddr_in.
+            Some(f)
+                if unsafe { f(fd, (&mut sin as *mut libc::sockaddr_in).cast(), &mut len) } == 0 =>
+            {
+                u16::from_be(sin.sin_port)
+            }
+            _ => return,
+        };
+        if kport == 0 && kernel_bind(fd, SocketAddrV4::new(StdV4::UNSPECIFIED, port)) != 0 {
+            return;
+        }
+        if kport != 0 && kport != port {
+            return;
+        }
+        let fl = kernel_fcntl(fd, libc::F_GETFL, 0);
+        if fl < 0 || kernel_fcntl(fd, libc::F_SETFL, (fl | libc::O_NONBLOCK) as usize) < 0 {
+            return;
+        }
+        let ok = match real::listen() {
+            // SAFETY: the real listen(2).
+            Some(f) => (unsafe { f(fd, backlog) }) == 0,
+            None => false,
+        };
+        if !ok {
+            let _ = kernel_fcntl(fd, libc::F_SETFL, fl as usize);
+            return;
+        }
+        if let Some(s) = g.t.get_mut(id) {
+            s.klisten = true;
         }
     }
 
@@ -408,10 +463,16 @@ impl Shunt {
 
     fn readiness(g: &Inner, id: SocketId) -> (u32, usize) {
         match g.t.get(id).map(|s| s.proto) {
-            Some(Proto::Tcp(t)) => (
-                g.stack.tcp_layer().poll(t).0,
-                g.stack.tcp_layer().readable_bytes(t).unwrap_or(0),
-            ),
+            Some(Proto::Tcp(t)) => {
+                let mut r = g.stack.tcp_layer().poll(t).0;
+                if let Some(s) = g.t.get(id)
+                    && s.klisten
+                    && kernel_readable(s.fds.first().copied().unwrap_or(-1))
+                {
+                    r |= (libc::POLLIN | libc::POLLRDNORM) as u32;
+                }
+                (r, g.stack.tcp_layer().readable_bytes(t).unwrap_or(0))
+            }
             Some(Proto::Udp(h)) => (
                 g.stack.udp_readiness(h).map(|r| r.0).unwrap_or(POLLNVAL),
                 g.stack.udp_next_len(h).unwrap_or(0),
@@ -893,6 +954,41 @@ impl Shunt {
     }
 }
 
+/// Whether kernel fd `fd` polls readable now.
+fn kernel_readable(fd: c_int) -> bool {
+    let mut p = [pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd, no timeout, no mask.
+    let r = unsafe { raw_ppoll(&mut p, Some(Duration::ZERO), core::ptr::null()) };
+    r.is_ok_and(|n| n > 0) && p[0].revents & libc::POLLIN != 0
+}
+
+/// The kernel listeners among shunt sockets, as pollfds to wake on.
+fn kernel_listeners(g: &Inner, fds: impl Iterator<Item = c_int>) -> Vec<pollfd> {
+    fds.filter(|&fd| match fdtable::lookup(fd) {
+        Entry::Socket(id) => g.t.get(id).is_some_and(|s| s.klisten),
+        _ => false,
+    })
+    .map(|fd| pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    })
+    .collect()
+}
+
+/// fcntl(2) on the backing kernel socket.
+fn kernel_fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
+    match real::fcntl() {
+        // SAFETY: the real fcntl with an int argument.
+        Some(f) => unsafe { f(fd, cmd, arg) },
+        None => -1,
+    }
+}
+
 /// An int option of the backing kernel socket (-1 on error).
 fn kernel_int(fd: c_int, level: c_int, name: c_int) -> i32 {
     let mut v: i32 = 0;
@@ -979,6 +1075,7 @@ unsafe impl ShuntSockets for Shunt {
             sndtimeo: None,
             bufs_set: false,
             serial: 0,
+            klisten: false,
         };
         let Some(id) = g.t.insert(s) else {
             close_proto(&mut g, proto);
@@ -1057,7 +1154,7 @@ unsafe impl ShuntSockets for Shunt {
         Some(r.map(|()| 0))
     }
 
-    fn listen(&self, id: SocketId, _fd: c_int, backlog: c_int) -> Served<c_int> {
+    fn listen(&self, id: SocketId, fd: c_int, backlog: c_int) -> Served<c_int> {
         if self.forked() {
             return None;
         }
@@ -1065,9 +1162,18 @@ unsafe impl ShuntSockets for Shunt {
         let r = match g.t.get(id)?.proto {
             Proto::Tcp(t) => {
                 let now = g.now();
-                g.stack
+                let r = g
+                    .stack
                     .tcp(now, |l, cx| l.listen(cx, t, backlog))
-                    .map_err(se)
+                    .map_err(se);
+                if r.is_ok()
+                    && let Ok(local) = g.stack.tcp_layer().local_addr(t)
+                    && local.ip.is_unspecified()
+                    && !g.t.get(id).is_some_and(|s| s.klisten)
+                {
+                    self.kernel_listen(&mut g, id, fd, local.port, backlog);
+                }
+                r
             }
             Proto::Udp(_) => Err(Errno::OPNOTSUPP),
         };
@@ -1078,7 +1184,7 @@ unsafe impl ShuntSockets for Shunt {
     unsafe fn accept(
         &self,
         id: SocketId,
-        _fd: c_int,
+        lfd: c_int,
         addr: *mut sockaddr,
         len: *mut socklen_t,
         flags: c_int,
@@ -1093,9 +1199,35 @@ unsafe impl ShuntSockets for Shunt {
         let Proto::Tcp(lt) = proto else {
             return Some(Err(Errno::OPNOTSUPP));
         };
-        let r = self.block(nonblock, rcvtimeo, true, |g| {
+        let klisten = self.e.inner_lock().t.get(id).is_some_and(|s| s.klisten);
+        let extra = if klisten {
+            vec![pollfd {
+                fd: lfd,
+                events: libc::POLLIN,
+                revents: 0,
+            }]
+        } else {
+            Vec::new()
+        };
+        let r = self.block_with(nonblock, rcvtimeo, true, extra, |g| {
             let now = g.now();
-            let (child, peer) = g.stack.tcp(now, |l, cx| l.accept(cx, lt)).map_err(se)?;
+            let (child, peer) = match g.stack.tcp(now, |l, cx| l.accept(cx, lt)) {
+                Ok(x) => x,
+                Err(shunt_stack::Errno::EAGAIN) if klisten => {
+                    // The kernel's path: a plain kernel connection.
+                    let nfd: c_int = match real::accept4() {
+                        // SAFETY: the real accept4 on the non-blocking
+                        // kernel listener, with the program's pointers.
+                        Some(f) => unsafe { f(lfd, addr, len, flags) },
+                        None => -1,
+                    };
+                    if nfd < 0 {
+                        return Err(errno_now());
+                    }
+                    return Ok((nfd, None));
+                }
+                Err(x) => return Err(se(x)),
+            };
             let nfd: c_int = match real::socket() {
                 // SAFETY: the real socket(2).
                 Some(f) => unsafe { f(libc::AF_INET, libc::SOCK_STREAM | flags, 0) },
@@ -1115,6 +1247,7 @@ unsafe impl ShuntSockets for Shunt {
                 sndtimeo: None,
                 bufs_set: false,
                 serial: 0,
+                klisten: false,
             };
             let Some(cid) = g.t.insert(s) else {
                 g.stack.tcp(now, |l, cx| l.close(cx, child));
@@ -1123,9 +1256,10 @@ unsafe impl ShuntSockets for Shunt {
                 return Err(Errno::NFILE);
             };
             fdtable::set(nfd, Entry::Socket(cid));
-            Ok((nfd, peer))
+            Ok((nfd, Some(peer)))
         });
         Some(r.and_then(|(nfd, peer)| {
+            let Some(peer) = peer else { return Ok(nfd) };
             if !addr.is_null() {
                 // SAFETY: the program's pointers.
                 unsafe { write_sin(addr, len, tcp_sa(peer)) }?;
@@ -1748,14 +1882,36 @@ unsafe impl ShuntSockets for Shunt {
         Some(Ok(done as isize))
     }
 
-    fn fcntl(&self, id: SocketId, _fd: c_int, cmd: c_int, arg: usize) -> Served<c_int> {
-        if cmd == libc::F_SETFL && !self.forked() {
-            let mut g = self.e.lock();
-            if let Some(s) = g.t.get_mut(id) {
-                s.nonblock = arg as c_int & libc::O_NONBLOCK != 0;
-            }
+    fn fcntl(&self, id: SocketId, fd: c_int, cmd: c_int, arg: usize) -> Served<c_int> {
+        if self.forked() || !matches!(cmd, libc::F_SETFL | libc::F_GETFL) {
+            return None;
         }
-        None
+        let mut g = self.e.inner_lock();
+        let s = g.t.get_mut(id)?;
+        let klisten = s.klisten;
+        if cmd == libc::F_SETFL {
+            s.nonblock = arg as c_int & libc::O_NONBLOCK != 0;
+        }
+        if !klisten {
+            return None;
+        }
+        // The kernel listener stays non-blocking; the program sees its own
+        // flag.
+        let nonblock = s.nonblock;
+        drop(g);
+        let r = if cmd == libc::F_SETFL {
+            kernel_fcntl(fd, cmd, arg | libc::O_NONBLOCK as usize)
+        } else {
+            let fl = kernel_fcntl(fd, cmd, 0);
+            if fl < 0 {
+                fl
+            } else if nonblock {
+                fl | libc::O_NONBLOCK
+            } else {
+                fl & !libc::O_NONBLOCK
+            }
+        };
+        Some(if r < 0 { Err(errno_now()) } else { Ok(r) })
     }
 
     unsafe fn ioctl(
@@ -1777,6 +1933,10 @@ unsafe impl ShuntSockets for Shunt {
                     let mut g = self.e.lock();
                     if let Some(s) = g.t.get_mut(id) {
                         s.nonblock = v != 0;
+                        if s.klisten {
+                            // The kernel listener stays non-blocking.
+                            return Some(Ok(0));
+                        }
                     }
                 }
                 None
@@ -1854,6 +2014,10 @@ unsafe impl ShuntSockets for Shunt {
             }
         }
         let mut wake = kern.clone();
+        wake.extend(kernel_listeners(
+            &self.e.inner_lock(),
+            arr.iter().map(|p| p.fd),
+        ));
         let dl = deadline(timeout);
         // SAFETY: the program's signal mask, null or valid.
         let mask = unsafe { sigmask.as_ref() };
@@ -1938,6 +2102,10 @@ unsafe impl ShuntSockets for Shunt {
             .copied()
             .collect();
         let mut wake = kern.clone();
+        wake.extend(kernel_listeners(
+            &self.e.inner_lock(),
+            want.iter().map(|p| p.fd),
+        ));
         let dl = deadline(timeout);
         // SAFETY: the program's signal mask, null or valid.
         let mask = unsafe { sigmask.as_ref() };
@@ -2179,6 +2347,14 @@ unsafe impl ShuntSockets for Shunt {
             events: libc::POLLIN,
             revents: 0,
         }];
+        {
+            let g = self.e.inner_lock();
+            let fds: Vec<c_int> = match g.t.epolls.get(ep as usize) {
+                Some(Some(set)) => set.members.iter().map(|m| m.fd).collect(),
+                _ => Vec::new(),
+            };
+            wake.extend(kernel_listeners(&g, fds.into_iter()));
+        }
         let dl = deadline(timeout);
         // SAFETY: the program's signal mask, null or valid.
         let mask = unsafe { sigmask.as_ref() };

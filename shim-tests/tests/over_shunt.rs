@@ -182,6 +182,17 @@ fn kernel_curl_fetches_1mib_from_http_server_over_shunt() {
         "second fetch: {}",
         text(&o)
     );
+    // The wildcard listener serves the kernel's loopback too: a plain
+    // curl on the shunt side's own namespace.
+    let o = tb.sh(
+        &s,
+        "timeout 60 curl -sS --fail http://127.0.0.1:8001/f.bin | sha256sum",
+    );
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with(&want),
+        "fetch over loopback: {}",
+        text(&o)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -247,6 +258,55 @@ fn kernel_nc_to_socat_echo_over_shunt() {
     let lines: Vec<&str> = out.lines().collect();
     assert!(
         o.status.success() && lines.len() == 2 && lines[0] == lines[1],
+        "{}",
+        text(&o)
+    );
+}
+
+const PY_SELF: &str = r#"
+import socket, threading
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("0.0.0.0", 0))
+l.listen(8)
+port = l.getsockname()[1]
+def serve():
+    for _ in range(2):
+        c, peer = l.accept()
+        data = b""
+        while not data.endswith(b"\n"):
+            data += c.recv(65536)
+        c.sendall(data.upper())
+        c.close()
+threading.Thread(target=serve, daemon=True).start()
+for host in ("192.0.2.1", "127.0.0.1"):
+    s = socket.create_connection((host, port), timeout=10)
+    msg = (host * 5000 + "\n").encode()
+    s.sendall(msg)
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    assert got == msg.upper(), (host, len(got))
+    print(host, s.getsockname()[0], len(got))
+    s.close()
+"#;
+
+#[test]
+fn one_process_connects_to_its_own_address_and_to_loopback() {
+    let mut tb = Testbed::new();
+    let (s, _k) = pair(&mut tb);
+    let o = tb.sh(
+        &s,
+        &format!("{} timeout 30 {} -c '{}'", shunt_env(), python(), PY_SELF),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && out.contains("192.0.2.1 192.0.2.1 45001")
+            && out.contains("127.0.0.1 127.0.0.1 45001"),
         "{}",
         text(&o)
     );
