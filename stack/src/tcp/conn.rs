@@ -549,8 +549,8 @@ impl Conn {
         }
         if emit(
             ctx,
-            self.local,
-            self.remote,
+            &self.local,
+            &self.remote,
             &b,
             &[],
             &[],
@@ -1501,8 +1501,8 @@ impl Conn {
         let (p1, p2) = self.snd.slices(off, len as usize);
         if !emit(
             ctx,
-            self.local,
-            self.remote,
+            &self.local,
+            &self.remote,
             &b,
             p1,
             p2,
@@ -2097,8 +2097,8 @@ impl Conn {
         let _ = now;
         if emit(
             ctx,
-            self.local,
-            self.remote,
+            &self.local,
+            &self.remote,
             &b,
             &[],
             &[],
@@ -2210,7 +2210,7 @@ pub(crate) fn send_reset<C: TcpContext>(
             options: TcpOptionSet::default(),
         }
     };
-    let ok = emit(ctx, local, remote, &b, &[], &[], 0, 0);
+    let ok = emit(ctx, &local, &remote, &b, &[], &[], 0, 0);
     if ok {
         ctx.count(TcpCounter::OutRsts, 1);
     }

@@ -774,7 +774,7 @@ impl TcpLayer {
             urgent_ptr: 0,
             options,
         };
-        emit(ctx, tw.key.local, tw.key.remote, &b, &[], &[], 0, 0);
+        emit(ctx, &tw.key.local, &tw.key.remote, &b, &[], &[], 0, 0);
         self.reschedule(i);
         false
     }

@@ -137,7 +137,7 @@ pub(crate) fn send_synack<C: TcpContext>(
         urgent_ptr: 0,
         options: o,
     };
-    emit(ctx, r.local, r.remote, &b, &[], &[], 0, 0)
+    emit(ctx, &r.local, &r.remote, &b, &[], &[], 0, 0)
 }
 
 /// What the listener offers a SYN, from the peer's options and its own

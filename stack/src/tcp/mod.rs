@@ -411,8 +411,8 @@ impl SockOpts {
 #[inline]
 pub(crate) fn emit<C: TcpContext>(
     ctx: &mut C,
-    src: SockAddr,
-    dst: SockAddr,
+    src: &SockAddr,
+    dst: &SockAddr,
     b: &TcpBuilder,
     p1: &[u8],
     p2: &[u8],
