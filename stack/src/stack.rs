@@ -686,13 +686,26 @@ impl TcpContext for TcpCtx<'_> {
             return Err(SendError::NoBuffer);
         }
         let core = &self.out.core;
-        let route = match self.out.ip4.cached_route(&dst, Some(src), core.device.mtu) {
+        let r = match self.out.ip4.cached_route(&dst, Some(src), core.device.mtu) {
             Some(r) => *r,
             None => self
                 .out
                 .ip4
                 .route_cached(&dst, Some(src), core.device.mtu, core.now)
                 .map_err(|_| SendError::Unreachable)?,
+        };
+        // Rebuilt from whole words: copied as it is, the byte-aligned
+        // struct is written in odd pieces and read back across them (a
+        // store-forwarding stall on every segment).
+        let word = |a: Ipv4Addr| Ipv4Addr::from_bits(a.to_bits());
+        let route = RouteResult {
+            src: word(r.src),
+            next_hop: match r.next_hop {
+                NextHop::Neighbor(a) => NextHop::Neighbor(word(a)),
+                n => n,
+            },
+            mtu: r.mtu,
+            pmtu_locked: r.pmtu_locked,
         };
         let ttl = if tx.ttl == 0 {
             self.out.ip4.default_ttl
