@@ -438,6 +438,7 @@ impl Conn {
     }
 
     /// Earliest timer.
+    #[inline]
     pub fn deadline(&self) -> Option<Instant> {
         // Asked after every segment: a chain of compares, no array.
         fn min(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -1205,6 +1206,7 @@ impl Conn {
     }
 
     /// RFC 6675 `pipe`: bytes believed in the network.
+    #[inline]
     pub fn pipe(&self) -> u32 {
         let out = self.in_flight();
         match self.ca {

@@ -426,6 +426,7 @@ impl TcpLayer {
 
     // ---- timers ----
 
+    #[inline]
     fn reschedule(&mut self, i: u32) {
         let e = &self.entries[i as usize];
         let d = match &e.slot {
@@ -678,6 +679,7 @@ impl TcpLayer {
     }
 
     /// The connection-table slot for `key`, through the one-entry cache.
+    #[inline]
     fn lookup(&mut self, key: &ConnKey) -> Option<u32> {
         if let Some((k, i, g)) = self.last
             && k == *key
