@@ -54,6 +54,8 @@ pub struct Engine {
     prog_efd: RawFd,
     /// Set in a forked child: the stack is the parent's, never touched.
     pub forked: AtomicBool,
+    /// The interface's index (IP_PKTINFO).
+    pub ifindex: i32,
     pub cfg: Config,
 }
 
@@ -321,6 +323,7 @@ impl Engine {
         let mut dev = AfPacket::open(&cfg.iface, &opts).map_err(|e| e.to_string())?;
         dev.renumber_fds(high_internal);
         let dev_fd = dev.fd().as_raw_fd();
+        let ifindex = dev.ifindex();
         fdtable::set(dev_fd, Entry::Internal(1));
         let mut sc = StackConfig::new(Mac(dev.mac()));
         sc.mtu = dev.mtu().min(65535) as u16;
@@ -364,6 +367,7 @@ impl Engine {
             dev_fd,
             prog_efd,
             forked: AtomicBool::new(false),
+            ifindex,
             cfg: cfg.clone(),
         }));
         engine.lock().transmit();

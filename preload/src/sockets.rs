@@ -58,6 +58,11 @@ struct Sock {
     /// the kernel's other interfaces): accept merges both. The kernel
     /// socket is then O_NONBLOCK whatever the program set (`nonblock`).
     klisten: bool,
+    /// Calls in progress on the socket: a close from another thread while
+    /// one blocks waits for it to return (Linux holds the file until
+    /// then), with `zombie` set.
+    inflight: u32,
+    zombie: bool,
 }
 
 struct Member {
@@ -439,10 +444,18 @@ impl Shunt {
         close_proto(g, s.proto);
     }
 
-    fn sock_info(&self, id: SocketId) -> Option<(Proto, bool, Option<Duration>, Option<Duration>)> {
-        let g = self.e.lock();
-        g.t.get(id)
-            .map(|s| (s.proto, s.nonblock, s.rcvtimeo, s.sndtimeo))
+    /// A call starts on `id`: its settings, and a guard that ends the call.
+    fn sock_info(&self, id: SocketId) -> Option<CallInfo<'_>> {
+        let mut g = self.e.lock();
+        let s = g.t.get_mut(id)?;
+        s.inflight += 1;
+        Some((
+            s.proto,
+            s.nonblock,
+            s.rcvtimeo,
+            s.sndtimeo,
+            InFlight { sh: self, id },
+        ))
     }
 
     /// Whether an epoll_wait on `ep` would report a shunt member now.
@@ -738,8 +751,30 @@ impl Shunt {
         } else {
             m.msg_namelen = 0;
         }
-        m.msg_controllen = 0;
-        m.msg_flags = if r.truncated { libc::MSG_TRUNC } else { 0 };
+        let mut mflags = if r.truncated { libc::MSG_TRUNC } else { 0 };
+        let pktinfo = self
+            .e
+            .inner_lock()
+            .stack
+            .udp_options(h)
+            .is_ok_and(|o| o.recv_pktinfo);
+        let mut used = 0usize;
+        if let (true, Some(std::net::IpAddr::V4(dst))) = (pktinfo, r.dst) {
+            let a = libc::in_addr {
+                s_addr: u32::from(dst).to_be(),
+            };
+            let pi = libc::in_pktinfo {
+                ipi_ifindex: self.e.ifindex,
+                ipi_spec_dst: a,
+                ipi_addr: a,
+            };
+            // SAFETY: in_pktinfo is plain data.
+            let data: [u8; 12] = unsafe { core::mem::transmute(pi) };
+            // SAFETY: the program's control buffer of msg_controllen bytes.
+            used = unsafe { put_cmsg(m, &mut mflags, libc::IPPROTO_IP, libc::IP_PKTINFO, &data) };
+        }
+        m.msg_controllen = used as _;
+        m.msg_flags = mflags;
         Ok(r.ret as isize)
     }
 
@@ -954,6 +989,73 @@ impl Shunt {
     }
 }
 
+/// Write one control message at the start of `m`'s control buffer as
+/// Linux's put_cmsg: MSG_CTRUNC when it does not fit. Returns the bytes
+/// used.
+///
+/// # Safety
+/// `m.msg_control` is null or the program's buffer of `msg_controllen`.
+unsafe fn put_cmsg(m: &msghdr, flags: &mut c_int, level: c_int, ty: c_int, data: &[u8]) -> usize {
+    let hdr = core::mem::size_of::<libc::cmsghdr>();
+    let len = hdr + data.len();
+    let space = (len + 7) & !7;
+    let room = if m.msg_control.is_null() {
+        0
+    } else {
+        m.msg_controllen
+    };
+    if room < len {
+        *flags |= libc::MSG_CTRUNC;
+        return 0;
+    }
+    let c = libc::cmsghdr {
+        cmsg_len: len as _,
+        cmsg_level: level,
+        cmsg_type: ty,
+    };
+    let p = m.msg_control.cast::<u8>();
+    // SAFETY: `len` bytes fit the program's buffer (checked above).
+    unsafe {
+        core::ptr::copy_nonoverlapping((&c as *const libc::cmsghdr).cast::<u8>(), p, hdr);
+        core::ptr::copy_nonoverlapping(data.as_ptr(), p.add(hdr), data.len());
+    }
+    space.min(room)
+}
+
+/// A socket's protocol, O_NONBLOCK, SO_RCVTIMEO, SO_SNDTIMEO, and the
+/// call's guard.
+type CallInfo<'a> = (
+    Proto,
+    bool,
+    Option<Duration>,
+    Option<Duration>,
+    InFlight<'a>,
+);
+
+/// A call in progress on a socket (see `Sock::inflight`).
+struct InFlight<'a> {
+    sh: &'a Shunt,
+    id: SocketId,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let close = {
+            let mut g = self.sh.e.inner_lock();
+            match g.t.get_mut(self.id) {
+                Some(s) => {
+                    s.inflight = s.inflight.saturating_sub(1);
+                    s.inflight == 0 && s.zombie
+                }
+                None => false,
+            }
+        };
+        if close {
+            self.sh.close_now(self.id);
+        }
+    }
+}
+
 /// Whether kernel fd `fd` polls readable now.
 fn kernel_readable(fd: c_int) -> bool {
     let mut p = [pollfd {
@@ -1076,6 +1178,8 @@ unsafe impl ShuntSockets for Shunt {
             bufs_set: false,
             serial: 0,
             klisten: false,
+            inflight: 0,
+            zombie: false,
         };
         let Some(id) = g.t.insert(s) else {
             close_proto(&mut g, proto);
@@ -1195,7 +1299,7 @@ unsafe impl ShuntSockets for Shunt {
         if flags & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) != 0 {
             return Some(Err(Errno::INVAL));
         }
-        let (proto, nonblock, rcvtimeo, _) = self.sock_info(id)?;
+        let (proto, nonblock, rcvtimeo, _, _call) = self.sock_info(id)?;
         let Proto::Tcp(lt) = proto else {
             return Some(Err(Errno::OPNOTSUPP));
         };
@@ -1248,6 +1352,8 @@ unsafe impl ShuntSockets for Shunt {
                 bufs_set: false,
                 serial: 0,
                 klisten: false,
+                inflight: 0,
+                zombie: false,
             };
             let Some(cid) = g.t.insert(s) else {
                 g.stack.tcp(now, |l, cx| l.close(cx, child));
@@ -1681,7 +1787,7 @@ unsafe impl ShuntSockets for Shunt {
         if msg.is_null() {
             return Some(Err(Errno::FAULT));
         }
-        let (proto, nonblock, rcvtimeo, _) = self.sock_info(id)?;
+        let (proto, nonblock, rcvtimeo, _, _call) = self.sock_info(id)?;
         let from_read = flags & crate::socket::MSG_FROM_READ != 0;
         let flags = flags & !crate::socket::MSG_FROM_READ;
         if from_read && matches!(proto, Proto::Tcp(_)) {
@@ -1715,7 +1821,7 @@ unsafe impl ShuntSockets for Shunt {
         if msg.is_null() {
             return Some(Err(Errno::FAULT));
         }
-        let (proto, nonblock, _, sndtimeo) = self.sock_info(id)?;
+        let (proto, nonblock, _, sndtimeo, _call) = self.sock_info(id)?;
         // SAFETY: the program's msghdr.
         unsafe {
             match proto {
@@ -1975,7 +2081,10 @@ unsafe impl ShuntSockets for Shunt {
                 Some(s) => {
                     s.fds.retain(|&x| x != fd);
                     s.refs = s.refs.saturating_sub(1);
-                    s.refs == 0
+                    if s.refs == 0 && s.inflight > 0 {
+                        s.zombie = true;
+                    }
+                    s.refs == 0 && !s.zombie
                 }
                 None => false,
             }
