@@ -1617,6 +1617,14 @@ impl Conn {
     }
 
     fn send_data<C: TcpContext>(&mut self, ctx: &mut C, env: &mut Env, now: Instant) {
+        // Nothing to retransmit, no new data, no FIN: what the loop below
+        // would find at once (a receiver, after every segment).
+        let data_end = self.data_end();
+        let lost = matches!(self.ca, CaState::Recovery | CaState::Loss);
+        let fin_due = self.fin_queued && self.snd_nxt == data_end;
+        if !lost && !fin_due && !self.snd_nxt.before(data_end) {
+            return;
+        }
         // Options only shrink while this runs (a D-SACK goes out once),
         // so segments sized for the first one fit all the others.
         let mss = self.cur_mss();

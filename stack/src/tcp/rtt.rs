@@ -46,7 +46,12 @@ impl RttEstimator {
 
     /// A measurement (RFC 6298 2.2/2.3).
     pub fn sample(&mut self, rtt: Duration) {
-        let r = (rtt.as_micros() as u64).max(1);
+        // Microseconds without u128 arithmetic (one sample per ACK).
+        let r = rtt
+            .as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(rtt.subsec_micros()))
+            .max(1);
         self.last_us = r;
         self.min_rtt_us = self.min_rtt_us.min(r);
         match self.srtt_us {
