@@ -225,6 +225,9 @@ def run_column(beds, col, tests, python, verbose):
                         print(f"  [{col}] {'PASS' if res['ok'] else 'FAIL'} {td.key} "
                               f"({res['secs']}s){': ' + res['reason'] if not res['ok'] else ''}",
                               flush=True)
+                        if not res["ok"]:
+                            for line in res.get("log", [])[-80:]:
+                                print(f"      | {line}", flush=True)
         except Exception as e:  # noqa: BLE001
             errors.append(f"worker {bed.i}: {e}")
         finally:

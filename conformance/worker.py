@@ -23,7 +23,7 @@ sys.path.insert(0, HERE)
 from lib import harness as H  # noqa: E402
 from lib.harness import Ether, ARP, IPv6, ICMPv6ND_NS, ICMPv6ND_NA, ICMPv6NDOptSrcLLAddr  # noqa: E402
 
-PROBE_SECS = 4.0
+PROBE_SECS = 3.0
 
 
 def probe(ctx, v4=True, v6=True):
@@ -60,7 +60,7 @@ def run_one(td, wire, dut):
         dut.start()
         ctx = H.Ctx(wire, dut, td)
         if td.probe:
-            probe(ctx)
+            probe(ctx, v4="4" in td.family, v6="6" in td.family)
             ctx.mark()
         td.func(ctx)
         ok, reason = True, ""
@@ -70,6 +70,18 @@ def run_one(td, wire, dut):
         ok, reason = False, f"test error: {type(e).__name__}: {e} " + \
             traceback.format_exc().strip().splitlines()[-3].strip()
     finally:
+        if not ok and ctx is not None and os.environ.get("CONF_DEBUG_NSTAT") and dut.linux:
+            out = H.sh("ip", "netns", "exec", dut.ns, "cat", "/proc/net/snmp", "/proc/net/netstat",
+                       check=False).splitlines()
+            for hdr, val in zip(out[0::2], out[1::2]):
+                for k, v in zip(hdr.split()[1:], val.split()[1:]):
+                    if v != "0" and hdr.split()[0] in ("Tcp:", "TcpExt:", "Ip:"):
+                        ctx.note(f"{hdr.split()[0]} {k} {v}")
+            ctx.note(H.sh("ip", "netns", "exec", dut.ns, "ss", "-tan", check=False))
+            import struct as _st
+            st = wire.sock.getsockopt(263, 6, 8)   # SOL_PACKET, PACKET_STATISTICS
+            ctx.note(f"packet stats (packets, drops): {_st.unpack('II', st[:8])}")
+            ctx.note(H.sh("ip", "-s", "link", "show", "dev", wire.iface, check=False))
         try:
             dut.stop()
         except Exception:  # noqa: BLE001

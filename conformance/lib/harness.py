@@ -101,8 +101,11 @@ class TestDef:
         return "\n".join(lines)
 
 
+V6_AREAS = ("ipv6", "icmpv6", "ndp")
+
+
 def conf_test(id, area, desc, ref, level, steps, expect, topo="T1", timeout=10,
-              dirty=False, note="", probe=True):
+              dirty=False, note="", probe=True, family=None):
     """Register a test. `timeout` is the test's own bound in seconds (the
     runner kills it after timeout+15); `dirty` asks the worker to restore the
     Linux DUT's full baseline afterwards (RA-learned state, MTU...); `probe`
@@ -112,7 +115,8 @@ def conf_test(id, area, desc, ref, level, steps, expect, topo="T1", timeout=10,
 
     def deco(f):
         td = TestDef(f, id=id, area=area, desc=desc, ref=ref, level=level, steps=list(steps),
-                     expect=expect, topo=topo, timeout=timeout, dirty=dirty, note=note, probe=probe)
+                     expect=expect, topo=topo, timeout=timeout, dirty=dirty, note=note, probe=probe,
+                     family=family or ("6" if area in V6_AREAS else "4"))
         if td.key in REGISTRY:
             raise RuntimeError(f"duplicate test {td.key}")
         REGISTRY[td.key] = td
@@ -346,6 +350,8 @@ class Dut:
         batch = [f"addr del {a} dev {self.iface}" for a in self.added_addrs]
         self.added_addrs = []
         if full:
+            # Path MTU exceptions go when the link MTU drops to 1280 and comes back.
+            batch += [f"link set dev {self.iface} mtu 1280", f"link set dev {self.iface} mtu 1500"]
             batch += [f"-6 route flush dev {self.iface} proto ra",
                       f"-6 addr flush dev {self.iface} dynamic",
                       f"link set dev {self.iface} mtu 1500"]
@@ -462,6 +468,10 @@ class Ctx:
     def expect(self, pred, timeout=1.0, what="a response", since=None):
         p = self.wait_for(pred, timeout, since)
         if p is None:
+            with self.wire.cv:
+                seen = self.wire.pkts[self.cursor if since is None else since:]
+            for q in seen[-8:]:
+                self.note(f"seen: {q.summary()}")
             raise Fail(f"expected {what} within {timeout:g}s, got none")
         return p
 

@@ -245,7 +245,7 @@ def tcp_bulk6(t):
            ["HOST-1 connects to TCP port 19 (source) over IPv6 with MSS 1440",
             "The DUT sends full-size segments (1500-octet packets)",
             "HOST-1 answers one with Packet Too Big, MTU 1280, and does not ACK", "Listen for 2 s"],
-           "The DUT retransmits the data in packets of at most 1280 octets")
+           "The DUT retransmits the data in packets of at most 1280 octets", dirty=True)
 def icmpv6_6_1(t):
     from scapy.layers.inet6 import ICMPv6PacketTooBig
     c, seg = tcp_bulk6(t)
@@ -265,7 +265,7 @@ def icmpv6_6_1(t):
             "Packet Too Big, MTU 1000", "Listen for 2 s"],
            "The DUT's retransmission is larger than 1000 octets (the estimate stays at or above "
            "1280: clamped to 1280, or the message ignored as Linux does) and carries no Fragment "
-           "header")
+           "header", dirty=True)
 def icmpv6_6_2(t):
     from scapy.layers.inet6 import ICMPv6PacketTooBig
     c, seg = tcp_bulk6(t)

@@ -66,7 +66,7 @@ def udp_1_3(t):
 @conf_test("UDP-1.4", "udp", "An IPv6 datagram with checksum 0 is discarded",
            "RFC 8200 8.1 (UDP checksum is mandatory; zero MUST be discarded)", "MUST",
            ["HOST-1 sends a UDP echo request over IPv6 with checksum 0", "Listen for 1 s", "Control"],
-           "No echo")
+           "No echo", family="6")
 def udp_1_4(t):
     s = t.rand_port()
     t.mark()
@@ -124,7 +124,7 @@ def udp_1_7(t):
 @conf_test("UDP-1.8", "udp", "UDP over IPv6: echoed with a valid, non-zero checksum",
            "RFC 768; RFC 8200 8.1 (checksum mandatory)", "MUST",
            ["HOST-1 sends a UDP datagram to 2001:db8::1 port 7", "Listen for 1 s"],
-           "The echo, with the same data and a valid non-zero checksum")
+           "The echo, with the same data and a valid non-zero checksum", family="6")
 def udp_1_8(t):
     s = t.rand_port()
     data = t.rand_payload(77)
@@ -136,7 +136,7 @@ def udp_1_8(t):
 @conf_test("UDP-1.9", "udp", "UDP over IPv6 with a bad checksum is discarded",
            "RFC 8200 8.1; RFC 1122 4.1.3.4", "MUST",
            ["HOST-1 sends a UDP echo request over IPv6 with a wrong checksum", "Listen for 1 s", "Control"],
-           "No echo")
+           "No echo", family="6")
 def udp_1_9(t):
     s = t.rand_port()
     t.mark()
@@ -211,7 +211,7 @@ def udp_2_1(t):
            "RFC 1122 4.1.3.3; RFC 4443 2.4", "MUST",
            ["The DUT server sends a datagram from a connected UDP socket to 2001:db8::2 port 4000",
             "HOST-1 answers with ICMPv6 Destination Unreachable code 4", "The DUT server reads the socket"],
-           "The socket reports ECONNREFUSED")
+           "The socket reports ECONNREFUSED", family="6")
 def udp_2_2(t):
     refused(t, True)
 
