@@ -2567,12 +2567,38 @@ impl Shunt {
             }
         }
         self.e.done(g);
-        let end = std::time::Instant::now() + Duration::from_secs(2);
+        // Wait while the connections make progress (segments move), two
+        // seconds at most without any, thirty in all.
+        let start = std::time::Instant::now();
+        let mut last = (0u64, start);
         let mut extra = Vec::new();
-        let _ = self.e.wait(Some(end), &mut extra, None, |g| {
-            let st = g.stack.tcp_layer().stats();
-            (st.connections.saturating_sub(st.time_wait) == 0).then_some(())
-        });
+        let r = self.e.wait(
+            Some(start + Duration::from_secs(30)),
+            &mut extra,
+            None,
+            |g| {
+                let st = g.stack.tcp_layer().stats();
+                if st.connections.saturating_sub(st.time_wait) == 0 {
+                    return Some(true);
+                }
+                let moved = g.stack.tcp_counter(tcp::TcpCounter::OutSegs)
+                    + g.stack.tcp_counter(tcp::TcpCounter::InSegs);
+                let now = std::time::Instant::now();
+                if moved != last.0 {
+                    last = (moved, now);
+                } else if now - last.1 > Duration::from_secs(2) {
+                    return Some(false);
+                }
+                None
+            },
+        );
+        if r != Ok(true) {
+            crate::log!(
+                Debug,
+                "exit: connections still open after {:?}",
+                start.elapsed()
+            );
+        }
     }
 }
 

@@ -311,3 +311,157 @@ fn one_process_connects_to_its_own_address_and_to_loopback() {
         text(&o)
     );
 }
+
+#[test]
+fn curl_100mib_both_ways() {
+    require("curl");
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    let dir = std::env::temp_dir().join(format!("shunt-os-big-{}", tb.tag()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    let o = tb.sh(
+        &k,
+        &format!("head -c 100M /dev/urandom > {d}/big && sha256sum < {d}/big"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let want = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let py = python();
+    tb.spawn_sh(
+        &k,
+        &format!("cd {d} && exec {py} -m http.server 8010 --bind 192.0.2.2 >/dev/null 2>&1"),
+    );
+    let o = tb.sh(&k, &wait_port("192.0.2.2", 8010));
+    assert!(o.status.success(), "{}", text(&o));
+    // Shunt receives.
+    let o = tb.sh(
+        &s,
+        &format!(
+            "{} timeout 60 curl -sS --fail http://192.0.2.2:8010/big | sha256sum",
+            shunt_env()
+        ),
+    );
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with(&want),
+        "{}",
+        text(&o)
+    );
+    // Shunt sends (after: one shunt process per namespace and address).
+    tb.spawn_sh(
+        &s,
+        &format!(
+            "{} cd {d} && exec {py} -m http.server 8011 --bind 0.0.0.0 >/dev/null 2>&1",
+            shunt_env()
+        ),
+    );
+    let o = tb.sh(
+        &k,
+        &format!(
+            "{} timeout 60 curl -sS --fail http://192.0.2.1:8011/big | sha256sum",
+            wait_port("192.0.2.1", 8011)
+        ),
+    );
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with(&want),
+        "{}",
+        text(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn redis_server_over_shunt_with_kernel_benchmark() {
+    require("redis-server");
+    require("redis-benchmark");
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    tb.spawn_sh(
+        &s,
+        &format!(
+            "{} exec redis-server --port 6379 --save '' --appendonly no --protected-mode no >/dev/null 2>&1",
+            shunt_env()
+        ),
+    );
+    let o = tb.sh(
+        &k,
+        &format!(
+            "{} timeout 60 redis-benchmark -h 192.0.2.1 -p 6379 -q -n 20000 -c 20 -t set,get 2>&1 | tr '\\r' '\\n' | grep 'requests per second'",
+            wait_port("192.0.2.1", 6379)
+        ),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("SET: ") && out.contains("GET: "),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn iperf3_client_over_shunt_both_directions() {
+    require("iperf3");
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    for (i, rev) in ["", "-R"].iter().enumerate() {
+        let port = 5201 + i as u16;
+        tb.spawn_sh(
+            &k,
+            &format!("exec iperf3 -s -B 192.0.2.2 -p {port} -1 >/dev/null 2>&1"),
+        );
+        let o = tb.sh(
+            &s,
+            &format!(
+                "sleep 0.5; {} timeout 30 iperf3 -c 192.0.2.2 -p {port} -t 2 {rev} 2>&1",
+                shunt_env()
+            ),
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && out.contains("receiver") && out.contains("iperf Done"),
+            "iperf3 {rev}: {}",
+            text(&o)
+        );
+    }
+}
+
+#[test]
+fn nginx_over_shunt_fetched_by_kernel_curl() {
+    require("nginx");
+    require("curl");
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    let (dir, want) = www(&tb, &k);
+    let d = dir.display();
+    let conf = format!(
+        "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{ access_log off; client_body_temp_path {d}/cb; proxy_temp_path {d}/px;\n\
+         fastcgi_temp_path {d}/fc; uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;\n\
+         server {{ listen 8080; root {d}; }} }}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    tb.spawn_sh(
+        &s,
+        &format!(
+            "{} exec nginx -p {d} -c {d}/nginx.conf >/dev/null 2>&1",
+            shunt_env()
+        ),
+    );
+    let o = tb.sh(
+        &k,
+        &format!(
+            "{} timeout 30 curl -sS --fail http://192.0.2.1:8080/f.bin | sha256sum",
+            wait_port("192.0.2.1", 8080)
+        ),
+    );
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with(&want),
+        "want {want}: {}",
+        text(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
