@@ -205,7 +205,7 @@ def ndp_1_14(t):
            "No NA")
 def ndp_1_15(t):
     from lib.pk import ICMPv6Unknown
-    body = bytes(ICMPv6ND_NS(tgt=DUT6))[4:20]          # reserved + 12 octets of the target
+    body = bytes(ICMPv6ND_NS(tgt=DUT6, cksum=0))[4:20]          # reserved + 12 octets of the target
     f = Ether(src=H1_MAC, dst=mcast_mac6(sol_node(DUT6))) / \
         IPv6(src=H1_6, dst=sol_node(DUT6), hlim=255) / ICMPv6Unknown(type=135, code=0, msgbody=body)
     no_na(t, f, "no NA to a short NS")
