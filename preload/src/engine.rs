@@ -198,6 +198,41 @@ impl Inner {
     }
 }
 
+thread_local! {
+    /// This thread holds the state's mutex (a signal handler that calls
+    /// into shunt then must not wait for it).
+    static HOLDS: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Whether this thread holds the stack's mutex now.
+pub fn holds_lock() -> bool {
+    HOLDS.try_with(|h| h.get()).unwrap_or(false)
+}
+
+/// The locked state (see [`Engine::lock`]).
+pub struct Locked<'a> {
+    g: MutexGuard<'a, Inner>,
+}
+
+impl core::ops::Deref for Locked<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.g
+    }
+}
+
+impl core::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.g
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = HOLDS.try_with(|h| h.set(false));
+    }
+}
+
 /// Why a wait ended without its condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitEnd {
@@ -379,19 +414,21 @@ impl Engine {
     }
 
     /// The state, locked, after a turn.
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        let mut g = self.inner.lock();
+    pub fn lock(&self) -> Locked<'_> {
+        let mut g = self.inner_lock();
         g.turn();
         g
     }
 
     /// The state, locked, without a turn.
-    pub fn inner_lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock()
+    pub fn inner_lock(&self) -> Locked<'_> {
+        let g = self.inner.lock();
+        HOLDS.with(|h| h.set(true));
+        Locked { g }
     }
 
     /// After an operation that may have changed what others wait for.
-    pub fn done(&self, mut g: MutexGuard<'_, Inner>) {
+    pub fn done(&self, mut g: Locked<'_>) {
         g.transmit();
         g.notify();
         drop(g);
@@ -412,6 +449,15 @@ impl Engine {
     }
 
     fn progress(&'static self) {
+        // Signals are the program's threads' business: a process-directed
+        // signal must never run a handler on this thread (it could call
+        // into shunt while this thread holds the lock).
+        // SAFETY: a full set, applied to this thread only.
+        unsafe {
+            let mut all: libc::sigset_t = core::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, core::ptr::null_mut());
+        }
         let mut fds = [
             libc::pollfd {
                 fd: self.dev_fd,
@@ -517,7 +563,7 @@ impl Engine {
             // SAFETY: valid pollfds; the caller's mask.
             let r = unsafe { raw_ppoll(extra, t, mask) };
             if let Some(e) = efd {
-                let mut g = self.inner.lock();
+                let mut g = self.inner_lock();
                 if let Some(i) = g.waiters.iter().position(|&x| x == e) {
                     g.waiters.swap_remove(i);
                 }

@@ -84,6 +84,12 @@ fn served<R: Ret>(
     let Some(s) = sockets() else {
         return kernel();
     };
+    if crate::engine::holds_lock() {
+        // Re-entered from a signal handler that interrupted shunt code
+        // holding the stack's lock on this thread: waiting for it would
+        // deadlock. The kernel socket answers instead.
+        return kernel();
+    }
     let was = IN_SHUNT.with(|c| c.replace(true));
     let r = catch_unwind(AssertUnwindSafe(|| op(s)));
     IN_SHUNT.with(|c| c.set(was));
@@ -100,6 +106,10 @@ fn served<R: Ret>(
 /// Run `f` with panics caught; on a panic, `fallback`.
 #[cold]
 fn guarded<T>(f: impl FnOnce() -> T, fallback: impl FnOnce() -> T) -> T {
+    if crate::engine::holds_lock() {
+        // Re-entered from a signal handler (see `served`).
+        return fallback();
+    }
     let was = IN_SHUNT.with(|c| c.replace(true));
     let r = catch_unwind(AssertUnwindSafe(f));
     IN_SHUNT.with(|c| c.set(was));

@@ -1459,6 +1459,18 @@ unsafe impl ShuntSockets for Shunt {
                         return Err(Errno::AGAIN);
                     }
                     let now = g.now();
+                    // Established, then reset within the same receive
+                    // batch: Linux's connect would have returned 0 on the
+                    // way (it wakes at ESTABLISHED); the reset is for the
+                    // next call, so leave the error pending.
+                    if g.stack.tcp_layer().state(t) == Ok(tcp::TcpState::Close)
+                        && g.stack
+                            .tcp_layer()
+                            .tcp_info(t, now)
+                            .is_ok_and(|i| i.options != 0 || i.segs_in >= 2)
+                    {
+                        return Ok(());
+                    }
                     match g.stack.tcp(now, |l, cx| l.connect(cx, t, to_tcp(a))) {
                         Err(shunt_stack::Errno::EISCONN) => Ok(()),
                         r => r.map_err(se),
