@@ -4,7 +4,9 @@ CARGO ?= cargo
 # Debian packages that tests, demo and benchmarks use.
 DEB_PACKAGES := iproute2 iputils-ping netcat-openbsd socat tcpdump ethtool procps util-linux python3 gcc make coreutils bc curl redis-server redis-tools iperf3 nginx-light
 
-.PHONY: all build deps demo test test-unit lint posix bench clean
+.PHONY: all build deps demo test test-unit lint posix conformance bench clean
+# Python packages the conformance suite uses (pip, pinned).
+PIP_PACKAGES := scapy==2.8.0
 
 all: build
 
@@ -21,6 +23,8 @@ deps:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "make deps: all packages present"; fi
+	@python3 -c 'import scapy' 2>/dev/null || { echo "make deps: pip installing $(PIP_PACKAGES)"; \
+	  python3 -m pip install -q --disable-pip-version-check $(PIP_PACKAGES); }
 
 demo: deps build
 	bash scripts/demo.sh
@@ -35,7 +39,10 @@ test-unit: build
 posix: build
 	python3 posix-suite/run.py
 
-test: deps lint test-unit posix
+conformance: deps build
+	python3 conformance/run.py
+
+test: deps lint test-unit posix conformance
 
 bench: deps build
 	bash scripts/bench.sh
