@@ -23,7 +23,7 @@ deps:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "make deps: all packages present"; fi
-	@python3 -c 'import scapy' 2>/dev/null || { echo "make deps: pip installing $(PIP_PACKAGES)"; \
+	@python3 -c 'import scapy,sys; sys.exit(scapy.VERSION != "2.8.0")' 2>/dev/null || { echo "make deps: pip installing $(PIP_PACKAGES)"; \
 	  python3 -m pip install -q --disable-pip-version-check $(PIP_PACKAGES); }
 
 demo: deps build
