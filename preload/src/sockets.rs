@@ -446,7 +446,8 @@ impl Shunt {
 
     /// A call starts on `id`: its settings, and a guard that ends the call.
     fn sock_info(&self, id: SocketId) -> Option<CallInfo<'_>> {
-        let mut g = self.e.lock();
+        // No turn here: the call's own first attempt runs one.
+        let mut g = self.e.inner_lock();
         let s = g.t.get_mut(id)?;
         s.inflight += 1;
         Some((
