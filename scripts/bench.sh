@@ -7,6 +7,8 @@ echo "# ring: in-memory source -> sink through one link (Rush's basic1)"
 cargo bench -q -p shunt-ring --bench basic1 2>/dev/null | grep -E '^(BENCH|RATIO)'
 echo "# ring: AF_PACKET transmit paths on a veth (TX ring vs sendmmsg)"
 cargo test -q --release -p shunt-ring --test afpacket -- --ignored --nocapture tx_rate 2>/dev/null | grep -E '^(BENCH|RATIO)'
+echo "# ring: AF_XDP transmit (copy mode) against AF_PACKET on a veth"
+cargo test -q --release -p shunt-ring --test xdp -- --ignored --nocapture tx_rate 2>/dev/null | grep -E '^(BENCH|RATIO)'
 echo "# shunt netem between two namespaces vs a veth straight through"
 cargo bench -q -p shunt-cli --bench bridge 2>/dev/null | grep -E '^(BENCH|RATIO)'
 echo "# stack: bulk TCP between two stacks in memory, one core, against smoltcp"
