@@ -59,11 +59,11 @@ macro_rules! real_functions {
                         return None;
                     }
                 }
-                // SAFETY: `p` is the address dlsym gave for this very name
-                // in libc, whose C prototype is the one declared here (for
-                // variadic functions, the x86_64 SysV convention passes the
-                // integer or pointer third argument in the same register
-                // as a fixed one).
+                // Variadic functions: the x86_64 SysV convention passes the
+                // integer or pointer third argument in the same register as
+                // a fixed one, so the fixed prototype below is ABI-correct.
+                // SAFETY: `p` is dlsym's address for this very name in libc,
+                // whose C prototype is the one declared here.
                 Some(unsafe {
                     core::mem::transmute::<usize, unsafe extern "C" fn($($arg),*) -> $ret>(p)
                 })

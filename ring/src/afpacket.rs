@@ -482,10 +482,10 @@ impl RxRing {
 
     #[inline]
     fn status(&self, i: usize) -> &AtomicU32 {
+        // The kernel and we hand blocks over through block_status and
+        // touch it only atomically.
         // SAFETY: block_status is a 4-byte aligned u32 at offset 8 of the
-        // block descriptor at the (page aligned) start of block i; the
-        // kernel and we access it only atomically (it hands blocks over
-        // through it).
+        // block descriptor at the (page aligned) start of block i.
         unsafe { &*(self.block_ptr(i).add(8) as *const AtomicU32) }
     }
 
@@ -569,10 +569,9 @@ impl RxRing {
                 stats.rx_errors += 1;
             } else {
                 let b = self.block_ptr(self.block);
+                // VnetHdr is plain data with alignment 2: read unaligned.
                 // SAFETY: off + mac - VNET_HDR_LEN .. off + mac + snaplen is
-                // inside the block (checked above), which is ours until we
-                // release it; VnetHdr is plain data with alignment 2, read
-                // unaligned.
+                // inside the block (checked above), ours until released.
                 let (hdr, frame) = unsafe {
                     let hdr =
                         ptr::read_unaligned(b.add(off + mac - VNET_HDR_LEN) as *const VnetHdr);

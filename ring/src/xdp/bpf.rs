@@ -129,11 +129,10 @@ fn last_errno() -> i32 {
 
 /// bpf(cmd, attr, sizeof attr).
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> Result<libc::c_long, i32> {
+    // The kernel reads `attr`, may write output fields inside it, and
+    // follows only the pointers callers stored in it (kept alive by them).
     // SAFETY: `attr` is a live, initialised repr(C) prefix of union
-    // bpf_attr and we pass its exact size; the kernel reads it, may write
-    // output fields inside it, and dereferences only the pointers the
-    // callers stored in it, which point at buffers they keep alive for the
-    // call.
+    // bpf_attr, and we pass its exact size.
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
