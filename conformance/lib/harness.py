@@ -484,10 +484,16 @@ class Ctx:
         return self._scan(pred, self.cursor if since is None else since,
                           time.monotonic() + duration, want_all=True)
 
+    # A response that must come may first need the DUT to resolve HOST-1
+    # (or wait for a busy 2-core machine): exchanges wait at least this
+    # long. No test times a response with exchange(); a late one still
+    # arrives in order, and one that never comes still fails.
+    EXCHANGE_MIN_WAIT = 3.0
+
     def exchange(self, frame, pred, timeout=1.0, what="a response"):
         self.mark()
         self.send(frame)
-        return self.expect(pred, timeout, what)
+        return self.expect(pred, max(timeout, self.EXCHANGE_MIN_WAIT), what)
 
     def sleep(self, s):
         time.sleep(s)
