@@ -412,10 +412,18 @@ fn iperf3_client_over_shunt_both_directions() {
             &k,
             &format!("exec iperf3 -s -B 192.0.2.2 -p {port} -1 >/dev/null 2>&1"),
         );
+        // Waited for with ss: a probe connection would become iperf3's control connection.
+        let o = tb.sh(
+            &k,
+            &format!(
+                "for i in $(seq 200); do ss -Hltn 'sport = :{port}' | grep -q . && break; sleep 0.05; done"
+            ),
+        );
+        assert!(o.status.success(), "{}", text(&o));
         let o = tb.sh(
             &s,
             &format!(
-                "sleep 0.5; {} timeout 30 iperf3 -c 192.0.2.2 -p {port} -t 2 {rev} 2>&1",
+                "{} timeout 30 iperf3 -c 192.0.2.2 -p {port} -t 2 {rev} 2>&1",
                 shunt_env()
             ),
         );

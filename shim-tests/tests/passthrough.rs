@@ -84,6 +84,13 @@ fn pair(tb: &mut Testbed) -> (String, String) {
     (a, b)
 }
 
+/// Shell: wait until a kernel TCP socket in namespace `ns` listens on `port` (5 s at most), without connecting.
+fn wait_listen(ns: &str, port: u16) -> String {
+    format!(
+        "for i in $(seq 100); do ip netns exec {ns} ss -Hltn 'sport = :{port}' | grep -q . && break; sleep 0.05; done; "
+    )
+}
+
 /// Shell: wait until `host port` accepts TCP (5 s at most).
 fn wait_port(host: &str, port: u16) -> String {
     format!("for i in $(seq 100); do nc -z {host} {port} 2>/dev/null && break; sleep 0.05; done; ")
@@ -691,16 +698,19 @@ fn redis_iperf3_nginx() {
         {
             require("iperf3");
             let port = 5200 + off;
-            tb.spawn_sh(
-                &b,
-                &format!("{env} exec iperf3 -s -p {port} >/dev/null 2>&1"),
-            );
-            for reverse in ["", "-R"] {
+            for (j, reverse) in ["", "-R"].into_iter().enumerate() {
+                // One server per run, waited for with ss: a probe connection would be taken by iperf3 for a
+                // control connection and make it reset the real client's.
+                let port = port + j as u16;
+                tb.spawn_sh(
+                    &b,
+                    &format!("{env} exec iperf3 -s -1 -p {port} >/dev/null 2>&1"),
+                );
                 let o = tb.sh(
                     &a,
                     &format!(
                         "{} {env} timeout 30 iperf3 -c 2001:db8::2 -p {port} -t 1 {reverse}",
-                        wait_port("2001:db8::2", port)
+                        wait_listen(&b, port)
                     ),
                 );
                 let out = String::from_utf8_lossy(&o.stdout);
