@@ -245,6 +245,39 @@ fn parse(f: &[u8]) -> Result<Layout, OffloadError> {
     }
 }
 
+/// The offload state of a frame that arrived without one, inferred: a
+/// device that gets the kernel's own frames as they were built (AF_XDP on a
+/// veth whose peer offloads checksums, or generic XDP) sees TCP and UDP
+/// with the checksum work undone and nothing to say so. Such a field holds
+/// the folded pseudo-header sum; when it does, this returns the
+/// `NEEDS_CSUM` header that [`complete_checksum`] acts on. A complete
+/// checksum can equal that sum only by chance, and completing it then
+/// yields the same value (the sum over the segment with the field in place
+/// is the full checksum either way), so a correct frame is never spoiled;
+/// the price is that a frame corrupted on the way is caught with one
+/// chance in 65536 less, which is why only devices that can carry such
+/// frames ask.
+pub fn infer_partial(frame: &[u8]) -> Option<VnetHdr> {
+    let lay = parse(frame).ok()?;
+    let at = match lay.proto {
+        PROTO_TCP => 16,
+        PROTO_UDP => 6,
+        _ => return None,
+    };
+    let len = lay.end.checked_sub(lay.l4)?;
+    if at + 2 > len {
+        return None;
+    }
+    let field = be16(frame, lay.l4 + at).ok()?;
+    let want = csum::fold(pseudo(frame, &lay, len));
+    (field == want && field != 0).then(|| VnetHdr {
+        flags: F_NEEDS_CSUM,
+        csum_start: lay.l4 as u16,
+        csum_offset: at as u16,
+        ..VnetHdr::default()
+    })
+}
+
 /// Offset of the transport header of an Ethernet frame carrying IPv4 or
 /// IPv6 (after up to two VLAN tags and IPv6 extension headers), if it
 /// parses.
@@ -816,6 +849,60 @@ mod tests {
         };
         assert_eq!(complete_checksum(&mut f, &h), Ok(()));
         assert_eq!(&f[58..], &[0xff, 0xff]);
+    }
+
+    #[test]
+    fn unmarked_partial_checksums_are_inferred() {
+        for (v6, proto) in [
+            (false, PROTO_TCP),
+            (true, PROTO_TCP),
+            (false, PROTO_UDP),
+            (true, PROTO_UDP),
+        ] {
+            // As the kernel built it: pseudo-header sum in the field.
+            let p = gso_frame(v6, proto, &payload(777), GSO_NONE, 0, 0x18);
+            let want = *p.offload();
+            let mut f = p.data().to_vec();
+            assert_eq!(
+                infer_partial(&f),
+                Some(VnetHdr {
+                    flags: F_NEEDS_CSUM,
+                    ..want
+                })
+            );
+            complete_checksum(&mut f, &want).unwrap();
+            check_segment(&f);
+            // Complete now: nothing to infer, unless the checksum happens to
+            // equal the pseudo-header sum, and completing is then harmless.
+            match infer_partial(&f) {
+                None => {}
+                Some(h) => {
+                    let before = f.clone();
+                    complete_checksum(&mut f, &h).unwrap();
+                    assert_eq!(f, before);
+                }
+            }
+            // A flipped bit in the checksum field: not the partial form.
+            let mut g = p.data().to_vec();
+            let at = want.csum_start as usize + want.csum_offset as usize;
+            g[at + 1] ^= 4;
+            assert_eq!(infer_partial(&g), None);
+        }
+        // Not TCP/UDP, not IP, truncated: nothing, never a panic.
+        let p = gso_frame(false, PROTO_UDP, &payload(10), GSO_NONE, 0, 0);
+        let mut f = p.data().to_vec();
+        f[23] = 1; // ICMP
+        assert_eq!(infer_partial(&f), None);
+        for n in 0..f.len() {
+            let _ = infer_partial(&f[..n]);
+        }
+        let mut rng = Rng::new(7);
+        for _ in 0..2000 {
+            let mut g = p.data().to_vec();
+            let i = rng.below(g.len() as u64) as usize;
+            g[i] = rng.next_u64() as u8;
+            let _ = infer_partial(&g);
+        }
     }
 
     #[test]

@@ -23,14 +23,16 @@
 //! Native veth XDP refuses an MTU over about 3.5 KiB (ERANGE); [`Attach::Auto`]
 //! then falls back to generic XDP.
 //!
-//! Offloads: an XDP socket carries no virtio-net header. Frames received
-//! come with a plain [`VnetHdr`] (checksums not verified); frames sent
-//! with a partial checksum are completed in software and GSO frames are
-//! cut in software ([`crate::offload`]) before they go into the UMEM.
-//! A kernel peer on a veth leaves its checksums partial (veth offloads
-//! them), so a veth peer talking to shunt over AF_XDP should turn TX
-//! checksumming off (`ethtool -K veth1 tx off`); real NICs put complete
-//! checksums on the wire.
+//! Offloads: an XDP socket carries no virtio-net header. Frames sent with
+//! a partial checksum are completed in software and GSO frames are cut in
+//! software ([`crate::offload`]) before they go into the UMEM. Frames
+//! received come with a plain [`VnetHdr`] (checksums not verified), except
+//! where the device can deliver the local kernel's frames as built: a veth
+//! peer with offloads on (the default) leaves TCP and UDP checksums
+//! partial, and so does anything through generic XDP. There the device
+//! recognises the partial form ([`offload::infer_partial`]) and marks such
+//! frames `NEEDS_CSUM`, as AF_PACKET's virtio-net header would; real NICs
+//! in native mode put complete checksums on the wire.
 
 pub mod bpf;
 pub mod program;
@@ -125,6 +127,10 @@ pub struct XdpOptions {
     pub mode: Mode,
     /// Shunt's addresses ([`Mode::Dedicated`]); more can be added later.
     pub addrs: Vec<IpAddr>,
+    /// Look for unmarked partial checksums in received frames
+    /// ([`offload::infer_partial`]); `None`: when the frames can carry
+    /// them (generic XDP, or a veth/tun whose peer is the local kernel).
+    pub infer_partial_csum: Option<bool>,
 }
 
 impl Default for XdpOptions {
@@ -138,6 +144,7 @@ impl Default for XdpOptions {
             attach: Attach::Auto,
             mode: Mode::Dedicated,
             addrs: Vec::new(),
+            infer_partial_csum: None,
         }
     }
 }
@@ -358,6 +365,49 @@ struct IfInfo {
     ifindex: u32,
     mtu: usize,
     mac: [u8; 6],
+    /// The driver's name (ethtool's), empty if the device does not say.
+    driver: String,
+}
+
+/// `struct ethtool_drvinfo` (include/uapi/linux/ethtool.h).
+#[repr(C)]
+struct DrvInfo {
+    cmd: u32,
+    driver: [u8; 32],
+    rest: [u8; 32 * 4 + 12 + 4 * 5],
+}
+
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_GDRVINFO: u32 = 3;
+
+fn driver_name(fd: BorrowedFd, name: &str) -> String {
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        rest: [0; 32 * 4 + 12 + 4 * 5],
+    };
+    let mut r = IfReq {
+        name: [0; IFNAMSIZ],
+        data: [0; 24],
+    };
+    r.name[..name.len()].copy_from_slice(name.as_bytes());
+    r.data[..8].copy_from_slice(&(&mut info as *mut DrvInfo as usize as u64).to_ne_bytes());
+    // SAFETY: SIOCETHTOOL reads the name and the ifr_data pointer from `r`;
+    // ETHTOOL_GDRVINFO writes at most sizeof(struct ethtool_drvinfo) bytes
+    // at that pointer, which is `info`, that size and alive for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_ioctl,
+            fd.as_raw_fd(),
+            SIOCETHTOOL,
+            &mut r as *mut IfReq,
+        )
+    };
+    if ret < 0 {
+        return String::new();
+    }
+    let n = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    String::from_utf8_lossy(&info.driver[..n]).into_owned()
 }
 
 fn if_info(ifname: &str) -> Result<IfInfo, XdpError> {
@@ -398,7 +448,13 @@ fn if_info(ifname: &str) -> Result<IfInfo, XdpError> {
     }
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&r.data[2..8]);
-    Ok(IfInfo { ifindex, mtu, mac })
+    let driver = driver_name(b, ifname);
+    Ok(IfInfo {
+        ifindex,
+        mtu,
+        mac,
+        driver,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -706,6 +762,8 @@ pub struct XdpDevice {
     zero_copy: bool,
     native: bool,
     batch: usize,
+    /// Received frames may carry unmarked partial checksums.
+    infer_partial: bool,
     stats: XdpStats,
     /// Last errno from a kick, for reports.
     last_tx_errno: i32,
@@ -848,6 +906,9 @@ impl XdpDevice {
             })?;
         }
         let native = steering.attach(info.ifindex, opts.attach, info.mtu)?;
+        let infer_partial = opts
+            .infer_partial_csum
+            .unwrap_or(!native || matches!(info.driver.as_str(), "veth" | "tun"));
 
         let free: Vec<u64> = (0..opts.tx_frames as u64)
             .map(|i| (opts.rx_frames as u64 + i) * FRAME_SIZE as u64)
@@ -867,6 +928,7 @@ impl XdpDevice {
             zero_copy,
             native,
             batch: opts.tx_batch,
+            infer_partial,
             stats: XdpStats::default(),
             last_tx_errno: 0,
             tx_blocked: false,
@@ -915,6 +977,11 @@ impl XdpDevice {
         self.native
     }
 
+    /// True if received frames are checked for unmarked partial checksums.
+    pub fn infers_partial_csum(&self) -> bool {
+        self.infer_partial
+    }
+
     /// Renumbers the device's descriptors (the socket, the program, its
     /// maps and its link): `f` gets each one and returns a duplicate to
     /// use instead (the original is closed), as for
@@ -928,7 +995,8 @@ impl XdpDevice {
     }
 
     /// Read up to `max` frames in place from the RX ring, calling `f` with
-    /// each frame and a plain virtio-net header, then give their UMEM
+    /// each frame and its virtio-net header (plain, or `NEEDS_CSUM` where
+    /// the device infers an unmarked partial checksum), then give their UMEM
     /// frames back through the fill ring. Returns the number of frames
     /// delivered.
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8], &VnetHdr)) -> usize {
@@ -943,7 +1011,11 @@ impl XdpDevice {
                     self.stats.rx_packets += 1;
                     self.stats.rx_bytes += len as u64;
                     delivered += 1;
-                    f(frame, &plain);
+                    if self.infer_partial {
+                        f(frame, &offload::infer_partial(frame).unwrap_or(plain));
+                    } else {
+                        f(frame, &plain);
+                    }
                 }
                 _ => self.stats.rx_errors += 1,
             }
