@@ -76,16 +76,21 @@ pub fn parse(text: &str) -> Option<Snapshot> {
     (complete && s.pid != 0).then_some(s)
 }
 
-/// A process's start time from its /proc stat line.
+/// A live process's start time from its /proc stat line (`None` for a
+/// zombie: its stack is gone).
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut f = rest.split_whitespace();
+    if f.next()? == "Z" {
+        return None;
+    }
+    f.nth(18)?.parse().ok()
 }
 
 /// Why a pid has no export.
 fn no_export(pid: u32) -> String {
-    if !Path::new(&format!("/proc/{pid}")).exists() {
+    if start_time(pid).is_none() {
         return format!("no such process: {pid}");
     }
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
