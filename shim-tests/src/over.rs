@@ -82,7 +82,10 @@ fn link(tb: &Testbed, a: &str, b: &str) {
         ),
     );
     assert!(o.status.success(), "{}", text(&o));
-    let o = tb.sh(b, "ip link set veth1 up");
+    let o = tb.sh(
+        b,
+        "echo 1 > /proc/sys/net/ipv6/conf/veth1/addr_gen_mode && ip link set veth1 up",
+    );
     assert!(o.status.success(), "{}", text(&o));
 }
 
@@ -110,10 +113,7 @@ pub fn both(tb: &mut Testbed) -> (String, String) {
     let a = tb.ns("a");
     let b = tb.ns("b");
     link(tb, &a, &b);
-    let o = tb.sh(
-        &b,
-        "echo 1 > /proc/sys/net/ipv6/conf/veth1/addr_gen_mode; ip -o addr show dev veth1",
-    );
+    let o = tb.sh(&b, "ip -o addr show dev veth1");
     assert!(
         !String::from_utf8_lossy(&o.stdout).contains("inet"),
         "{}",
