@@ -349,3 +349,45 @@ fn alive(pid: u32) -> bool {
             .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
     })
 }
+
+#[test]
+fn netem_delay_releases_frames_on_time() {
+    require("curl");
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    let (dir, want) = random_file(&tb, "ontime", 1);
+    let d = dir.display();
+    tb.spawn_sh(
+        &k,
+        &format!(
+            "cd {d} && exec {} -m http.server 8022 --bind 192.0.2.2 >/dev/null 2>&1",
+            python()
+        ),
+    );
+    let o = tb.sh(&k, &wait_listen(8022));
+    assert!(o.status.success(), "{}", text(&o));
+    // 30 ms each way, no loss: ARP and the handshake are two round trips
+    // (120 ms). Had the driver slept past a delayed frame's deadline until
+    // the next timer, the connect would take a retransmission timeout
+    // (1 s) or more.
+    let o = tb.sh(
+        &s,
+        &format!(
+            "{} timeout 60 curl -sS --fail -o {d}/got.bin -w '%{{time_connect}}\n' http://192.0.2.2:8022/f.bin && sha256sum < {d}/got.bin",
+            shunt_run("--netem delay=30ms")
+        ),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let connect: f64 = out
+        .lines()
+        .next()
+        .and_then(|x| x.trim().parse().ok())
+        .unwrap_or(-1.0);
+    assert!(o.status.success() && out.contains(&want), "{}", text(&o));
+    assert!(
+        (0.115..0.6).contains(&connect),
+        "connect took {connect} s: {}",
+        text(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
