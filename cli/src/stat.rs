@@ -121,13 +121,22 @@ fn run(argv: &[String]) -> Result<String, String> {
     let dir = Path::new(a.value("dir").unwrap_or(STAT_DIR));
     match a.positional.as_slice() {
         [] => {
-            let mut pids: Vec<u32> = std::fs::read_dir(dir)
-                .map(|rd| {
-                    rd.flatten()
-                        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                        .collect()
-                })
-                .unwrap_or_default();
+            let mut pids: Vec<u32> = Vec::new();
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = e.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if let Ok(pid) = name.parse() {
+                    pids.push(pid);
+                } else if let Some(pid) = name
+                    .strip_prefix('.')
+                    .and_then(|n| n.strip_suffix(".tmp"))
+                    .and_then(|n| n.parse::<u32>().ok())
+                    && start_time(pid).is_none()
+                {
+                    // A rewrite cut short by the process's death.
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
             pids.sort_unstable();
             let snaps: Vec<Snapshot> = pids.into_iter().filter_map(|p| load(dir, p)).collect();
             if snaps.is_empty() {
@@ -238,6 +247,9 @@ mod tests {
         let out = run(&["--dir".into(), d.clone()]).unwrap();
         assert_eq!(out, "no shunt stack is running\n");
         assert!(!dir.join(me.to_string()).exists(), "stale export kept");
+        std::fs::write(dir.join(".999999999.tmp"), "x").unwrap();
+        run(&["--dir".into(), d.clone()]).unwrap();
+        assert!(!dir.join(".999999999.tmp").exists());
         // The right start time: listed.
         let start = start_time(me).unwrap();
         std::fs::write(
