@@ -461,6 +461,13 @@ impl Engine {
             .name("shunt-progress".into())
             .spawn(move || engine.progress())
             .map_err(|e| format!("cannot start the progress thread: {e}"))?;
+        if let Some(x) = &engine.stat {
+            // Without it, `shunt stat` does not see this process; the
+            // program runs all the same.
+            let _ = std::thread::Builder::new()
+                .name("shunt-stat".into())
+                .spawn(move || x.run());
+        }
         Ok(engine)
     }
 
@@ -540,7 +547,7 @@ impl Engine {
             if self.forked.load(Ordering::Acquire) {
                 return;
             }
-            let (mut timeout, text) = {
+            let (timeout, text) = {
                 let mut g = self.inner.lock();
                 let busy = g.turn();
                 if !busy && let Some(tap) = &mut g.tap {
@@ -548,13 +555,11 @@ impl Engine {
                 }
                 let mut text = None;
                 let mut timeout = g.stack_wait();
-                if let Some(x) = &self.stat
-                    && g.dirty
-                {
+                if self.stat.is_some() && g.dirty {
                     let now = std::time::Instant::now();
                     let due = exported.map_or(now, |t| t + EXPORT_EVERY);
                     if due <= now {
-                        text = Some(x.render(&g.stack));
+                        text = Some(Export::render(&g.stack));
                         g.dirty = false;
                         exported = Some(now);
                     } else {
@@ -564,12 +569,8 @@ impl Engine {
                 }
                 (timeout, text)
             };
-            if let (Some(x), Some(text)) = (&self.stat, text)
-                && !x.write(&text)
-            {
-                crate::log!(Debug, "cannot write the export for shunt stat");
-                // Retry after the next change, not in a loop.
-                timeout = timeout.or(Some(EXPORT_EVERY));
+            if let (Some(x), Some(text)) = (&self.stat, text) {
+                x.submit(text);
             }
             if timeout.is_some_and(|t| t.is_zero()) {
                 continue;

@@ -1,8 +1,8 @@
 //! The stack's export for `shunt stat`: counters and socket table in a
-//! small text file, `/run/shunt/stat/<pid>`, that the progress thread
-//! rewrites (a new file renamed over the old one, so a reader sees one
-//! whole snapshot) at most every [`EXPORT_EVERY`] while something changed,
-//! and that is removed at exit. A process killed before its exit leaves
+//! small text file, `/run/shunt/stat/<pid>`, rendered by the progress
+//! thread at most every [`EXPORT_EVERY`] while something changed, written
+//! by a thread of its own (a new file renamed over the old one, so a
+//! reader sees one whole snapshot), and removed at exit. A process killed before its exit leaves
 //! the file behind: it carries the process's start time, so a reader
 //! tells it from a later process with the same pid, and `shunt stat`
 //! removes it.
@@ -26,16 +26,14 @@
 //! prints them. Every file operation is a raw system call.
 
 use std::fmt::Write as _;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rustix::fs::{Mode, OFlags};
 use shunt_stack::Stack;
 use shunt_stack::tcp::{TcpCounter, TcpState};
 
 use crate::config::Config;
-use crate::fdtable::{self, Entry};
 
 /// Where exports live (shared by every network namespace: pids are not
 /// per network namespace).
@@ -99,15 +97,23 @@ pub fn start_time(stat: &str) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// This process's export.
+/// This process's export. The progress thread renders it; a writer
+/// thread of its own writes it (see [`Export::run`]).
 pub struct Export {
     path: String,
     tmp: String,
-    /// The lines that do not change.
-    head: String,
-    /// Set at exit: no more rewrites (held across each rewrite, so exit
-    /// never races one that would bring the file back).
-    closed: Mutex<bool>,
+    /// The configuration's lines (`iface`, `addr`).
+    cfg_lines: String,
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+struct State {
+    /// The latest snapshot not written yet.
+    body: Option<String>,
+    /// Set at exit: no more rewrites. The writer holds the state across a
+    /// rewrite, so exit never races one that would bring the file back.
+    closed: bool,
 }
 
 impl Export {
@@ -116,44 +122,112 @@ impl Export {
     pub fn new(cfg: &Config) -> Option<Export> {
         let _ = rustix::fs::mkdir("/run/shunt", Mode::from_raw_mode(0o755));
         let _ = rustix::fs::mkdir(STAT_DIR, Mode::from_raw_mode(0o755));
+        rustix::fs::access(STAT_DIR, rustix::fs::Access::WRITE_OK).ok()?;
         let pid = rustix::process::getpid().as_raw_nonzero().get();
-        let start = read_small("/proc/self/stat")
-            .as_deref()
-            .and_then(start_time)?;
-        let comm = read_small("/proc/self/comm").unwrap_or_default();
-        let comm: String = comm
-            .trim_end_matches('\n')
-            .chars()
-            .map(|c| if c.is_whitespace() { '_' } else { c })
-            .collect();
-        let mut head = format!("{MAGIC}\npid {pid}\nstart {start}\ncomm {comm}\n");
-        let _ = writeln!(head, "iface {}", cfg.iface);
+        let mut cfg_lines = format!("iface {}\n", cfg.iface);
         for a in &cfg.addrs {
-            let _ = writeln!(head, "addr {a}");
+            let _ = writeln!(cfg_lines, "addr {a}");
         }
-        let e = Export {
+        Some(Export {
             path: format!("{STAT_DIR}/{pid}"),
             tmp: format!("{STAT_DIR}/.{pid}.tmp"),
-            head,
-            closed: Mutex::new(false),
-        };
-        Some(e)
+            cfg_lines,
+            state: Mutex::new(State {
+                body: None,
+                closed: false,
+            }),
+            cv: Condvar::new(),
+        })
     }
 
-    /// The export's text for the stack's state now.
-    pub fn render(&self, stack: &Stack) -> String {
+    /// The export's body for the stack's state now (the progress thread,
+    /// under the stack's lock).
+    pub fn render(stack: &Stack) -> String {
         let mut s = String::with_capacity(4096);
-        s.push_str(&self.head);
         render_body(&mut s, stack);
         s
     }
 
-    /// Replace the file with `text`; false when it cannot be written.
-    pub fn write(&self, text: &str) -> bool {
-        let closed = self.closed.lock();
-        if *closed {
-            return true;
+    /// Hand a snapshot to the writer (a newer one replaces one it has not
+    /// written yet).
+    pub fn submit(&self, body: String) {
+        let mut st = self.state.lock();
+        if !st.closed {
+            st.body = Some(body);
+            self.cv.notify_one();
         }
+    }
+
+    /// At exit: remove the file, and stop the writer.
+    pub fn remove(&self) {
+        let mut st = self.state.lock();
+        st.closed = true;
+        let _ = rustix::fs::unlink(self.path.as_str());
+        let _ = rustix::fs::unlink(self.tmp.as_str());
+        self.cv.notify_one();
+    }
+
+    /// The writer thread. Opening a file takes the lowest free descriptor
+    /// number, which is the program's to have (a program may check what
+    /// socket() or dup() returned): this thread first leaves the
+    /// process's descriptor table for a copy of its own, closes every
+    /// descriptor in the copy, and from then on opens files where the
+    /// program cannot see them.
+    pub fn run(&self) {
+        // SAFETY: a full set, applied to this thread only; signals are the
+        // program's threads' business.
+        unsafe {
+            let mut all: libc::sigset_t = core::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, core::ptr::null_mut());
+        }
+        // SAFETY: unshare(2) and close_range(2) with plain integers; they
+        // act on this thread's own descriptor table once it is unshared.
+        let private = unsafe {
+            libc::syscall(libc::SYS_unshare, libc::CLONE_FILES) == 0
+                && libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) == 0
+        };
+        if !private {
+            crate::log!(Debug, "shunt stat: no private descriptor table; no export");
+            return;
+        }
+        let pid = rustix::process::getpid().as_raw_nonzero().get();
+        let Some(start) = read_small("/proc/self/stat")
+            .as_deref()
+            .and_then(start_time)
+        else {
+            return;
+        };
+        let comm: String = read_small("/proc/self/comm")
+            .unwrap_or_default()
+            .trim_end_matches('\n')
+            .chars()
+            .map(|c| if c.is_whitespace() { '_' } else { c })
+            .collect();
+        let head = format!(
+            "{MAGIC}\npid {pid}\nstart {start}\ncomm {comm}\n{}",
+            self.cfg_lines
+        );
+        let mut failed = false;
+        let mut st = self.state.lock();
+        loop {
+            if st.closed {
+                return;
+            }
+            let Some(body) = st.body.take() else {
+                self.cv.wait(&mut st);
+                continue;
+            };
+            let ok = self.write(&head, &body);
+            if !ok && !failed {
+                crate::log!(Debug, "shunt stat: cannot write {}", self.path);
+            }
+            failed = !ok;
+        }
+    }
+
+    /// Replace the file (a new one renamed over it).
+    fn write(&self, head: &str, body: &str) -> bool {
         let Ok(fd) = rustix::fs::open(
             self.tmp.as_str(),
             OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::CLOEXEC,
@@ -161,34 +235,18 @@ impl Export {
         ) else {
             return false;
         };
-        // The number is the program's lowest free one for a moment: a
-        // close() of it from the program must not close our file.
-        let raw = fd.as_raw_fd();
-        fdtable::set(raw, Entry::Internal(0));
-        let mut off = 0;
-        let bytes = text.as_bytes();
-        let mut ok = true;
-        while off < bytes.len() {
-            match rustix::io::write(&fd, &bytes[off..]) {
-                Ok(n) => off += n,
-                Err(rustix::io::Errno::INTR) => {}
-                Err(_) => {
-                    ok = false;
-                    break;
+        for part in [head.as_bytes(), body.as_bytes()] {
+            let mut off = 0;
+            while off < part.len() {
+                match rustix::io::write(&fd, &part[off..]) {
+                    Ok(n) => off += n,
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(_) => return false,
                 }
             }
         }
-        fdtable::clear(raw);
         drop(fd);
-        ok && rustix::fs::rename(self.tmp.as_str(), self.path.as_str()).is_ok()
-    }
-
-    /// At exit: remove the file, and make later rewrites no-ops.
-    pub fn remove(&self) {
-        let mut closed = self.closed.lock();
-        *closed = true;
-        let _ = rustix::fs::unlink(self.path.as_str());
-        let _ = rustix::fs::unlink(self.tmp.as_str());
+        rustix::fs::rename(self.tmp.as_str(), self.path.as_str()).is_ok()
     }
 }
 
