@@ -343,12 +343,13 @@ mod tests {
         st.add_ipv4_address([192, 0, 2, 1].into(), 24, Instant::ZERO)
             .unwrap();
         let now = Instant::ZERO;
-        st.tcp(now, |t, cx| {
+        let (l, c) = st.tcp(now, |t, cx| {
             let l = t.socket(Domain::V4);
             t.bind(cx, l, SockAddr::v4([0, 0, 0, 0], 8000)).unwrap();
             t.listen(cx, l, 16).unwrap();
             let c = t.socket(Domain::V4);
             t.connect(cx, c, SockAddr::v4([192, 0, 2, 1], 8000)).ok();
+            (l, c)
         });
         let u = st.udp_socket();
         st.udp_bind(u, "192.0.2.1:5353".parse().unwrap()).unwrap();
@@ -364,5 +365,21 @@ mod tests {
         );
         assert!(s.contains("counter TcpCurrEstab 2\n"), "{s}");
         assert!(s.ends_with("end\n"));
+        // The client closes its socket: the connection stays in the table
+        // (FIN-WAIT-1) while the server's end waits in CLOSE-WAIT; the
+        // server's end closes: the client's end is in TIME-WAIT.
+        let a = st.tcp(now, |t, cx| {
+            t.close(cx, c);
+            t.accept(cx, l).expect("an accepted connection").0
+        });
+        let mut s = String::new();
+        render_body(&mut s, &st);
+        assert!(s.contains("tcp FIN-WAIT-1 0 0 192.0.2.1:"), "{s}");
+        assert!(s.contains("tcp CLOSE-WAIT 0 0 192.0.2.1:8000 "), "{s}");
+        st.tcp(now, |t, cx| t.close(cx, a));
+        let mut s = String::new();
+        render_body(&mut s, &st);
+        assert!(s.contains("tcp TIME-WAIT 0 0 192.0.2.1:"), "{s}");
+        assert!(!s.contains("CLOSE-WAIT"), "{s}");
     }
 }
