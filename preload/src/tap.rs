@@ -21,7 +21,7 @@ use shunt_ring::apps::pcap::PcapWriter;
 use shunt_ring::engine::App;
 use shunt_ring::link::Link;
 use shunt_ring::offload::VnetHdr;
-use shunt_ring::packet::Packet;
+use shunt_ring::packet::{MAX_FRAME, Packet};
 use shunt_stack::Stack;
 use shunt_stack::time::Instant;
 
@@ -39,6 +39,13 @@ pub struct Tap {
     tx_out: Link,
     /// Records the writer could not write (disk full...).
     pub pcap_errors: u64,
+}
+
+/// A frame as a ring packet (`None`: longer than any frame a packet
+/// holds, which neither the kernel nor the stack makes; dropped rather
+/// than panicked on).
+fn packet(frame: &[u8]) -> Option<Packet> {
+    (frame.len() <= MAX_FRAME).then(|| Packet::from_slice(frame))
 }
 
 /// Open `path` for the recording, on a descriptor in shunt's high range.
@@ -113,7 +120,7 @@ impl Tap {
         }
         let n = dev.recv_batch(max, |frame, hdr| match &mut self.rx {
             Some(rx) => {
-                let mut p = Packet::from_slice(frame);
+                let Some(mut p) = packet(frame) else { return };
                 *p.offload_mut() = *hdr;
                 rx.process(p, at, &mut self.rx_out);
                 // Per frame: a GSO frame may become dozens of packets.
@@ -171,12 +178,14 @@ impl Tap {
             }
             let sent = match &mut self.tx {
                 Some(tx) => {
-                    let Some(p) = stack.transmit_with(now, Packet::from_slice) else {
+                    let Some(p) = stack.transmit_with(now, packet) else {
                         break;
                     };
-                    Self::record(&mut self.pcap, &mut self.pcap_errors, p.data());
-                    tx.process(p, at, &mut self.tx_out);
-                    blocked = !self.drain_tx(dev);
+                    if let Some(p) = p {
+                        Self::record(&mut self.pcap, &mut self.pcap_errors, p.data());
+                        tx.process(p, at, &mut self.tx_out);
+                        blocked = !self.drain_tx(dev);
+                    }
                     true
                 }
                 None => {
