@@ -179,11 +179,11 @@ pub fn render(s: &Snapshot) -> String {
         .unwrap_or(0)
         .max(17);
     out += &format!(
-        "Netid State      Recv-Q Send-Q {:<w$} {:<w$}\n",
+        "Netid State      Recv-Q Send-Q {:<w$} {}\n",
         "Local Address:Port", "Peer Address:Port"
     );
     for [proto, state, rq, sq, local, peer] in &s.sockets {
-        out += &format!("{proto:<5} {state:<10} {rq:>6} {sq:>6} {local:<w$} {peer:<w$}\n");
+        out += &format!("{proto:<5} {state:<10} {rq:>6} {sq:>6} {local:<w$} {peer}\n");
     }
     out
 }
