@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub pid: u32,
     pub start: u64,
     pub comm: String,
+    /// The program that wrote it (empty: not known).
+    pub exe: String,
     pub iface: String,
     pub addrs: Vec<String>,
     pub counters: Vec<(String, u64)>,
@@ -55,6 +57,7 @@ pub fn parse(text: &str) -> Option<Snapshot> {
             "pid" => s.pid = f.next()?.parse().ok()?,
             "start" => s.start = f.next()?.parse().ok()?,
             "comm" => s.comm = f.next().unwrap_or("").to_string(),
+            "exe" => s.exe = f.next().unwrap_or("").to_string(),
             "iface" => s.iface = f.next()?.to_string(),
             "addr" => s.addrs.push(f.next()?.to_string()),
             "counter" => {
@@ -111,6 +114,14 @@ fn load(dir: &Path, pid: u32) -> Option<Snapshot> {
     let snap = parse(&text)?;
     if snap.pid != pid || start_time(pid) != Some(snap.start) {
         let _ = std::fs::remove_file(&path);
+        return None;
+    }
+    // Written before the process exec'd another program: not its stack
+    // (left in place: the new program may be about to write its own).
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.to_string_lossy().replace(char::is_whitespace, "_"))
+        .unwrap_or_default();
+    if !snap.exe.is_empty() && !exe.is_empty() && snap.exe != exe {
         return None;
     }
     Some(snap)
@@ -263,6 +274,17 @@ mod tests {
         assert!(out.starts_with(&format!("pid {me} (curl)")), "{out}");
         let out = run(&[me.to_string(), "--dir".into(), d.clone()]).unwrap();
         assert!(out.contains("192.0.2.2:8000"), "{out}");
+        // Written by another program before an exec: not this one's stack.
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let ours = SAMPLE
+            .replace("pid 42", &format!("pid {me}"))
+            .replace("start 99", &format!("start {start}"));
+        for (written_by, listed) in [("/usr/bin/other", false), (exe.to_str().unwrap(), true)] {
+            let text = ours.replace("comm curl\n", &format!("comm curl\nexe {written_by}\n"));
+            std::fs::write(dir.join(me.to_string()), text).unwrap();
+            let r = run(&[me.to_string(), "--dir".into(), d.clone()]);
+            assert_eq!(r.is_ok(), listed, "{written_by}: {r:?}");
+        }
         // Errors.
         let e = run(&["999999999".into(), "--dir".into(), d.clone()]).unwrap_err();
         assert_eq!(e, "no such process: 999999999");

@@ -14,6 +14,7 @@
 //! pid 4242
 //! start 123456            (field 22 of /proc/PID/stat)
 //! comm curl
+//! exe /usr/bin/curl
 //! iface veth0
 //! addr 192.0.2.1/24
 //! counter IpInReceives 7  (non-zero counters, nstat's names)
@@ -204,8 +205,14 @@ impl Export {
             .chars()
             .map(|c| if c.is_whitespace() { '_' } else { c })
             .collect();
+        // The program: after an execve(2) the pid and start time stay, and
+        // the file may outlive the image that wrote it.
+        let exe = rustix::fs::readlink("/proc/self/exe", Vec::new())
+            .ok()
+            .map(|p| p.to_string_lossy().replace(char::is_whitespace, "_"))
+            .unwrap_or_default();
         let head = format!(
-            "{MAGIC}\npid {pid}\nstart {start}\ncomm {comm}\n{}",
+            "{MAGIC}\npid {pid}\nstart {start}\ncomm {comm}\nexe {exe}\n{}",
             self.cfg_lines
         );
         let mut failed = false;
