@@ -361,3 +361,84 @@ fn curl_and_http_server_both_over_shunt_1mib_and_100mib() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn nc_half_close_to_socat_echo_both_sides_over_shunt() {
+    require("socat");
+    require("nc");
+    let mut tb = Testbed::new();
+    let (a, b) = both(&mut tb);
+    tb.spawn_sh(
+        &b,
+        &format!(
+            // One connection, echoed in-process: a forked child cannot
+            // serve a connection over its parent's stack yet.
+            "{} exec socat TCP-LISTEN:7400,reuseaddr PIPE",
+            shunt_env_b()
+        ),
+    );
+    let o = tb.sh(&b, &wait_listen(7400));
+    assert!(o.status.success(), "{}", text(&o));
+    // nc -N shuts its writing side at the end of its input and still
+    // reads the whole echo.
+    let o = tb.sh(
+        &a,
+        &format!(
+            "{} head -c 3000000 /dev/urandom > /tmp/nc-$$ && timeout 30 nc -N 192.0.2.2 7400 < /tmp/nc-$$ | sha256sum; \
+             sha256sum < /tmp/nc-$$; rm -f /tmp/nc-$$",
+            shunt_env()
+        ),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let sums: Vec<&str> = out
+        .lines()
+        .map(|l| l.split(' ').next().unwrap_or(""))
+        .collect();
+    assert!(
+        o.status.success() && sums.len() == 2 && sums[0] == sums[1],
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn nginx_over_shunt_fetched_by_curl_over_shunt() {
+    require("nginx");
+    require("curl");
+    let mut tb = Testbed::new();
+    let (a, b) = both(&mut tb);
+    let (dir, want) = random_file(&tb, "both-nginx", 4);
+    let d = dir.display();
+    let conf = format!(
+        "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{ access_log off; client_body_temp_path {d}/cb; proxy_temp_path {d}/px;\n\
+         fastcgi_temp_path {d}/fc; uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;\n\
+         server {{ listen 8081; root {d}; }} }}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    tb.spawn_sh(
+        &b,
+        &format!(
+            "{} exec nginx -p {d} -c {d}/nginx.conf >/dev/null 2>&1",
+            shunt_env_b()
+        ),
+    );
+    let o = tb.sh(&b, &wait_listen(8081));
+    assert!(o.status.success(), "{}", text(&o));
+    for _ in 0..3 {
+        let o = tb.sh(
+            &a,
+            &format!(
+                "{} timeout 30 curl -sS --fail http://192.0.2.2:8081/f.bin | sha256sum",
+                shunt_env()
+            ),
+        );
+        assert!(
+            o.status.success() && first_word(&o) == want,
+            "want {want}: {}",
+            text(&o)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
