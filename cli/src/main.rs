@@ -3,6 +3,7 @@
 mod args;
 mod netem;
 mod run;
+mod stat;
 
 const USAGE_HEAD: &str = "\
 usage: shunt <command> [options]
@@ -19,8 +20,13 @@ fn main() {
     let code = match argv.first().map(String::as_str) {
         Some("netem") => netem::main(&argv[1..]),
         Some("run") => run::main(&argv[1..]),
+        Some("stat") => stat::main(&argv[1..]),
         Some("help" | "-h" | "--help") | None => {
-            println!("{USAGE_HEAD}\n{}\n  help  this text", run::USAGE);
+            println!(
+                "{USAGE_HEAD}\n{}\n{}\n  help  this text",
+                run::USAGE,
+                stat::USAGE
+            );
             0
         }
         Some(other) => {

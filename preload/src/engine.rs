@@ -41,6 +41,8 @@ use crate::config::Config;
 use crate::fdtable::{self, Entry};
 use crate::lock::Ownership;
 use crate::sockets::Tables;
+use crate::stat::{EXPORT_EVERY, Export};
+use crate::tap::Tap;
 
 /// Frames taken from the device per turn.
 const RX_BATCH: usize = 256;
@@ -57,6 +59,8 @@ pub struct Engine {
     /// The interface's index (IP_PKTINFO).
     pub ifindex: i32,
     pub cfg: Config,
+    /// The export `shunt stat` reads (`None`: /run/shunt not writable).
+    stat: Option<Export>,
 }
 
 pub struct Inner {
@@ -69,10 +73,16 @@ pub struct Inner {
     tx_blocked: bool,
     pub t: Tables,
     _own: Ownership,
+    /// SHUNT_PCAP / SHUNT_NETEM between the device and the stack.
+    tap: Option<Box<Tap>>,
+    /// Something changed since the last export for `shunt stat`.
+    dirty: bool,
+    /// Where to say so (the progress thread's eventfd; -1: no export).
+    dirty_efd: RawFd,
 }
 
 /// What the virtio-net header says about a received frame's checksum.
-fn rx_offload(h: &VnetHdr) -> RxOffload {
+pub fn rx_offload(h: &VnetHdr) -> RxOffload {
     if h.needs_csum() {
         RxOffload::Partial
     } else if h.flags & F_DATA_VALID != 0 {
@@ -90,7 +100,7 @@ fn v4(a: std::net::IpAddr) -> Option<Ipv4Addr> {
 }
 
 /// Duplicate `fd` into shunt's high range and mark it as shunt's own.
-fn high_internal(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
+pub fn high_internal(fd: BorrowedFd<'_>) -> Option<OwnedFd> {
     let high = rustix::io::fcntl_dupfd_cloexec(fd, crate::lock::high_fd_base()).ok()?;
     fdtable::set(high.as_raw_fd(), Entry::Internal(1));
     Some(high)
@@ -137,11 +147,17 @@ impl Inner {
     pub fn turn(&mut self) -> bool {
         let now = self.now();
         let stack = &mut self.stack;
-        let n = self.dev.recv_batch(RX_BATCH, |frame, hdr| {
-            // GSO frames go in whole: the stack takes IP packets up to
-            // 64 KiB and TCP segments longer than its MSS (as GRO).
-            stack.receive(frame, rx_offload(hdr), now);
-        });
+        let n = match &mut self.tap {
+            None => self.dev.recv_batch(RX_BATCH, |frame, hdr| {
+                // GSO frames go in whole: the stack takes IP packets up to
+                // 64 KiB and TCP segments longer than its MSS (as GRO).
+                stack.receive(frame, rx_offload(hdr), now);
+            }),
+            Some(tap) => {
+                let at = self.base + Duration::from_nanos(now.as_nanos());
+                tap.receive(&mut self.dev, stack, RX_BATCH, now, at)
+            }
+        };
         let mut busy = n > 0;
         if self.stack.next_deadline().is_some_and(|d| d <= now) {
             self.stack.on_timer(now);
@@ -157,6 +173,12 @@ impl Inner {
     /// Everything the stack has to send, into the device.
     pub fn transmit(&mut self) -> usize {
         let now = self.now();
+        if let Some(tap) = &mut self.tap {
+            let at = self.base + Duration::from_nanos(now.as_nanos());
+            let (n, blocked) = tap.transmit(&mut self.dev, &mut self.stack, now, at);
+            self.tx_blocked = blocked;
+            return n;
+        }
         let mut n = 0;
         self.tx_blocked = false;
         loop {
@@ -181,10 +203,19 @@ impl Inner {
         n
     }
 
-    /// Wake every waiting thread (it re-checks its condition).
-    pub fn notify(&self) {
+    /// Wake every waiting thread (it re-checks its condition), and mark
+    /// the export as out of date.
+    pub fn notify(&mut self) {
         for &fd in &self.waiters {
             efd_write(fd);
+        }
+        if !self.dirty {
+            self.dirty = true;
+            // The progress thread may sleep without a deadline: it writes
+            // the export within EXPORT_EVERY of the change.
+            if self.dirty_efd >= 0 {
+                efd_write(self.dirty_efd);
+            }
         }
     }
 
@@ -194,7 +225,21 @@ impl Inner {
             return Some(Duration::from_micros(200));
         }
         let now = self.now();
-        self.stack.next_deadline().map(|d| d.saturating_since(now))
+        let d = self.stack.next_deadline().map(|d| d.saturating_since(now));
+        match &self.tap {
+            None => d,
+            Some(tap) => {
+                // A delayed frame is due: the turn that releases it must
+                // run on time.
+                let t = tap
+                    .deadline()
+                    .map(|t| t.saturating_duration_since(std::time::Instant::now()));
+                match (d, t) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+        }
     }
 }
 
@@ -389,6 +434,8 @@ impl Engine {
             }
         }
         let prog_efd = new_eventfd().ok_or("cannot create an eventfd")?;
+        let tap = Tap::new(cfg)?;
+        let stat = Export::new(cfg);
         let engine: &'static Engine = Box::leak(Box::new(Engine {
             inner: Mutex::new(Inner {
                 stack,
@@ -398,18 +445,29 @@ impl Engine {
                 tx_blocked: false,
                 t: Tables::default(),
                 _own: own,
+                tap,
+                dirty: true,
+                dirty_efd: if stat.is_some() { prog_efd } else { -1 },
             }),
             dev_fd,
             prog_efd,
             forked: AtomicBool::new(false),
             ifindex,
             cfg: cfg.clone(),
+            stat,
         }));
         engine.lock().transmit();
         std::thread::Builder::new()
             .name("shunt-progress".into())
             .spawn(move || engine.progress())
             .map_err(|e| format!("cannot start the progress thread: {e}"))?;
+        if let Some(x) = &engine.stat {
+            // Without it, `shunt stat` does not see this process; the
+            // program runs all the same.
+            let _ = std::thread::Builder::new()
+                .name("shunt-stat".into())
+                .spawn(move || x.run());
+        }
         Ok(engine)
     }
 
@@ -432,6 +490,20 @@ impl Engine {
         g.transmit();
         g.notify();
         drop(g);
+    }
+
+    /// At exit (after the exit drain): write out the recording, remove
+    /// the export.
+    pub fn finish(&self) {
+        if self.forked.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(tap) = &mut self.inner_lock().tap {
+            tap.flush();
+        }
+        if let Some(x) = &self.stat {
+            x.remove();
+        }
     }
 
     /// Quiesce for fork: hold the mutex across it.
@@ -470,15 +542,36 @@ impl Engine {
                 revents: 0,
             },
         ];
+        let mut exported: Option<std::time::Instant> = None;
         loop {
             if self.forked.load(Ordering::Acquire) {
                 return;
             }
-            let timeout = {
+            let (timeout, text) = {
                 let mut g = self.inner.lock();
-                g.turn();
-                g.stack_wait()
+                let busy = g.turn();
+                if !busy && let Some(tap) = &mut g.tap {
+                    tap.flush();
+                }
+                let mut text = None;
+                let mut timeout = g.stack_wait();
+                if self.stat.is_some() && g.dirty {
+                    let now = std::time::Instant::now();
+                    let due = exported.map_or(now, |t| t + EXPORT_EVERY);
+                    if due <= now {
+                        text = Some(Export::render(&g.stack));
+                        g.dirty = false;
+                        exported = Some(now);
+                    } else {
+                        let left = due - now;
+                        timeout = Some(timeout.map_or(left, |t| t.min(left)));
+                    }
+                }
+                (timeout, text)
             };
+            if let (Some(x), Some(text)) = (&self.stat, text) {
+                x.submit(text);
+            }
             if timeout.is_some_and(|t| t.is_zero()) {
                 continue;
             }

@@ -17,6 +17,8 @@
 //! - [`sockets`]: the [`socket::ShuntSockets`] integration for TCP and
 //!   UDP over IPv4 (AF_INET6 sockets stay with the kernel until the stack
 //!   has IPv6).
+//! - [`tap`]: `SHUNT_PCAP` and `SHUNT_NETEM` between device and stack;
+//! - [`stat`]: the counters and socket table `shunt stat` reads.
 //!
 //! With `SHUNT_IFACE` set, the first AF_INET socket starts the stack
 //! ([`init`]); without it every fd is the kernel's and every hook passes
@@ -32,3 +34,5 @@ pub mod log;
 pub mod real;
 pub mod socket;
 pub mod sockets;
+pub mod stat;
+pub mod tap;

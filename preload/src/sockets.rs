@@ -2612,6 +2612,7 @@ impl Shunt {
                 start.elapsed()
             );
         }
+        self.e.finish();
     }
 }
 

@@ -1,3 +1,4 @@
 //! Real programs run over shunt in namespaces, and the test bed they share.
 
+pub mod over;
 pub mod testbed;

@@ -402,41 +402,6 @@ fn redis_server_over_shunt_with_kernel_benchmark() {
 }
 
 #[test]
-fn iperf3_client_over_shunt_both_directions() {
-    require("iperf3");
-    let mut tb = Testbed::new();
-    let (s, k) = pair(&mut tb);
-    for (i, rev) in ["", "-R"].iter().enumerate() {
-        let port = 5201 + i as u16;
-        tb.spawn_sh(
-            &k,
-            &format!("exec iperf3 -s -B 192.0.2.2 -p {port} -1 >/dev/null 2>&1"),
-        );
-        // Waited for with ss: a probe connection would become iperf3's control connection.
-        let o = tb.sh(
-            &k,
-            &format!(
-                "for i in $(seq 200); do ss -Hltn 'sport = :{port}' | grep -q . && break; sleep 0.05; done"
-            ),
-        );
-        assert!(o.status.success(), "{}", text(&o));
-        let o = tb.sh(
-            &s,
-            &format!(
-                "{} timeout 30 iperf3 -c 192.0.2.2 -p {port} -t 2 {rev} 2>&1",
-                shunt_env()
-            ),
-        );
-        let out = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            o.status.success() && out.contains("receiver") && out.contains("iperf Done"),
-            "iperf3 {rev}: {}",
-            text(&o)
-        );
-    }
-}
-
-#[test]
 fn nginx_over_shunt_fetched_by_kernel_curl() {
     require("nginx");
     require("curl");

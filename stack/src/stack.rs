@@ -1662,6 +1662,11 @@ impl Stack {
         &self.tcp
     }
 
+    /// The bound IPv4 UDP sockets (`ss -uan`).
+    pub fn udp4_table(&self) -> Vec<crate::udp::UdpRow<Ipv4Addr>> {
+        self.udp4.table()
+    }
+
     /// TCP's counters (`Tcp:` and `TcpExt:` of `/proc/net/snmp` and
     /// `/proc/net/netstat`), by [`TcpCounter::name`].
     pub fn tcp_counter(&self, c: TcpCounter) -> u64 {

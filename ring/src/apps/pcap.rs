@@ -43,6 +43,13 @@ impl PcapWriter {
                 format!("cannot create pcap file {path}: {e}"),
             )
         })?;
+        PcapWriter::from_fd(fd)
+    }
+
+    /// Write the file header to `fd` (an empty file open for writing) and
+    /// record into it: for callers that choose the descriptor's number
+    /// (libshunt.so keeps its own fds out of the program's range).
+    pub fn from_fd(fd: OwnedFd) -> io::Result<PcapWriter> {
         let mut w = PcapWriter {
             fd,
             buf: Vec::with_capacity(FLUSH_AT + SNAPLEN as usize),

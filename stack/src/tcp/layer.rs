@@ -2139,6 +2139,55 @@ impl TcpLayer {
         }
     }
 
+    /// Every socket with a name, as `ss -tan` lists them: bound and
+    /// listening sockets, connections (those the application closed and
+    /// those waiting in an accept queue too) and TIME_WAIT entries.
+    pub fn table(&self) -> Vec<TcpRow> {
+        let mut rows = Vec::new();
+        for e in &self.entries {
+            match &e.slot {
+                Slot::Sock(s) => {
+                    let row = match &s.kind {
+                        Kind::Conn(c) => TcpRow {
+                            state: c.state,
+                            local: s.local,
+                            remote: Some(c.remote),
+                            recv_q: c.rcv.len(),
+                            send_q: c.snd.len(),
+                        },
+                        Kind::Listen(l) => TcpRow {
+                            state: TcpState::Listen,
+                            local: s.local,
+                            remote: None,
+                            recv_q: l.accept_queue.len(),
+                            send_q: l.backlog as usize,
+                        },
+                        // An unbound, unconnected socket has no entry in
+                        // Linux's tables either.
+                        Kind::Idle if s.closed || s.local.is_none() => continue,
+                        Kind::Idle => TcpRow {
+                            state: TcpState::Close,
+                            local: s.local,
+                            remote: None,
+                            recv_q: 0,
+                            send_q: 0,
+                        },
+                    };
+                    rows.push(row);
+                }
+                Slot::Tw(t) => rows.push(TcpRow {
+                    state: TcpState::TimeWait,
+                    local: Some(t.key.local),
+                    remote: Some(t.key.remote),
+                    recv_q: 0,
+                    send_q: 0,
+                }),
+                Slot::Free(_) => {}
+            }
+        }
+        rows
+    }
+
     /// The 4-tuples in TIME_WAIT (for tests and `ss`).
     pub fn time_wait(&self) -> Vec<ConnKey> {
         self.entries
@@ -2149,6 +2198,20 @@ impl TcpLayer {
             })
             .collect()
     }
+}
+
+/// One line of [`TcpLayer::table`]: what `ss -tan` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpRow {
+    pub state: TcpState,
+    /// The bound name (`None`: not bound yet).
+    pub local: Option<SockAddr>,
+    pub remote: Option<SockAddr>,
+    /// Connections: bytes received and not read. Listeners: connections
+    /// waiting for accept.
+    pub recv_q: usize,
+    /// Connections: bytes not yet acknowledged. Listeners: the backlog.
+    pub send_q: usize,
 }
 
 impl Slot {

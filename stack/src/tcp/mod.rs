@@ -76,7 +76,8 @@ pub use addr::{ConnKey, Domain, IpAddr, SockAddr};
 pub use assembler::Assembler;
 pub use cc::{CcAlgo, Congestion};
 pub use layer::{
-    IcmpError, Poll, RecvFlags, SendFlags, Shutdown, SockOpt, SocketId, TcpInfo, TcpLayer, TcpStats,
+    IcmpError, Poll, RecvFlags, SendFlags, Shutdown, SockOpt, SocketId, TcpInfo, TcpLayer, TcpRow,
+    TcpStats,
 };
 pub use ring::Ring;
 pub use rtt::RttEstimator;

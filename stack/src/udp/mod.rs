@@ -309,6 +309,15 @@ pub struct SendPlan<I: Ip> {
     pub fragment: bool,
 }
 
+/// One line of [`UdpSockets::table`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpRow<A> {
+    pub local: (A, u16),
+    pub remote: Option<(A, u16)>,
+    /// Memory the queued datagrams take (Linux's `Recv-Q` for UDP).
+    pub recv_q: usize,
+}
+
 /// Every UDP socket of one IP version.
 #[derive(Debug)]
 pub struct UdpSockets<I: IpExt> {
@@ -643,6 +652,20 @@ impl<I: IpExt> UdpSockets<I> {
             !(o.opts.v6only || (o.opts.reuseaddr && reuse.0) || (o.opts.reuseport && reuse.1))
                 && (o.rcv_addr.is_unspecified() || o.rcv_addr == *v4 || v4.is_unspecified())
         })
+    }
+
+    /// Every bound socket, as `ss -uan` lists them.
+    pub fn table(&self) -> Vec<UdpRow<I::Addr>> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.port != 0)
+            .map(|s| UdpRow {
+                local: (s.rcv_addr, s.port),
+                remote: s.remote,
+                recv_q: s.rx_mem,
+            })
+            .collect()
     }
 
     /// Datagrams queued.
