@@ -4,9 +4,14 @@
  *                                  (the server closes first, so TIME_WAIT
  *                                  stays on its side and the client never
  *                                  runs out of ports); exits after SECONDS
- *   cps client ADDR PORT SECONDS   connect, send a byte, read it back,
+ *   cps client ADDR PORT SECONDS [MAX]
+ *                                  connect, send a byte, read it back,
  *                                  wait for the server's FIN, close, in a
- *                                  loop for SECONDS; prints "<n> <conn/s>"
+ *                                  loop for SECONDS or MAX connections,
+ *                                  whichever comes first (MAX below the
+ *                                  number of ephemeral ports keeps a stack
+ *                                  that holds on to closed ports from
+ *                                  running out); prints "<n> <conn/s>"
  *
  * IPv4 only, plain blocking calls: what an unmodified program does. */
 #include <arpa/inet.h>
@@ -66,10 +71,10 @@ static int server(struct sockaddr_in a, double secs) {
     }
 }
 
-static int client(struct sockaddr_in a, double secs) {
+static int client(struct sockaddr_in a, double secs, long max) {
     long n = 0, failed = 0;
     double start = now(), end = start + secs;
-    while (now() < end) {
+    while (now() < end && n < max) {
         int s = socket(AF_INET, SOCK_STREAM, 0);
         char b = 'x';
         if (s < 0) {
@@ -91,8 +96,8 @@ static int client(struct sockaddr_in a, double secs) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: cps server|client ADDR PORT SECONDS\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: cps server|client ADDR PORT SECONDS [MAX]\n");
         return 2;
     }
     struct sockaddr_in a = addr_of(argv[2], argv[3]);
@@ -100,7 +105,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "server") == 0)
         return server(a, secs);
     if (strcmp(argv[1], "client") == 0)
-        return client(a, secs);
+        return client(a, secs, argc == 6 ? atol(argv[5]) : 1L << 40);
     fprintf(stderr, "cps: unknown mode %s\n", argv[1]);
     return 2;
 }
