@@ -13,7 +13,8 @@
 # kernel: higher is better for throughput and conn/s, lower for latency.
 # Every load is bounded in time. Needs root, iperf3, sockperf, gcc.
 # Knobs: BENCH_SECS (per measurement, default 3), BENCH_SPIN_US (100),
-# BENCH_CONNS (connections at most per conn/s case, 20000).
+# BENCH_CONNS (connections at most per conn/s case, 20000), BENCH_ROUNDS
+# (3: each figure is the median of this many rounds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,6 +23,7 @@ SPIN=${BENCH_SPIN_US:-100}
 # Connections per case: fewer than the ephemeral ports (shunt keeps a
 # closed connection's port for a while, issue noted in BENCHMARKS.md).
 CONNS=${BENCH_CONNS:-20000}
+ROUNDS=${BENCH_ROUNDS:-3}
 SHUNT=$ROOT/target/release/shunt
 for p in iperf3 sockperf gcc ip python3; do
   command -v $p >/dev/null || { echo "bench_apps: $p is missing (make deps)" >&2; exit 1; }
@@ -111,21 +113,34 @@ cps() { # mode port
   wait $server 2>/dev/null || true
 }
 
-ins $K timeout $((8 * SECS + 120)) sockperf server --tcp -i 192.0.2.2 -p 11111 >/dev/null 2>&1 &
+ins $K timeout $((ROUNDS * (12 * SECS + 60) + 60)) sockperf server --tcp -i 192.0.2.2 -p 11111 \
+  >/dev/null 2>&1 &
 wait_listen 11111
 
-# Each case has its own server ports: a connection never meets a TIME_WAIT
-# left by the other case's.
+# Rounds alternate the two cases, so that a change in the machine's load
+# falls on both; each figure is the median over the rounds. Every case and
+# round has its own server ports: a connection never meets a TIME_WAIT left
+# by an earlier one.
 declare -A R
-for mode in kernel shunt; do
-  if [ $mode = kernel ]; then kernel_side; base=5300; else shunt_side; base=5310; fi
-  R[$mode-send]=$(iperf $mode $base)
-  R[$mode-recv]=$(iperf $mode $((base + 1)) -R)
-  read -r "R[$mode-p50]" "R[$mode-p99]" < <(ping_pong $mode 11111)
-  if [ $mode = shunt ]; then
-    read -r "R[spin-p50]" "R[spin-p99]" < <(ping_pong shunt-spin 11111)
-  fi
-  R[$mode-cps]=$(cps $mode $((base + 2)))
+add() { R[$1]="${R[$1]:-} $2"; }
+for round in $(seq "$ROUNDS"); do
+  for mode in kernel shunt; do
+    if [ $mode = kernel ]; then kernel_side; base=$((5300 + 10 * round)); else shunt_side; base=$((5600 + 10 * round)); fi
+    add $mode-send "$(iperf $mode $base)"
+    add $mode-recv "$(iperf $mode $((base + 1)) -R)"
+    read -r p50 p99 < <(ping_pong $mode 11111)
+    add $mode-p50 "$p50"; add $mode-p99 "$p99"
+    if [ $mode = shunt ]; then
+      read -r p50 p99 < <(ping_pong shunt-spin 11111)
+      add spin-p50 "$p50"; add spin-p99 "$p99"
+    fi
+    add $mode-cps "$(cps $mode $((base + 2)))"
+  done
+done
+median() { python3 -c 'import statistics,sys; m = statistics.median(float(x) for x in sys.argv[1].split()); print("%.0f" % m if m >= 100 else "%.3g" % m)' "$1"; }
+for k in $(printf '%s\n' "${!R[@]}" | sort); do
+  echo "# $k, each round:${R[$k]}"
+  R[$k]=$(median "${R[$k]}")
 done
 
 for dir in send recv; do
