@@ -85,7 +85,8 @@ static int client(struct sockaddr_in a, double secs, long max) {
             read(s, &b, 1) == 1 && read(s, &b, 1) == 0)
             n++;
         else if (++failed > 100) {
-            fprintf(stderr, "cps client: %ld connections failed (%s)\n", failed, strerror(errno));
+            fprintf(stderr, "cps client: %ld connections failed (last: %s) after %ld succeeded\n", failed,
+                    strerror(errno), n);
             return 1;
         }
         close(s);

@@ -12,6 +12,19 @@
 //! `PACKET_IGNORE_OUTGOING` keeps our own transmissions out of the
 //! receive ring.
 //!
+//! Receive modes ([`RxMode`]): a TPACKET_V3 ring hands a block over when
+//! it is full or when its retire timer (1 ms at the least) fires, and
+//! poll(2) wakes only then, so a lone frame (a request, a reply, a SYN)
+//! waited about a millisecond: request/response over shunt took 1000 us
+//! where the kernel takes 6 (sockperf ping-pong p50). A TPACKET_V2 ring
+//! hands each slot over, and wakes poll(2), as soon as its frame is in:
+//! the same round trip takes 7-10 us, and bulk TCP through `iperf3` is
+//! within the noise of the V3 ring (BENCHMARKS.md, `scripts/bench_apps.sh`).
+//! V2 slots are fixed in size (2 KiB at MTU 1500); the kernel queues a
+//! bigger frame (a GSO frame of up to 64 KiB) whole on the socket and
+//! marks its slot TP_STATUS_COPY, and the device reads it there with one
+//! `recvmsg`, so frames still come in order and uncut.
+//!
 //! All system calls go through rustix or `libc::syscall`, never through
 //! libc's socket wrappers: this code runs inside the LD_PRELOAD shim,
 //! which hooks those symbols.
@@ -280,7 +293,8 @@ pub struct AfPacketStats {
     /// Frames the kernel dropped because the ring was full (and frames it
     /// could not describe with a vnet header), from PACKET_STATISTICS.
     pub rx_drops: u64,
-    /// Times the kernel found every block still in our hands.
+    /// Times the kernel found every block still in our hands
+    /// ([`RxMode::Blocks`]; a full slot ring counts in `rx_drops`).
     pub rx_ring_full: u64,
     /// Frames skipped here: truncated by the ring, malformed ring
     /// entries, too large for a packet buffer.
