@@ -44,7 +44,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-# Namespaces of earlier runs whose process is gone.
+# Namespaces of earlier runs whose process is gone (a run killed with
+# SIGKILL could not remove its own).
 for ns in $(ip netns list | awk '{print $1}' | grep -E '^shunt-[0-9]+-bench-' || true); do
   pid=${ns#shunt-}; pid=${pid%%-*}
   [ -d /proc/$pid ] || { for p in $(ip netns pids $ns); do kill -9 $p; done; ip netns del $ns; }
