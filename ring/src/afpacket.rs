@@ -757,11 +757,10 @@ impl FrameRing {
             let got: Option<(&[u8], VnetHdr)> = if status & libc::TP_STATUS_COPY != 0 {
                 match recv_big(fd, &mut self.big) {
                     Some(total) if total >= VNET_HDR_LEN + 14 => {
-                        // SAFETY: big holds at least VNET_HDR_LEN bytes;
-                        // VnetHdr is plain data with alignment 2: read
-                        // unaligned.
-                        let hdr =
-                            unsafe { ptr::read_unaligned(self.big.as_ptr() as *const VnetHdr) };
+                        let p = self.big.as_ptr() as *const VnetHdr;
+                        // SAFETY: big is longer than a VnetHdr (plain data,
+                        // alignment 2: read unaligned).
+                        let hdr = unsafe { ptr::read_unaligned(p) };
                         Some((&self.big[VNET_HDR_LEN..total], hdr))
                     }
                     _ => None,
