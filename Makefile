@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages that tests, demo and benchmarks use.
-DEB_PACKAGES := iproute2 iputils-ping netcat-openbsd socat tcpdump ethtool procps util-linux python3 gcc make coreutils bc curl redis-server redis-tools iperf3 nginx-light
+DEB_PACKAGES := iproute2 iputils-ping netcat-openbsd socat tcpdump ethtool procps util-linux python3 gcc make coreutils bc curl redis-server redis-tools iperf3 nginx-light sockperf
 
 .PHONY: all build deps demo test test-unit lint posix conformance bench clean
 # Python packages the conformance suite uses (pip, pinned).

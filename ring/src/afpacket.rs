@@ -1,6 +1,7 @@
-//! The AF_PACKET device: one interface, a TPACKET_V3 mmap'd receive ring,
-//! and a batched transmit path (a mmap'd TX ring kicked once per batch,
-//! or `sendmmsg`, one system call per batch).
+//! The AF_PACKET device: one interface, a mmap'd receive ring (TPACKET_V2
+//! slots, handed over frame by frame, or TPACKET_V3 blocks), and a batched
+//! transmit path (a mmap'd TX ring kicked once per batch, or `sendmmsg`,
+//! one system call per batch).
 //!
 //! Offloads stay on: with `PACKET_VNET_HDR` the kernel hands over every
 //! frame with its `virtio_net_hdr`, so a kernel peer's 64 KiB GSO frames
@@ -10,6 +11,19 @@
 //! a veth). `PACKET_QDISC_BYPASS` skips the qdisc layer on transmit and
 //! `PACKET_IGNORE_OUTGOING` keeps our own transmissions out of the
 //! receive ring.
+//!
+//! Receive modes ([`RxMode`]): a TPACKET_V3 ring hands a block over when
+//! it is full or when its retire timer (1 ms at the least) fires, and
+//! poll(2) wakes only then, so a lone frame (a request, a reply, a SYN)
+//! waited about a millisecond: request/response over shunt took 1000 us
+//! where the kernel takes 6 (sockperf ping-pong p50). A TPACKET_V2 ring
+//! hands each slot over, and wakes poll(2), as soon as its frame is in:
+//! the same round trip takes 7-10 us, and bulk TCP through `iperf3` is
+//! within the noise of the V3 ring (BENCHMARKS.md, `scripts/bench_apps.sh`).
+//! V2 slots are fixed in size (2 KiB at MTU 1500); the kernel queues a
+//! bigger frame (a GSO frame of up to 64 KiB) whole on the socket and
+//! marks its slot TP_STATUS_COPY, and the device reads it there with one
+//! `recvmsg`, so frames still come in order and uncut.
 //!
 //! All system calls go through rustix or `libc::syscall`, never through
 //! libc's socket wrappers: this code runs inside the LD_PRELOAD shim,
@@ -61,13 +75,41 @@ pub enum TxMode {
     Sendmmsg,
 }
 
+/// How frames come in from the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxMode {
+    /// TPACKET_V2: a ring of fixed-size slots, each handed over (and
+    /// poll(2) woken) as soon as its frame is in, so a lone frame waits for
+    /// nothing. A frame bigger than a slot (a kernel peer's 64 KiB GSO
+    /// frame) waits whole on the socket's receive queue instead, its slot
+    /// marked TP_STATUS_COPY, and is read from there with one `recvmsg` in
+    /// its turn. The default: request/response latency is the kernel's
+    /// wake-up, not a block timeout, and bulk throughput is about the same
+    /// as with blocks (BENCHMARKS.md).
+    Frames,
+    /// TPACKET_V3: frames packed into blocks that the kernel hands over
+    /// when full or when `rx_block_timeout_ms` expires, with one wake-up
+    /// per block. A lone frame waits up to that timeout (at least 1 ms).
+    Blocks,
+}
+
 /// Settings of an [`AfPacket`] device.
 #[derive(Clone, Debug)]
 pub struct AfPacketOptions {
-    /// Bytes per receive block: a multiple of the page size, at least
+    /// Receive ring layout.
+    pub rx_mode: RxMode,
+    /// Slots in the receive ring ([`RxMode::Frames`]); each holds one
+    /// MTU-sized frame (2 KiB at MTU 1500).
+    pub rx_frames: usize,
+    /// Socket receive buffer for frames too big for a slot
+    /// ([`RxMode::Frames`]); set with SO_RCVBUFFORCE when allowed, else
+    /// SO_RCVBUF (capped by net.core.rmem_max). When it is full, such
+    /// frames are dropped (counted in [`AfPacketStats::rx_errors`]).
+    pub rcvbuf: usize,
+    /// [`RxMode::Blocks`]: bytes per receive block: a multiple of the page size, at least
     /// 128 KiB so that a 64 KiB GSO frame fits.
     pub rx_block_size: usize,
-    /// Receive blocks in the ring. The kernel hands a block over when it
+    /// [`RxMode::Blocks`]: receive blocks in the ring. The kernel hands a block over when it
     /// is full or when the timeout below expires, whichever comes first,
     /// so at low rates each block holds one timeout's worth of frames and
     /// the ring holds `rx_block_count` timeouts' worth: the reader must
@@ -76,7 +118,7 @@ pub struct AfPacketOptions {
     /// fill first and the ring holds `rx_block_size * rx_block_count`
     /// bytes.
     pub rx_block_count: usize,
-    /// A block that is not full is handed over after this many
+    /// [`RxMode::Blocks`]: a block that is not full is handed over after this many
     /// milliseconds: the receive latency at low rates (poll(2) wakes up
     /// when a block is handed over).
     pub rx_block_timeout_ms: u32,
@@ -99,6 +141,9 @@ pub struct AfPacketOptions {
 impl Default for AfPacketOptions {
     fn default() -> Self {
         AfPacketOptions {
+            rx_mode: RxMode::Frames,
+            rx_frames: 2048,
+            rcvbuf: 8 << 20,
             rx_block_size: 1 << 20,
             rx_block_count: 32,
             rx_block_timeout_ms: 1,
@@ -248,7 +293,8 @@ pub struct AfPacketStats {
     /// Frames the kernel dropped because the ring was full (and frames it
     /// could not describe with a vnet header), from PACKET_STATISTICS.
     pub rx_drops: u64,
-    /// Times the kernel found every block still in our hands.
+    /// Times the kernel found every block still in our hands
+    /// ([`RxMode::Blocks`]; a full slot ring counts in `rx_drops`).
     pub rx_ring_full: u64,
     /// Frames skipped here: truncated by the ring, malformed ring
     /// entries, too large for a packet buffer.
@@ -272,10 +318,20 @@ const ARPHRD_ETHER: u16 = 1;
 const ARPHRD_LOOPBACK: u16 = 772;
 const IFF_UP: u16 = 0x1;
 const IFNAMSIZ: usize = 16;
-/// Offset of the frame data in a TX ring slot: TPACKET3_HDRLEN minus
-/// `sizeof(struct sockaddr_ll)` (net/packet/af_packet.c,
-/// tpacket_parse_header).
+/// Offset of the frame data in a TX ring slot: TPACKET3_HDRLEN (or
+/// TPACKET2_HDRLEN on a V2 socket) minus `sizeof(struct sockaddr_ll)`
+/// (net/packet/af_packet.c, tpacket_parse_header).
 const TX_DATA_OFF: usize = 48;
+const TX_DATA_OFF_V2: usize = 32;
+/// Size of `struct tpacket2_hdr`: status 0, len 4, snaplen 8, mac 12 (u16),
+/// net 14, sec 16, nsec 20, vlan_tci 24 (u16), vlan_tpid 26 (u16).
+const TP2_HDR: usize = 32;
+/// Smallest and largest receive slot ([`RxMode::Frames`]).
+const RX_SLOT_MIN: usize = 2048;
+const RX_SLOT_MAX: usize = 16384;
+/// Receive ring block size in [`RxMode::Frames`] (at least a page): a
+/// power of two, so the kernel allocates it without waste.
+const RX_FRAMES_BLOCK: usize = 64 << 10;
 /// Size of `struct tpacket3_hdr`, aligned.
 const TP3_HDR: usize = 48;
 /// Size of `struct tpacket_block_desc`.
@@ -587,15 +643,8 @@ impl RxRing {
                     } else {
                         0x8100
                     };
-                    let s = &mut self.scratch;
-                    s.clear();
-                    s.extend_from_slice(&frame[..12]);
-                    s.extend_from_slice(&tpid.to_be_bytes());
-                    s.extend_from_slice(&tci.to_be_bytes());
-                    s.extend_from_slice(&frame[12..]);
-                    let mut hdr = hdr;
-                    fix_vlan_offsets(s, &mut hdr);
-                    f(s, &hdr);
+                    let (tagged, hdr) = put_tag_back(&mut self.scratch, frame, tci, tpid, &hdr);
+                    f(tagged, &hdr);
                 } else {
                     f(frame, &hdr);
                 }
@@ -608,6 +657,186 @@ impl RxRing {
         }
         n
     }
+}
+
+/// `frame` with its VLAN tag (which the kernel took out) put back after the
+/// MAC addresses, in `scratch`; the vnet header's offsets count the tag.
+fn put_tag_back<'a>(
+    scratch: &'a mut Vec<u8>,
+    frame: &[u8],
+    tci: u16,
+    tpid: u16,
+    hdr: &VnetHdr,
+) -> (&'a [u8], VnetHdr) {
+    scratch.clear();
+    scratch.extend_from_slice(&frame[..12]);
+    scratch.extend_from_slice(&tpid.to_be_bytes());
+    scratch.extend_from_slice(&tci.to_be_bytes());
+    scratch.extend_from_slice(&frame[12..]);
+    let mut hdr = *hdr;
+    fix_vlan_offsets(scratch, &mut hdr);
+    (scratch, hdr)
+}
+
+/// The TPACKET_V2 receive ring ([`RxMode::Frames`]).
+struct FrameRing {
+    base: *mut u8,
+    slot_size: usize,
+    slots: usize,
+    /// Next slot to read.
+    head: usize,
+    /// A frame read from the socket's queue (TP_STATUS_COPY): vnet header
+    /// then frame.
+    big: Vec<u8>,
+    /// A frame with its VLAN tag put back.
+    scratch: Vec<u8>,
+}
+
+impl FrameRing {
+    #[inline]
+    fn slot(&self, i: usize) -> *mut u8 {
+        // SAFETY: i < slots and the slots are laid out contiguously (the
+        // block size is a multiple of the slot size), so this stays in the
+        // RX part of the mapping.
+        unsafe { self.base.add(i * self.slot_size) }
+    }
+
+    #[inline]
+    fn status(&self, i: usize) -> &AtomicU32 {
+        // The kernel and we hand slots over through tp_status and touch it
+        // only atomically.
+        // SAFETY: tp_status is the 4-byte aligned u32 at offset 0 of the
+        // 16-byte aligned slot.
+        unsafe { &*(self.slot(i) as *const AtomicU32) }
+    }
+
+    #[inline]
+    fn read_u32(&self, off: usize) -> u32 {
+        debug_assert!(off + 4 <= TP2_HDR);
+        // SAFETY: off + 4 is inside the slot header of the head slot, which
+        // the kernel does not write while it is ours (TP_STATUS_USER,
+        // checked with acquire ordering).
+        unsafe { ptr::read_unaligned(self.slot(self.head).add(off) as *const u32) }
+    }
+
+    #[inline]
+    fn read_u16(&self, off: usize) -> u16 {
+        debug_assert!(off + 2 <= TP2_HDR);
+        // SAFETY: as in read_u32.
+        unsafe { ptr::read_unaligned(self.slot(self.head).add(off) as *const u16) }
+    }
+
+    /// Read up to `max` frames, calling `f` on each, in the order the
+    /// kernel took them; frames too big for a slot come from `fd`'s
+    /// receive queue. Returns the number of frames delivered.
+    fn recv(
+        &mut self,
+        fd: BorrowedFd,
+        max: usize,
+        stats: &mut AfPacketStats,
+        mut f: impl FnMut(&[u8], &VnetHdr),
+    ) -> usize {
+        let mut n = 0;
+        while n < max {
+            let status = self.status(self.head).load(Ordering::Acquire);
+            if status & libc::TP_STATUS_USER == 0 {
+                break;
+            }
+            let len = self.read_u32(4) as usize;
+            let snaplen = self.read_u32(8) as usize;
+            let mac = self.read_u16(12) as usize;
+            let vlan = status & libc::TP_STATUS_VLAN_VALID != 0;
+            let tci = self.read_u16(24);
+            let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                self.read_u16(26)
+            } else {
+                0x8100
+            };
+            // The frame and its vnet header: in the slot, or whole on the
+            // socket's queue.
+            let got: Option<(&[u8], VnetHdr)> = if status & libc::TP_STATUS_COPY != 0 {
+                match recv_big(fd, &mut self.big) {
+                    Some(total) if total >= VNET_HDR_LEN + 14 => {
+                        let p = self.big.as_ptr() as *const VnetHdr;
+                        // SAFETY: big is longer than a VnetHdr (plain data,
+                        // alignment 2: read unaligned).
+                        let hdr = unsafe { ptr::read_unaligned(p) };
+                        Some((&self.big[VNET_HDR_LEN..total], hdr))
+                    }
+                    _ => None,
+                }
+            } else if mac < TP2_HDR + VNET_HDR_LEN
+                || mac + snaplen > self.slot_size
+                || snaplen < len
+                || snaplen < 14
+            {
+                None
+            } else {
+                let s = self.slot(self.head);
+                // SAFETY: mac - VNET_HDR_LEN .. mac + snaplen is inside the
+                // slot (checked above), ours until released.
+                unsafe {
+                    let hdr = ptr::read_unaligned(s.add(mac - VNET_HDR_LEN) as *const VnetHdr);
+                    Some((std::slice::from_raw_parts(s.add(mac), snaplen), hdr))
+                }
+            };
+            match got {
+                // Too big to put the tag back without allocating.
+                Some((frame, _)) if vlan && frame.len() + 4 > self.scratch.capacity() => {
+                    stats.rx_errors += 1;
+                }
+                Some((frame, hdr)) => {
+                    stats.rx_packets += 1;
+                    stats.rx_bytes += frame.len() as u64;
+                    n += 1;
+                    if vlan {
+                        let (tagged, hdr) = put_tag_back(&mut self.scratch, frame, tci, tpid, &hdr);
+                        f(tagged, &hdr);
+                    } else {
+                        f(frame, &hdr);
+                    }
+                }
+                None => stats.rx_errors += 1,
+            }
+            self.status(self.head)
+                .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+            self.head = (self.head + 1) % self.slots;
+        }
+        n
+    }
+}
+
+/// The oldest frame on `fd`'s receive queue, with its vnet header in
+/// front, into `buf`; its length, or `None` if there was none or it was
+/// cut short.
+fn recv_big(fd: BorrowedFd, buf: &mut [u8]) -> Option<usize> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    // SAFETY: the iovec points at buf, live for the call; the kernel
+    // writes at most its length.
+    let r = check(unsafe {
+        libc::syscall(
+            libc::SYS_recvmsg,
+            fd.as_raw_fd(),
+            &mut msg as *mut libc::msghdr,
+            libc::MSG_DONTWAIT,
+        )
+    });
+    match r {
+        Ok(n) if msg.msg_flags & libc::MSG_TRUNC == 0 && n <= buf.len() => Some(n),
+        _ => None,
+    }
+}
+
+enum Rx {
+    Frames(FrameRing),
+    Blocks(RxRing),
 }
 
 /// A frame whose VLAN tag was put back: make the vnet header's offsets
@@ -644,6 +873,11 @@ struct TxRing {
     unsent: usize,
     /// Slots filled and not yet taken by the kernel.
     pending: usize,
+    /// Slot header offsets: tp_status, tp_len, frame data (TPACKET_V3 or,
+    /// on a V2 socket, TPACKET_V2 layout).
+    status_off: usize,
+    len_off: usize,
+    data_off: usize,
     /// A socket without a TX ring for frames that do not fit a slot.
     big: OwnedFd,
     /// ENOBUFS in a row on `big`.
@@ -661,10 +895,10 @@ impl TxRing {
 
     #[inline]
     fn status(&self, i: usize) -> &AtomicU32 {
-        // SAFETY: tp_status is the 4-byte aligned u32 at offset 20 of the
-        // 16-byte aligned slot; the kernel and we hand slots over through it
-        // atomically.
-        unsafe { &*(self.slot(i).add(20) as *const AtomicU32) }
+        // SAFETY: tp_status is the 4-byte aligned u32 at offset 20 (V3) or
+        // 0 (V2) of the 16-byte aligned slot; the kernel and we hand slots
+        // over through it atomically.
+        unsafe { &*(self.slot(i).add(self.status_off) as *const AtomicU32) }
     }
 
     #[inline]
@@ -688,7 +922,7 @@ impl TxRing {
 
     /// Largest frame (without vnet header) a slot holds.
     fn max_frame(&self) -> usize {
-        self.frame_size - TX_DATA_OFF - VNET_HDR_LEN
+        self.frame_size - self.data_off - VNET_HDR_LEN
     }
 
     /// Copy a frame into the head slot, which must be available.
@@ -702,19 +936,18 @@ impl TxRing {
         if !h.is_gso() {
             h.hdr_len = frame.len() as u16;
         }
-        debug_assert!(TX_DATA_OFF + total <= self.frame_size);
+        let d = self.data_off;
+        debug_assert!(d + total <= self.frame_size);
         // SAFETY: the slot is AVAILABLE, so the kernel does not touch it
         // until we set SEND_REQUEST; the writes stay inside the slot
         // (checked by the caller against max_frame).
         unsafe {
-            ptr::write_unaligned(s as *mut u32, 0); // tp_next_offset
-            ptr::write_unaligned(s.add(16) as *mut u32, total as u32); // tp_len
-            ptr::write_unaligned(s.add(TX_DATA_OFF) as *mut VnetHdr, h);
-            ptr::copy_nonoverlapping(
-                frame.as_ptr(),
-                s.add(TX_DATA_OFF + VNET_HDR_LEN),
-                frame.len(),
-            );
+            if self.status_off != 0 {
+                ptr::write_unaligned(s as *mut u32, 0); // V3 tp_next_offset
+            }
+            ptr::write_unaligned(s.add(self.len_off) as *mut u32, total as u32);
+            ptr::write_unaligned(s.add(d) as *mut VnetHdr, h);
+            ptr::copy_nonoverlapping(frame.as_ptr(), s.add(d + VNET_HDR_LEN), frame.len());
         }
         self.status(self.head)
             .store(libc::TP_STATUS_SEND_REQUEST, Ordering::Release);
@@ -745,7 +978,7 @@ enum Tx {
 pub struct AfPacket {
     // Field order matters for drop: the rings' pointers die with the
     // mapping, which is unmapped before the socket closes.
-    rx: RxRing,
+    rx: Rx,
     tx: Tx,
     _map: Mapping,
     fd: OwnedFd,
@@ -819,6 +1052,13 @@ impl AfPacket {
                 opts.rx_block_count
             )));
         }
+        if opts.rx_frames == 0 || opts.rx_frames > 1 << 20 {
+            return Err(bad(format!(
+                "rx_frames {} must be 1..=1048576",
+                opts.rx_frames
+            )));
+        }
+        let frames = opts.rx_mode == RxMode::Frames;
         if opts.tx_batch == 0 || opts.tx_frames == 0 || opts.tx_frames > 1 << 20 {
             return Err(bad(
                 "tx_batch and tx_frames must be positive (tx_frames at most 2^20)".into(),
@@ -877,10 +1117,16 @@ impl AfPacket {
         // Socket options; the ones that shape the rings come first.
         let sol = libc::SOL_PACKET;
         let one: libc::c_int = 1;
-        let v3 = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
-        setsockopt(b, sol, libc::PACKET_VERSION, &v3).map_err(|_| DeviceError::Unsupported {
-            ifname: name.clone(),
-            what: "TPACKET_V3 rings",
+        let (version, what) = if frames {
+            (libc::tpacket_versions::TPACKET_V2, "TPACKET_V2 rings")
+        } else {
+            (libc::tpacket_versions::TPACKET_V3, "TPACKET_V3 rings")
+        };
+        setsockopt(b, sol, libc::PACKET_VERSION, &(version as libc::c_int)).map_err(|_| {
+            DeviceError::Unsupported {
+                ifname: name.clone(),
+                what,
+            }
         })?;
         setsockopt(b, sol, libc::PACKET_VNET_HDR, &one).map_err(|_| DeviceError::Unsupported {
             ifname: name.clone(),
@@ -906,15 +1152,44 @@ impl AfPacket {
         if setsockopt(b, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &sndbuf).is_err() {
             let _ = setsockopt(b, libc::SOL_SOCKET, libc::SO_SNDBUF, &sndbuf);
         }
+        if frames {
+            // Frames bigger than a slot: queue them whole on the socket
+            // (any non-zero threshold turns this on) rather than cut them.
+            setsockopt(b, sol, libc::PACKET_COPY_THRESH, &one)
+                .map_err(sys("setsockopt(PACKET_COPY_THRESH)"))?;
+            let rcvbuf = opts.rcvbuf.min(i32::MAX as usize / 2) as libc::c_int;
+            if setsockopt(b, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcvbuf).is_err() {
+                let _ = setsockopt(b, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf);
+            }
+        }
 
         // Ring geometry first, so that an oversized request is refused
         // before the kernel allocates anything.
-        let rx_bytes = opts.rx_block_size * opts.rx_block_count;
+        // Frames: slots for an MTU frame with a VLAN tag, the V2 header,
+        // the sockaddr_ll and vnet header the kernel puts before it (the
+        // frame starts at 76 bytes for an Ethernet header), as a power of
+        // two, in power-of-two blocks.
+        let rx_slot = (TP2_HDR + 20 + 32 + VNET_HDR_LEN + L2_MAX + mtu)
+            .next_power_of_two()
+            .clamp(RX_SLOT_MIN, RX_SLOT_MAX);
+        let rx_block = RX_FRAMES_BLOCK.max(page).max(rx_slot);
+        let slots_per_block = rx_block / rx_slot;
+        let (rx_block_size, rx_blocks, rx_frame_size, rx_frame_nr) = if frames {
+            let blocks = opts.rx_frames.div_ceil(slots_per_block);
+            (rx_block, blocks, rx_slot, blocks * slots_per_block)
+        } else {
+            // (A V3 receive ring's frames are variable; the frame size
+            // only has to divide the block size.)
+            let (size, n) = (opts.rx_block_size, opts.rx_block_count);
+            (size, n, size, n)
+        };
+        let rx_bytes = rx_block_size * rx_blocks;
         // TX ring: slots big enough for an MTU frame with a VLAN tag and
         // the vnet header (jumbo MTUs up to 16 KiB slots; bigger frames
         // take the side path, like GSO frames); blocks a whole number of
         // slots and pages.
-        let tx_frame_size = (TX_DATA_OFF + VNET_HDR_LEN + L2_MAX + mtu)
+        let tx_data_off = if frames { TX_DATA_OFF_V2 } else { TX_DATA_OFF };
+        let tx_frame_size = (tx_data_off + VNET_HDR_LEN + L2_MAX + mtu)
             .next_multiple_of(16)
             .clamp(2048, 16384);
         let unit = tx_frame_size / gcd(tx_frame_size, page) * page;
@@ -946,13 +1221,12 @@ impl AfPacket {
                 },
             }
         };
-        // (A V3 receive ring's frames are variable; the frame size only has
-        // to divide the block size.)
+        // (A V2 socket reads only the leading struct tpacket_req part.)
         let req = libc::tpacket_req3 {
-            tp_block_size: opts.rx_block_size as u32,
-            tp_block_nr: opts.rx_block_count as u32,
-            tp_frame_size: opts.rx_block_size as u32,
-            tp_frame_nr: opts.rx_block_count as u32,
+            tp_block_size: rx_block_size as u32,
+            tp_block_nr: rx_blocks as u32,
+            tp_frame_size: rx_frame_size as u32,
+            tp_frame_nr: rx_frame_nr as u32,
             tp_retire_blk_tov: opts.rx_block_timeout_ms,
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
@@ -1005,14 +1279,25 @@ impl AfPacket {
                 .map_err(sys("setsockopt(PACKET_ADD_MEMBERSHIP)"))?;
         }
 
-        let rx = RxRing {
-            base,
-            block_size: opts.rx_block_size,
-            blocks: opts.rx_block_count,
-            block: 0,
-            left: 0,
-            off: 0,
-            scratch: Vec::with_capacity(MAX_FRAME + 4),
+        let rx = if frames {
+            Rx::Frames(FrameRing {
+                base,
+                slot_size: rx_slot,
+                slots: rx_frame_nr,
+                head: 0,
+                big: vec![0; VNET_HDR_LEN + MAX_FRAME],
+                scratch: Vec::with_capacity(MAX_FRAME + 4),
+            })
+        } else {
+            Rx::Blocks(RxRing {
+                base,
+                block_size: rx_block_size,
+                blocks: rx_blocks,
+                block: 0,
+                left: 0,
+                off: 0,
+                scratch: Vec::with_capacity(MAX_FRAME + 4),
+            })
         };
         let tx = if ring {
             // The second socket: no ring, no receive hook (protocol 0),
@@ -1034,6 +1319,9 @@ impl AfPacket {
                 base: unsafe { base.add(rx_bytes) },
                 frame_size: tx_frame_size,
                 frames: tx_frames,
+                status_off: if frames { 0 } else { 20 },
+                len_off: if frames { 4 } else { 16 },
+                data_off: tx_data_off,
                 head: 0,
                 unsent: 0,
                 pending: 0,
@@ -1074,7 +1362,7 @@ impl AfPacket {
         })
     }
 
-    /// The socket, to poll for readability (a receive block is ready).
+    /// The socket, to poll for readability (a frame or block is ready).
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -1126,7 +1414,18 @@ impl AfPacket {
     /// stripped is put back into the frame (that one frame is copied).
     /// Returns the number of frames delivered.
     pub fn recv_batch(&mut self, max: usize, f: impl FnMut(&[u8], &VnetHdr)) -> usize {
-        self.rx.recv(max, &mut self.stats, f)
+        match &mut self.rx {
+            Rx::Frames(r) => r.recv(self.fd.as_fd(), max, &mut self.stats, f),
+            Rx::Blocks(r) => r.recv(max, &mut self.stats, f),
+        }
+    }
+
+    /// How frames come in.
+    pub fn rx_mode(&self) -> RxMode {
+        match self.rx {
+            Rx::Frames(_) => RxMode::Frames,
+            Rx::Blocks(_) => RxMode::Blocks,
+        }
     }
 
     /// True if a frame can be queued now without a kick.
@@ -1468,13 +1767,13 @@ impl App for AfPacket {
         let Some(out) = io.output(0) else {
             // Nobody takes frames: drop them here rather than leave a full
             // ring that polls readable forever.
-            let n = self.rx.recv(usize::MAX, &mut self.stats, |_, _| {});
+            let n = self.recv_batch(usize::MAX, |_, _| {});
             self.note_pull(n);
             return;
         };
         let room = out.room();
         let mut too_big = 0;
-        let n = self.rx.recv(room, &mut self.stats, |frame, hdr| {
+        let n = self.recv_batch(room, |frame, hdr| {
             if frame.len() > MAX_FRAME {
                 too_big += 1;
                 return;

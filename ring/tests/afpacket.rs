@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use shunt_ring::afpacket::{AfPacket, AfPacketOptions, DeviceError, TxError, TxMode};
+use shunt_ring::afpacket::{AfPacket, AfPacketOptions, DeviceError, RxMode, TxError, TxMode};
 use shunt_ring::apps::basic::{Sink, Source};
 use shunt_ring::netns;
 use shunt_ring::offload::{self, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VnetHdr};
@@ -48,6 +48,16 @@ fn open_in(ns: &str, ifname: &'static str, opts: AfPacketOptions) -> Result<AfPa
 
 fn open(ns: &str, ifname: &'static str) -> AfPacket {
     open_in(ns, ifname, AfPacketOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn open_rx(ns: &str, ifname: &'static str, rx_mode: RxMode) -> AfPacket {
+    let opts = AfPacketOptions {
+        rx_mode,
+        ..Default::default()
+    };
+    let dev = open_in(ns, ifname, opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dev.rx_mode(), rx_mode);
+    dev
 }
 
 /// Run `f` on a thread inside namespace `ns`.
@@ -209,6 +219,7 @@ fn open_errors_are_one_clear_line() {
     // More ring than a device may have: refused before the kernel
     // allocates anything.
     let opts = AfPacketOptions {
+        rx_mode: RxMode::Blocks,
         rx_block_size: 1 << 30,
         rx_block_count: 1 << 14,
         ..Default::default()
@@ -330,9 +341,9 @@ fn frames_from_a_kernel_udp_socket_are_received() {
 /// The kernel's own TCP, both ends, offloads on: the device sees the
 /// sender's GSO frames whole, with vnet headers, and `segment` turns them
 /// into valid MTU-sized frames carrying the right bytes.
-fn tcp_gso_is_received_and_segmented(v6: bool) {
+fn tcp_gso_is_received_and_segmented(v6: bool, rx_mode: RxMode) {
     let bed = bed();
-    let mut dev = open(&bed.a, "veth0");
+    let mut dev = open_rx(&bed.a, "veth0", rx_mode);
     let server_addr: SocketAddr = if v6 {
         "[2001:db8::1]:5001"
     } else {
@@ -425,25 +436,83 @@ fn tcp_gso_is_received_and_segmented(v6: bool) {
     assert!(bytes > TOTAL / 4, "only {bytes} bytes in GSO frames");
 }
 
+/// In frames mode the GSO frames (bigger than a slot) come from the
+/// socket's queue, in order with the small frames around them.
 #[test]
 fn kernel_tcp_gso_ipv4_is_received_and_segmented() {
-    tcp_gso_is_received_and_segmented(false);
+    tcp_gso_is_received_and_segmented(false, RxMode::Frames);
 }
 
 #[test]
 fn kernel_tcp_gso_ipv6_is_received_and_segmented() {
-    tcp_gso_is_received_and_segmented(true);
+    tcp_gso_is_received_and_segmented(true, RxMode::Frames);
+}
+
+#[test]
+fn kernel_tcp_gso_ipv4_is_received_and_segmented_in_blocks() {
+    tcp_gso_is_received_and_segmented(false, RxMode::Blocks);
+}
+
+/// Frames mode hands a lone frame over at once: poll(2) wakes for it
+/// without any block timeout (the blocks' timeout is set to 10 s here, so
+/// a device that waited for one would miss the 5 s poll).
+#[test]
+fn a_lone_frame_wakes_the_reader_in_frames_mode() {
+    let bed = bed();
+    let opts = AfPacketOptions {
+        rx_mode: RxMode::Frames,
+        rx_block_timeout_ms: 10_000,
+        ..Default::default()
+    };
+    let mut rx = open_in(&bed.b, "veth1", opts).unwrap();
+    let mut tx = open(&bed.a, "veth0");
+    // Whatever the kernel sent on its own (IPv6 router solicitations...).
+    drain(&mut rx, Duration::from_millis(50), Duration::from_secs(1));
+    let f = test_frame(rx.mac(), tx.mac(), 42, 100);
+    tx.send(&f, &VnetHdr::default()).unwrap();
+    tx.flush();
+    let mut got = None;
+    for _ in 0..8 {
+        let fd = rx.fd();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let five_s = rustix::event::Timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        };
+        let n = rustix::event::poll(&mut fds, Some(&five_s)).unwrap();
+        assert_eq!(n, 1, "poll did not wake for the frame");
+        rx.recv_batch(usize::MAX, |frame, _| {
+            if test_seq(frame) == Some(42) {
+                got = Some(frame.to_vec());
+            }
+        });
+        if got.is_some() {
+            break;
+        }
+    }
+    assert_eq!(got.as_deref(), Some(&f[..]));
 }
 
 /// Frames sent in each TX mode arrive at a second device in the peer
 /// namespace, in order, intact.
 #[test]
 fn both_tx_modes_deliver() {
+    for rx_mode in [RxMode::Frames, RxMode::Blocks] {
+        tx_modes_deliver(rx_mode);
+    }
+}
+
+/// Both ends in `rx_mode` (which also sets the TX ring's slot layout).
+fn tx_modes_deliver(rx_mode: RxMode) {
     let bed = bed();
-    let mut rx = open(&bed.b, "veth1");
+    let mut rx = open_rx(&bed.b, "veth1", rx_mode);
     for mode in [TxMode::Ring, TxMode::Sendmmsg] {
         let opts = AfPacketOptions {
             tx_mode: mode,
+            rx_mode,
             ..Default::default()
         };
         let mut tx = open_in(&bed.a, "veth0", opts).unwrap();
@@ -585,8 +654,14 @@ fn gso_frames_are_sent_with_their_vnet_header() {
 /// device puts it back.
 #[test]
 fn vlan_tags_are_put_back() {
+    for rx_mode in [RxMode::Frames, RxMode::Blocks] {
+        vlan_tag_is_put_back(rx_mode);
+    }
+}
+
+fn vlan_tag_is_put_back(rx_mode: RxMode) {
     let bed = bed();
-    let mut rx = open(&bed.a, "veth0");
+    let mut rx = open_rx(&bed.a, "veth0", rx_mode);
     let mut tx = open(&bed.b, "veth1");
     let mut f = test_frame([0xff; 6], tx.mac(), 7, 100);
     // Insert an 802.1Q tag, VLAN 5, priority 3.
@@ -1073,8 +1148,14 @@ fn promiscuous_while_open() {
 /// off inside a block.
 #[test]
 fn recv_batch_resumes_inside_a_block() {
+    for rx_mode in [RxMode::Frames, RxMode::Blocks] {
+        recv_batch_resumes(rx_mode);
+    }
+}
+
+fn recv_batch_resumes(rx_mode: RxMode) {
     let bed = bed();
-    let mut rx = open(&bed.b, "veth1");
+    let mut rx = open_rx(&bed.b, "veth1", rx_mode);
     let mut tx = open(&bed.a, "veth0");
     let (src, dst) = (tx.mac(), rx.mac());
     for i in 0..50 {

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Unmodified programs over shunt against the kernel, on one veth pair, in
+# one run (issue 5): iperf3 TCP both ways, sockperf TCP ping-pong latency
+# (shunt with and without busy polling), connections per second.
+#
+# Namespace s holds veth0, where the client runs; namespace k holds veth1
+# (192.0.2.2, the kernel) and every server. The kernel case gives veth0
+# the address 192.0.2.1; the shunt case takes it away again (no kernel
+# address at all on veth0, as in shim-tests) and runs the same client
+# under `shunt run` on veth0 with 192.0.2.1. Same servers, same wire.
+#
+# Prints BENCH / RATIO lines (DESIGN.md); ratios are shunt over the
+# kernel: higher is better for throughput and conn/s, lower for latency.
+# Every load is bounded in time. Needs root, iperf3, sockperf, gcc.
+# Knobs: BENCH_SECS (per measurement, default 3), BENCH_SPIN_US (100),
+# BENCH_CONNS (connections at most per conn/s case, 20000), BENCH_ROUNDS
+# (3: each figure is the median of this many rounds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SECS=${BENCH_SECS:-3}
+SPIN=${BENCH_SPIN_US:-100}
+# Connections per case: fewer than the ephemeral ports (shunt keeps a
+# closed connection's port for a while, issue noted in BENCHMARKS.md).
+CONNS=${BENCH_CONNS:-20000}
+ROUNDS=${BENCH_ROUNDS:-3}
+SHUNT=$ROOT/target/release/shunt
+for p in iperf3 sockperf gcc ip python3; do
+  command -v $p >/dev/null || { echo "bench_apps: $p is missing (make deps)" >&2; exit 1; }
+done
+[ -x "$SHUNT" ] && [ -f "$ROOT/target/release/libshunt.so" ] \
+  || { echo "bench_apps: build first (cargo build --release --workspace)" >&2; exit 1; }
+CPS=$ROOT/target/release/bench-cps
+gcc -O2 -Wall -o "$CPS" scripts/cps.c
+
+TAG=shunt-$$-bench
+S=$TAG-s
+K=$TAG-k
+cleanup() {
+  for ns in $S $K; do
+    for p in $(ip netns pids $ns 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+    ip netns del $ns 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+# Namespaces of earlier runs whose process is gone (a run killed with
+# SIGKILL could not remove its own).
+for ns in $(ip netns list | awk '{print $1}' | grep -E '^shunt-[0-9]+-bench-' || true); do
+  pid=${ns#shunt-}; pid=${pid%%-*}
+  [ -d /proc/$pid ] || { for p in $(ip netns pids $ns); do kill -9 $p; done; ip netns del $ns; }
+done
+
+ip netns add $S
+ip netns add $K
+ip -n $S link set lo up
+ip -n $K link set lo up
+ip -n $S link add veth0 type veth peer name veth1
+# No IPv6 link-local address on veth0: nothing but shunt answers there.
+ip netns exec $S sh -c 'echo 1 > /proc/sys/net/ipv6/conf/veth0/addr_gen_mode'
+ip -n $S link set veth1 netns $K
+ip -n $K addr add 192.0.2.2/24 dev veth1
+ip -n $K link set veth1 up
+ip -n $S link set veth0 up
+
+ins() { ip netns exec "$@"; }
+kernel_side() { ip -n $S addr replace 192.0.2.1/24 dev veth0; }
+shunt_side() {
+  ip -n $S addr flush dev veth0
+  ip -n $K neigh flush dev veth1
+}
+# The client, as the kernel or shunt ("shunt" or "shunt-spin") runs it.
+client() {
+  local mode=$1; shift
+  case $mode in
+    kernel) ins $S "$@" ;;
+    shunt) ins $S "$SHUNT" run --iface veth0 --addr 192.0.2.1/24 -- "$@" ;;
+    shunt-spin) ins $S "$SHUNT" run --iface veth0 --addr 192.0.2.1/24 --spin-us "$SPIN" -- "$@" ;;
+  esac
+}
+wait_listen() { # port: wait (5 s at most) until something listens in k
+  for _ in $(seq 100); do
+    ins $K ss -Hltn "sport = :$1" | grep -q . && return 0
+    sleep 0.05
+  done
+  echo "bench_apps: nothing listens on port $1" >&2
+  return 1
+}
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}' if b else 'nan')" "$1" "$2"; }
+
+# iperf3: Gbit/s received, client in s; -R: the server in k sends.
+iperf() { # mode port [-R]
+  local mode=$1 port=$2 rev=${3:-}
+  ins $K timeout $((SECS + 20)) iperf3 -s -B 192.0.2.2 -p "$port" -1 >/dev/null 2>&1 &
+  wait_listen "$port"
+  client "$mode" timeout $((SECS + 15)) iperf3 -c 192.0.2.2 -p "$port" -t "$SECS" $rev -J \
+    | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))'
+  wait
+}
+# sockperf TCP ping-pong, 64-byte messages: round trip p50 and p99 in us.
+ping_pong() { # mode port
+  local mode=$1 port=$2
+  client "$mode" timeout $((SECS + 15)) sockperf ping-pong --tcp -i 192.0.2.2 -p "$port" \
+    -t "$SECS" -m 64 --full-rtt 2>&1 \
+    | awk '/percentile 50.000 =/ {p50=$NF} /percentile 99.000 =/ {p99=$NF} END {if (p50 == "") exit 1; print p50, p99}'
+}
+cps() { # mode port
+  local mode=$1 port=$2
+  ins $K timeout $((SECS + 20)) "$CPS" server 192.0.2.2 "$port" $((SECS + 10)) &
+  local server=$!
+  wait_listen "$port"
+  client "$mode" timeout $((SECS + 15)) "$CPS" client 192.0.2.2 "$port" "$SECS" "$CONNS" | awk '{print $2}'
+  kill $server 2>/dev/null || true
+  wait $server 2>/dev/null || true
+}
+
+ins $K timeout $((ROUNDS * (12 * SECS + 60) + 60)) sockperf server --tcp -i 192.0.2.2 -p 11111 \
+  >/dev/null 2>&1 &
+wait_listen 11111
+
+# Rounds alternate the two cases, so that a change in the machine's load
+# falls on both; each figure is the median over the rounds. Every case and
+# round has its own server ports: a connection never meets a TIME_WAIT left
+# by an earlier one.
+declare -A R
+add() { R[$1]="${R[$1]:-} $2"; }
+for round in $(seq "$ROUNDS"); do
+  for mode in kernel shunt; do
+    if [ $mode = kernel ]; then kernel_side; base=$((5300 + 10 * round)); else shunt_side; base=$((5600 + 10 * round)); fi
+    add $mode-send "$(iperf $mode $base)"
+    add $mode-recv "$(iperf $mode $((base + 1)) -R)"
+    read -r p50 p99 < <(ping_pong $mode 11111)
+    add $mode-p50 "$p50"; add $mode-p99 "$p99"
+    if [ $mode = shunt ]; then
+      read -r p50 p99 < <(ping_pong shunt-spin 11111)
+      add spin-p50 "$p50"; add spin-p99 "$p99"
+    fi
+    add $mode-cps "$(cps $mode $((base + 2)))"
+  done
+done
+median() { python3 -c 'import statistics,sys; m = statistics.median(float(x) for x in sys.argv[1].split()); print("%.0f" % m if m >= 100 else "%.3g" % m)' "$1"; }
+for k in $(printf '%s\n' "${!R[@]}" | sort); do
+  echo "# $k, each round:${R[$k]}"
+  R[$k]=$(median "${R[$k]}")
+done
+
+for dir in send recv; do
+  echo "BENCH app-iperf3-$dir-kernel ${R[kernel-$dir]} Gbit/s"
+  echo "BENCH app-iperf3-$dir-shunt ${R[shunt-$dir]} Gbit/s"
+  echo "RATIO app-iperf3-$dir-vs-kernel $(ratio "${R[shunt-$dir]}" "${R[kernel-$dir]}")"
+done
+for q in p50 p99; do
+  echo "BENCH app-sockperf-rtt-$q-kernel ${R[kernel-$q]} us"
+  echo "BENCH app-sockperf-rtt-$q-shunt ${R[shunt-$q]} us"
+  echo "BENCH app-sockperf-rtt-$q-shunt-spin$SPIN ${R[spin-$q]} us"
+  echo "RATIO app-sockperf-rtt-$q-vs-kernel $(ratio "${R[shunt-$q]}" "${R[kernel-$q]}")"
+  echo "RATIO app-sockperf-rtt-$q-spin-vs-kernel $(ratio "${R[spin-$q]}" "${R[kernel-$q]}")"
+done
+echo "BENCH app-connect-kernel ${R[kernel-cps]} conn/s"
+echo "BENCH app-connect-shunt ${R[shunt-cps]} conn/s"
+echo "RATIO app-connect-vs-kernel $(ratio "${R[shunt-cps]}" "${R[kernel-cps]}")"
