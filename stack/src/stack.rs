@@ -1001,6 +1001,17 @@ impl Stack {
         self.run_deferred();
     }
 
+    /// A burst of received frames: `f` calls [`Stack::receive`] for each
+    /// frame the device has ready, and the ACKs that in-order data owes
+    /// go out once at the end, at most every 64 KiB (Linux acknowledges a
+    /// GRO packet once) instead of after every second segment.
+    pub fn receive_burst<R>(&mut self, now: Instant, f: impl FnOnce(&mut Stack) -> R) -> R {
+        self.tcp.begin_burst();
+        let r = f(self);
+        self.tcp(now.max(self.core.now), |t, cx| t.end_burst(cx));
+        r
+    }
+
     fn receive_frame(&mut self, frame: &[u8], offload: RxOffload) {
         self.core.counters.increment(Counter::EthInFrames);
         let Ok(eth) = EthernetFrame::parse(frame) else {

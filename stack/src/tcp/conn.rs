@@ -66,7 +66,14 @@ impl ChallengeLimit {
 pub(crate) struct Env<'a> {
     pub cfg: &'a TcpConfig,
     pub chal: &'a mut ChallengeLimit,
+    /// Inside a receive burst (`Stack::receive_burst`): the every-second-
+    /// segment ACK waits for the burst's end, as after GRO.
+    pub burst: bool,
 }
+
+/// In a receive burst, unacknowledged bytes past which the ACK goes at
+/// once anyway: Linux's largest GRO packet.
+const BURST_ACK_MAX: u32 = 65536;
 
 /// Linux's `icsk_ca_state`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +203,10 @@ pub(crate) struct Conn {
     delack_at: Option<Instant>,
     ack_pending: bool,
     ack_now: bool,
+    /// The ACK owed waits for the end of the receive burst.
+    pub(crate) burst_ack: bool,
+    /// On the layer's list of connections to ACK at the burst's end.
+    pub(crate) burst_listed: bool,
     quick: u32,
     seen_data: bool,
     last_data_rcv: Instant,
@@ -322,6 +333,8 @@ impl Conn {
             delack_at: None,
             ack_pending: false,
             ack_now: false,
+            burst_ack: false,
+            burst_listed: false,
             quick: 0,
             seen_data: false,
             last_data_rcv: now,
@@ -418,6 +431,7 @@ impl Conn {
     fn clear_timers(&mut self) {
         self.rtx_at = None;
         self.delack_at = None;
+        self.burst_ack = false;
         self.keepalive_at = None;
         self.fw2_at = None;
         self.cork_at = None;
@@ -1424,9 +1438,15 @@ impl Conn {
             return;
         }
         let unacked = (self.rcv_nxt - self.rcv_wup).max(0) as u32;
-        if unacked > self.rcv_mss || self.quick > 0 {
+        if self.quick > 0 || (unacked > self.rcv_mss && (!env.burst || unacked >= BURST_ACK_MAX)) {
             self.ack_now = true;
             return;
+        }
+        if unacked > self.rcv_mss {
+            // Many in-order segments of a burst are acknowledged as one
+            // (GRO); the delayed-ACK timer below still covers a burst
+            // that never ends.
+            self.burst_ack = true;
         }
         self.ack_pending = true;
         if self.delack_at.is_none() {
@@ -1576,8 +1596,19 @@ impl Conn {
         }
         self.ack_pending = false;
         self.ack_now = false;
+        self.burst_ack = false;
         self.delack_at = None;
         self.rcv_wup = self.rcv_nxt;
+    }
+
+    /// The end of a receive burst: the ACK it deferred goes now.
+    pub fn end_burst<C: TcpContext>(&mut self, ctx: &mut C, env: &mut Env, now: Instant) {
+        self.burst_listed = false;
+        if self.burst_ack {
+            self.burst_ack = false;
+            self.ack_now = true;
+            self.output(ctx, env, now);
+        }
     }
 
     /// A pure ACK now.
