@@ -678,6 +678,10 @@ impl Conn {
     /// Processes a segment for this connection.
     pub fn input<C: TcpContext>(&mut self, ctx: &mut C, env: &mut Env, seg: &Seg, now: Instant) {
         self.segs_in += 1;
+        if self.predicted(ctx, env, seg, now) {
+            self.output(ctx, env, now);
+            return;
+        }
         match self.state {
             TcpState::SynSent => self.input_syn_sent(ctx, env, seg, now),
             TcpState::Close | TcpState::Listen | TcpState::TimeWait => {}
@@ -851,6 +855,66 @@ impl Conn {
             // A retransmitted FIN (CLOSE_WAIT, CLOSING, LAST_ACK).
             self.ack_now = true;
         }
+    }
+
+    /// Header prediction (Linux's fast path in `tcp_rcv_established`):
+    /// the next in-order data segment of an established connection with
+    /// nothing of ours in flight, that acknowledges nothing new and
+    /// leaves the window as it was. Everything `input_sync` would check
+    /// and `process_ack` would do for it comes down to the few lines
+    /// below; anything else takes the full path. True if handled.
+    #[inline]
+    fn predicted<C: TcpContext>(
+        &mut self,
+        ctx: &mut C,
+        env: &mut Env,
+        seg: &Seg,
+        now: Instant,
+    ) -> bool {
+        let plain = seg.flags.0 & !TcpFlags::PSH.0 == TcpFlags::ACK.0;
+        if !(plain
+            && self.state == TcpState::Established
+            && seg.seq == self.rcv_nxt
+            && seg.ack == self.snd_una
+            && self.snd_una == self.snd_nxt
+            && !seg.payload.is_empty()
+            && seg.opts.sack.is_empty()
+            && self.ca == CaState::Open
+            && self.dupacks == 0
+            && self.sb.is_empty()
+            && self.rtx_at.is_none()
+            && self.asm.is_empty()
+            && self.ofo_fin.is_none()
+            && u32::from(seg.window) << self.snd_wscale == self.snd_wnd)
+        {
+            return false;
+        }
+        if self.ts_ok {
+            // PAWS (RFC 7323 5.3) passed, else the full path counts it.
+            let Some(ts) = seg.opts.timestamps else {
+                return false;
+            };
+            if (ts.val.wrapping_sub(self.ts_recent) as i32) < 0 {
+                return false;
+            }
+            if seg.seq.before_or_eq(self.rcv_wup) {
+                self.ts_recent = ts.val;
+                self.ts_recent_stamp = now;
+            }
+        }
+        // process_ack for an ACK of nothing new with nothing in flight:
+        // the window (unchanged) is recorded as updated by this segment,
+        // and the congestion state stays Open with no flight.
+        self.last_rcv = now;
+        self.probes = 0;
+        if self.snd_wl1.before(seg.seq) {
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+        }
+        let cwnd = self.cc.cwnd();
+        self.cwnd_limited = self.mss > cwnd || (self.cc.in_slow_start() && cwnd == 0);
+        self.rcv_data(ctx, env, seg, false, now);
+        true
     }
 
     /// The window to accept into (Linux's `tcp_receive_window`).
