@@ -16,11 +16,13 @@ use super::ring::Ring;
 use super::rtt::{self, RttEstimator, retransmit_budget};
 use super::scoreboard::Scoreboard;
 use super::{
-    Errno, SockAddr, SockOpts, TcpConfig, TcpContext, TcpCounter, TcpEvent, TcpState, emit,
-    mss_overhead,
+    Errno, IpAddr, SockAddr, SockOpts, TcpConfig, TcpContext, TcpCounter, TcpEvent, TcpState,
+    Transmit, emit, mss_overhead,
 };
+use crate::ip::IpProto;
 use crate::seq::SeqNum;
 use crate::time::{Duration, Instant};
+use crate::wire::checksum::{Checksum, pseudo_header};
 use crate::wire::tcp::{
     MAX_WINDOW_SCALE, SackBlock, SackBlocks, TcpBuilder, TcpFlags, TcpOptionSet, Timestamps,
 };
@@ -74,6 +76,9 @@ pub(crate) struct Env<'a> {
 /// In a receive burst, unacknowledged bytes past which the ACK goes at
 /// once anyway: Linux's largest GRO packet.
 const BURST_ACK_MAX: u32 = 65536;
+
+/// Most full segments built as one run (about a 64 KiB GSO packet).
+const RUN_MAX: u32 = 44;
 
 /// Linux's `icsk_ca_state`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1606,6 +1611,86 @@ impl Conn {
         true
     }
 
+    /// `k` full segments of new data from `seq`, `mss` bytes each, none
+    /// the last of the data and with no SACK blocks to carry: the first
+    /// is built as [`Conn::xmit`] builds it, the others are its header
+    /// with their own sequence number and checksum (software GSO).
+    /// Returns how many went out.
+    fn xmit_run<C: TcpContext>(
+        &mut self,
+        ctx: &mut C,
+        seq: SeqNum,
+        mss: u32,
+        k: u32,
+        now: Instant,
+    ) -> u32 {
+        let window = self.select_window();
+        let mut b = TcpBuilder {
+            src_port: self.local.port,
+            dst_port: self.remote.port,
+            seq,
+            ack: self.rcv_nxt,
+            flags: TcpFlags::ACK,
+            window,
+            urgent_ptr: 0,
+            options: TcpOptionSet::default(),
+        };
+        self.ack_options_into(&mut b.options, now);
+        let hl = b.header_len();
+        let len = hl + mss as usize;
+        let (src, dst) = (self.local.ip, self.remote.ip);
+        let pseudo = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header(&s, &d, IpProto::TCP, len as u32),
+            (IpAddr::V6(s), IpAddr::V6(d)) => pseudo_header(&s, &d, IpProto::TCP, len as u32),
+            _ => return 0,
+        };
+        let tx = Transmit {
+            src,
+            dst,
+            len,
+            ttl: self.opts.ttl,
+            tos: self.opts.tos,
+        };
+        let base = (seq - self.snd_buf_seq).max(0) as usize;
+        let snd = &self.snd;
+        let mut hdr = [0u8; 60];
+        let sent = ctx.send_run(tx, k as usize, |i, buf| {
+            let buf = &mut buf[..len];
+            let (p1, p2) = snd.slices(base + i * mss as usize, mss as usize);
+            buf[hl..hl + p1.len()].copy_from_slice(p1);
+            buf[hl + p1.len()..].copy_from_slice(p2);
+            if i == 0 {
+                let r = match (src, dst) {
+                    (IpAddr::V4(s), IpAddr::V4(d)) => b.emit(&s, &d, buf),
+                    (IpAddr::V6(s), IpAddr::V6(d)) => b.emit(&s, &d, buf),
+                    _ => Err(crate::wire::BuildError::InvalidField),
+                };
+                debug_assert!(r.is_ok());
+                if r.is_err() {
+                    // The buffer may hold an earlier frame's bytes.
+                    buf.fill(0);
+                }
+                hdr[..hl].copy_from_slice(&buf[..hl]);
+                hdr[16..18].fill(0);
+            } else {
+                buf[..hl].copy_from_slice(&hdr[..hl]);
+                let s = seq + i as u32 * mss;
+                buf[4..8].copy_from_slice(&s.get().to_be_bytes());
+                let mut c: Checksum = pseudo;
+                let sum = c.add_bytes(buf).checksum();
+                buf[16..18].copy_from_slice(&sum.to_be_bytes());
+            }
+        }) as u32;
+        if sent > 0 {
+            ctx.count(TcpCounter::OutSegs, u64::from(sent));
+            self.segs_out += sent;
+            self.acked_sent(now);
+            self.last_send = now;
+            self.last_data_sent = now;
+        }
+        sent
+    }
+
     /// SACK blocks the next segment will carry (what `ack_options_into` puts
     /// in).
     fn sack_blocks_pending(&self) -> usize {
@@ -1784,6 +1869,34 @@ impl Conn {
                     break;
                 }
                 let seq = self.snd_nxt;
+                // Full segments that are not the last of the data (that
+                // one carries PSH), as many as the windows allow: one
+                // header built, the rest copied from it.
+                if len == mss && !fin {
+                    let k = ((wnd_end - seq) as u32 / mss)
+                        .min((cwnd - pipe) / mss)
+                        .min((unsent - 1) / mss)
+                        .min(RUN_MAX);
+                    if k >= 2 && self.sack_blocks_pending() == 0 {
+                        let sent = self.xmit_run(ctx, seq, mss, k, now);
+                        if sent == 0 {
+                            return;
+                        }
+                        ctx.count(TcpCounter::TcpOrigDataSent, u64::from(sent));
+                        if self.rtt_seq.is_none() && self.retransmits == 0 {
+                            self.rtt_seq = Some((seq + mss, now));
+                        }
+                        self.snd_nxt = seq + sent * mss;
+                        pipe += sent * mss;
+                        if self.rtx_at.is_none() || self.rtx_kind == RtxKind::Probe {
+                            self.arm_rtx(now, RtxKind::Retransmit);
+                        }
+                        if sent < k {
+                            return;
+                        }
+                        continue;
+                    }
+                }
                 if !self.xmit(ctx, seq, len, fin, now) {
                     return;
                 }
