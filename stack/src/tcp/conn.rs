@@ -681,11 +681,19 @@ impl Conn {
     // ---- input ----
 
     /// Processes a segment for this connection.
-    pub fn input<C: TcpContext>(&mut self, ctx: &mut C, env: &mut Env, seg: &Seg, now: Instant) {
+    /// A segment for this connection. True if header prediction took it
+    /// (the state is still ESTABLISHED).
+    pub fn input<C: TcpContext>(
+        &mut self,
+        ctx: &mut C,
+        env: &mut Env,
+        seg: &Seg,
+        now: Instant,
+    ) -> bool {
         self.segs_in += 1;
         if self.predicted(ctx, env, seg, now) {
             self.output(ctx, env, now);
-            return;
+            return true;
         }
         match self.state {
             TcpState::SynSent => self.input_syn_sent(ctx, env, seg, now),
@@ -693,6 +701,7 @@ impl Conn {
             _ => self.input_sync(ctx, env, seg, now),
         }
         self.output(ctx, env, now);
+        false
     }
 
     fn input_syn_sent<C: TcpContext>(
@@ -1413,7 +1422,10 @@ impl Conn {
         // Quick ACKs at the start and after an idle spell (Linux's
         // tcp_event_data_recv).
         if !data.is_empty() {
-            if !self.seen_data || now - self.last_data_rcv > self.rtt.rto() {
+            // The RTO is never below its floor: most segments are
+            // decided without computing it.
+            let idle = now - self.last_data_rcv;
+            if !self.seen_data || (idle > self.rtt.rto_floor() && idle > self.rtt.rto()) {
                 let w = self.rcv_wnd() / (2 * self.rcv_mss.max(1));
                 self.quick = w.clamp(2, 16);
                 self.seen_data = true;

@@ -749,17 +749,23 @@ impl TcpLayer {
                     // A new SYN took over the TIME_WAIT: on to a listener.
                 }
                 Slot::Sock(_) => {
-                    let list = self.with_conn(i, |c, env| {
-                        c.input(ctx, env, seg, now);
+                    let r = self.with_conn(i, |c, env| {
+                        let predicted = c.input(ctx, env, seg, now);
                         let list = c.burst_ack && !c.burst_listed;
                         c.burst_listed |= list;
-                        list
+                        (predicted, list)
                     });
-                    if list == Some(true) {
+                    let Some((predicted, list)) = r else { return };
+                    if list {
                         let g = self.entries[i as usize].gen_;
                         self.burst_acks.push((i, g));
                     }
-                    self.post(ctx, i);
+                    if predicted {
+                        // Still ESTABLISHED: only the timers may have moved.
+                        self.reschedule(i);
+                    } else {
+                        self.post(ctx, i);
+                    }
                     return;
                 }
                 Slot::Free(_) => return,
