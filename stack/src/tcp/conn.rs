@@ -227,7 +227,9 @@ pub(crate) struct Conn {
     rcvq_space: u32,
     rcvq_time: Instant,
     rcvq_seq: SeqNum,
-    rcv_rtt: Option<Duration>,
+    /// Least receive RTT seen through timestamps, ms (`u32::MAX`: none
+    /// yet); kept in ms so that each segment costs a compare.
+    rcv_rtt_ms: u32,
 
     // Statistics for TCP_INFO.
     pub total_retrans: u32,
@@ -353,7 +355,7 @@ impl Conn {
             rcvq_space: 10 * u32::from(advmss),
             rcvq_time: now,
             rcvq_seq: SeqNum::new(0),
-            rcv_rtt: None,
+            rcv_rtt_ms: u32::MAX,
             total_retrans: 0,
             bytes_acked: 0,
             bytes_received: 0,
@@ -1435,8 +1437,7 @@ impl Conn {
             if let Some(ts) = seg.opts.timestamps.filter(|t| self.ts_ok && t.ecr != 0) {
                 let ms = self.ts_val(now).wrapping_sub(ts.ecr);
                 if ms < 1 << 31 {
-                    let d = Duration::from_millis(u64::from(ms.max(1)));
-                    self.rcv_rtt = Some(self.rcv_rtt.map_or(d, |r| r.min(d)));
+                    self.rcv_rtt_ms = self.rcv_rtt_ms.min(ms.max(1));
                 }
             }
         }
@@ -2266,8 +2267,9 @@ impl Conn {
     /// receive RTT, if the application drained more than before, grow the
     /// buffer to twice that (plus growth headroom), up to `tcp_rmem[2]`.
     fn rcv_space_adjust(&mut self, env: &Env, now: Instant) {
-        let rtt = self
-            .rcv_rtt
+        let rcv_rtt = (self.rcv_rtt_ms != u32::MAX)
+            .then(|| Duration::from_millis(u64::from(self.rcv_rtt_ms)));
+        let rtt = rcv_rtt
             .or(self.rtt.srtt())
             .unwrap_or(Duration::from_millis(10))
             .max(Duration::from_micros(100));
