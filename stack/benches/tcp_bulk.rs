@@ -2,7 +2,9 @@
 //!
 //! Two shunt stacks, then two smoltcp stacks (an `Interface` and a TCP
 //! socket each), are joined back to back in memory: shunt's frames go
-//! from one stack's `transmit_with` straight into the other's `receive`;
+//! from one stack's `transmit_with` straight into the other's `receive`,
+//! all the frames ready in one direction as one `receive_burst` (what a
+//! driver does with a batch of received frames);
 //! smoltcp's are written by its interface into a queue of recycled frame
 //! buffers that the other interface reads (its device API). Either way a
 //! payload byte is copied once from the send buffer onto "the wire".
