@@ -80,6 +80,12 @@ const BURST_ACK_MAX: u32 = 65536;
 /// Most full segments built as one run (about a 64 KiB GSO packet).
 const RUN_MAX: u32 = 44;
 
+/// Added to the loss probe's two RTTs: the peer's longest delayed ACK when
+/// one segment is out (RFC 8985's WCDelAckT, Linux's TCP_RTO_MIN), else
+/// Linux's TCP_TIMEOUT_MIN.
+const TLP_DELACK: Duration = Duration::from_millis(200);
+const TLP_MIN: Duration = Duration::from_millis(2);
+
 /// Linux's `icsk_ca_state`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CaState {
@@ -202,6 +208,14 @@ pub(crate) struct Conn {
     rtx_at: Option<Instant>,
     rtx_kind: RtxKind,
     rto_armed_at: Instant,
+    /// Tail loss probe (RFC 8985 7): when the probe goes if no ACK comes
+    /// first, and, while one is out, `snd_nxt` when it was sent, where
+    /// it started, and whether it retransmitted (rather than sent new
+    /// data).
+    tlp_at: Option<Instant>,
+    tlp_high: Option<SeqNum>,
+    tlp_seq: SeqNum,
+    tlp_retrans: bool,
     retrans_stamp: Option<Instant>,
     pub retransmits: u32,
     pub probes: u32,
@@ -333,6 +347,10 @@ impl Conn {
             rxt_log: std::collections::VecDeque::new(),
             rtx_at: None,
             rtx_kind: RtxKind::Retransmit,
+            tlp_at: None,
+            tlp_high: None,
+            tlp_seq: SeqNum::new(0),
+            tlp_retrans: false,
             rto_armed_at: now,
             retrans_stamp: None,
             retransmits: 0,
@@ -437,6 +455,7 @@ impl Conn {
 
     fn clear_timers(&mut self) {
         self.rtx_at = None;
+        self.tlp_at = None;
         self.delack_at = None;
         self.burst_ack = false;
         self.keepalive_at = None;
@@ -471,7 +490,7 @@ impl Conn {
         }
         min(
             min(min(self.rtx_at, self.delack_at), self.keepalive_at),
-            min(self.fw2_at, self.cork_at),
+            min(min(self.fw2_at, self.cork_at), self.tlp_at),
         )
     }
 
@@ -1039,6 +1058,7 @@ impl Conn {
 
         // SACK.
         let mut newly_sacked = 0;
+        let mut dsack_tlp = false;
         if self.sack_ok && !seg.opts.sack.is_empty() {
             let blocks = seg.opts.sack.as_slice();
             for (i, b) in blocks.iter().enumerate() {
@@ -1049,6 +1069,10 @@ impl Conn {
                         }));
                 if is_dsack {
                     ctx.count(TcpCounter::TcpDsackRecv, 1);
+                    dsack_tlp |= self.tlp_retrans
+                        && self
+                            .tlp_high
+                            .is_some_and(|h| b.left.before(h) && b.right.after(self.tlp_seq));
                     continue;
                 }
                 if b.right.after(b.left) && (b.right - b.left) < (1 << 30) {
@@ -1099,6 +1123,26 @@ impl Conn {
             if (self.nospace || !was_writable) && self.writable() {
                 self.nospace = false;
                 ctx.event(TcpEvent::Writable(self.id));
+            }
+        }
+
+        // The end of a loss probe episode (RFC 8985 7.4, Linux's
+        // tcp_process_tlp_ack): a retransmitted probe that the peer did
+        // not report as a duplicate repaired a loss, which costs the
+        // congestion window what fast recovery would have.
+        if let Some(h) = self.tlp_high
+            && !ack.before(h)
+        {
+            if !self.tlp_retrans || dsack_tlp {
+                self.tlp_high = None;
+            } else if ack.after(h) {
+                self.cc.on_loss(self.in_flight());
+                self.cc.on_recovery_end();
+                ctx.count(TcpCounter::TcpLossProbeRecovery, 1);
+                self.tlp_high = None;
+            } else if acked == 0 && seg.payload.is_empty() && newly_sacked == 0 {
+                // A pure duplicate ACK: original and probe both arrived.
+                self.tlp_high = None;
             }
         }
 
@@ -1193,6 +1237,7 @@ impl Conn {
                     && self.snd_nxt != self.snd_una
                 {
                     self.ca = CaState::Recovery;
+                    self.tlp_high = None;
                     self.recover = self.snd_nxt;
                     self.high_rxt = self.snd_una;
                     self.rxt_log.clear();
@@ -1807,6 +1852,83 @@ impl Conn {
         {
             self.send_ack(ctx, now);
         }
+        if self.snd_nxt != self.snd_una || self.tlp_at.is_some() {
+            self.schedule_tlp(now);
+        }
+    }
+
+    /// Linux's tcp_schedule_loss_probe (RFC 8985 7.2): with data in
+    /// flight, SACK, the Open state and no probe out, a probe is due two
+    /// smoothed RTTs after the last transmission or ACK (plus the peer's
+    /// longest delayed ACK when one segment is out). Only when that is
+    /// before the RTO, which stays armed behind it.
+    fn schedule_tlp(&mut self, now: Instant) {
+        self.tlp_at = None;
+        if self.snd_nxt == self.snd_una
+            || !self.sack_ok
+            || self.ca != CaState::Open
+            || self.tlp_high.is_some()
+            || self.rtx_kind != RtxKind::Retransmit
+            || !matches!(self.state, TcpState::Established | TcpState::CloseWait)
+        {
+            return;
+        }
+        let (Some(srtt), Some(rto_at)) = (self.rtt.srtt(), self.rtx_at) else {
+            return;
+        };
+        let extra = if self.in_flight() <= self.mss {
+            TLP_DELACK
+        } else {
+            TLP_MIN
+        };
+        let at = now + srtt * 2 + extra;
+        if at < rto_at {
+            self.tlp_at = Some(at);
+        }
+    }
+
+    /// Linux's tcp_send_loss_probe (RFC 8985 7.3): one segment of new
+    /// data if the peer's window takes it, else the last segment sent,
+    /// again; then the RTO afresh. Any ACK this draws lets SACK recovery
+    /// repair a lost tail without waiting for the RTO.
+    fn send_tlp<C: TcpContext>(&mut self, ctx: &mut C, now: Instant) {
+        if self.snd_nxt == self.snd_una || self.ca != CaState::Open || self.tlp_high.is_some() {
+            return;
+        }
+        let mss = self.cur_mss();
+        let unsent = self.unsent();
+        let seq = self.snd_nxt;
+        let len = unsent.min(mss);
+        let fits = !(seq + len).after(self.snd_una + self.snd_wnd);
+        if unsent > 0 && fits {
+            let fin = self.fin_queued && len == unsent;
+            if !self.xmit(ctx, seq, len, fin, now) {
+                return;
+            }
+            ctx.count(TcpCounter::TcpOrigDataSent, 1);
+            self.snd_nxt = seq + len + u32::from(fin);
+            if len < mss {
+                self.snd_sml = self.snd_nxt;
+            }
+            self.tlp_retrans = false;
+            self.tlp_seq = seq;
+        } else {
+            let fin = self.fin_sent();
+            let end = if fin { self.snd_nxt - 1 } else { self.snd_nxt };
+            let len = ((end - self.snd_una).max(0) as u32).min(mss);
+            let seq = end - len;
+            if !self.xmit(ctx, seq, len, fin, now) {
+                return;
+            }
+            self.tlp_retrans = true;
+            self.tlp_seq = seq;
+            self.total_retrans += 1;
+            self.rtt_seq = None;
+            ctx.count(TcpCounter::RetransSegs, 1);
+        }
+        self.tlp_high = Some(self.snd_nxt);
+        ctx.count(TcpCounter::TcpLossProbes, 1);
+        self.arm_rtx(now, RtxKind::Retransmit);
     }
 
     fn send_data<C: TcpContext>(&mut self, ctx: &mut C, env: &mut Env, now: Instant) {
@@ -1986,6 +2108,12 @@ impl Conn {
     // ---- timers ----
 
     pub fn on_timer<C: TcpContext>(&mut self, ctx: &mut C, env: &mut Env, now: Instant) {
+        if let Some(t) = self.tlp_at
+            && t <= now
+        {
+            self.tlp_at = None;
+            self.send_tlp(ctx, now);
+        }
         if let Some(t) = self.rtx_at
             && t <= now
         {
@@ -2094,6 +2222,8 @@ impl Conn {
             return;
         }
         ctx.count(TcpCounter::TcpTimeouts, 1);
+        self.tlp_high = None;
+        self.tlp_at = None;
         let flight = self.in_flight();
         if self.ca != CaState::Loss {
             self.cc.on_timeout(flight);

@@ -265,6 +265,8 @@ counters! {
     TcpPureAcks = "TCPPureAcks",
     TcpHpAcks = "TCPHPAcks",
     TcpOrigDataSent = "TCPOrigDataSent",
+    TcpLossProbes = "TCPLossProbes",
+    TcpLossProbeRecovery = "TCPLossProbeRecovery",
 }
 
 /// A plain array of counters, for contexts that just want to keep them.
