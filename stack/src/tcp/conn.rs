@@ -1232,7 +1232,14 @@ impl Conn {
                 }
                 let lost =
                     self.sack_ok && self.sb.lost_boundary(self.snd_una, mss).after(self.snd_una);
-                if (lost || self.dupacks >= 3)
+                // A loss probe SACKed above a hole: what is still missing
+                // below it went out at least two RTTs before it, so it is
+                // lost (what RFC 8985's RACK concludes), however few
+                // segments were SACKed.
+                let tlp_hole = self.tlp_high.is_some()
+                    && self.snd_una.before(self.tlp_seq)
+                    && self.sb.next_unsacked(self.tlp_seq) != self.tlp_seq;
+                if (lost || tlp_hole || self.dupacks >= 3)
                     && self.snd_una.after_or_eq(self.recover)
                     && self.snd_nxt != self.snd_una
                 {
@@ -1242,6 +1249,9 @@ impl Conn {
                     self.high_rxt = self.snd_una;
                     self.rxt_log.clear();
                     self.head_lost_to = self.snd_una + mss;
+                    if tlp_hole {
+                        self.head_lost_to = self.head_lost_to.latest(self.tlp_seq);
+                    }
                     self.rtt_seq = None;
                     self.cc.on_loss(self.in_flight());
                     ctx.count(
