@@ -2,7 +2,9 @@
 //!
 //! Two shunt stacks, then two smoltcp stacks (an `Interface` and a TCP
 //! socket each), are joined back to back in memory: shunt's frames go
-//! from one stack's `transmit_with` straight into the other's `receive`;
+//! from one stack's `transmit_with` straight into the other's `receive`,
+//! all the frames ready in one direction as one `receive_burst` (what a
+//! driver does with a batch of received frames);
 //! smoltcp's are written by its interface into a queue of recycled frame
 //! buffers that the other interface reads (its device API). Either way a
 //! payload byte is copied once from the send buffer onto "the wire".
@@ -140,12 +142,14 @@ fn shunt_bulk(total: u64) -> Result {
         // A -> B: each frame lent by A straight to B (no copy: shunt's
         // frames are built in its own buffers, where smoltcp builds them
         // in the device's; either way one copy from the send buffer).
-        while a
-            .transmit_with(t, |f| b.receive(f, RxOffload::None, t))
-            .is_some()
-        {
-            frames += 1;
-        }
+        b.receive_burst(t, |b| {
+            while a
+                .transmit_with(t, |f| b.receive(f, RxOffload::None, t))
+                .is_some()
+            {
+                frames += 1;
+            }
+        });
         // The reader.
         if server.is_none() {
             server = b.tcp(t, |tc, cx| tc.accept(cx, l)).ok().map(|(s, _)| s);
@@ -164,12 +168,14 @@ fn shunt_bulk(total: u64) -> Result {
             }
         }
         // B -> A.
-        while b
-            .transmit_with(t, |f| a.receive(f, RxOffload::None, t))
-            .is_some()
-        {
-            frames += 1;
-        }
+        a.receive_burst(t, |a| {
+            while b
+                .transmit_with(t, |f| a.receive(f, RxOffload::None, t))
+                .is_some()
+            {
+                frames += 1;
+            }
+        });
         for s in [&mut a, &mut b] {
             if s.next_deadline().is_some_and(|d| d <= t) {
                 s.on_timer(t);

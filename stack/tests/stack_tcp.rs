@@ -5,7 +5,7 @@
 mod stack_util;
 
 use shunt_stack::tcp::{
-    Domain, IpAddr, Poll, RecvFlags, SendFlags, SockAddr, TcpCounter, TcpState,
+    Domain, IpAddr, Poll, RecvFlags, SendFlags, SockAddr, SockOpt, TcpCounter, TcpState,
 };
 use shunt_stack::time::Duration;
 use shunt_stack::{Ipv4Addr, Stack};
@@ -214,4 +214,109 @@ fn fold(b: &[u8]) -> u16 {
         s = (s & 0xffff) + (s >> 16);
     }
     s as u16
+}
+
+/// The TCP frames `s` has ready, drained: (ack number, payload length).
+fn drain_tcp(s: &mut Stack, now: shunt_stack::time::Instant) -> Vec<(Vec<u8>, u32, usize)> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Some(n) = s.poll_transmit(now, &mut buf) {
+        let p = check_frame(&buf[..n]);
+        if let Some(etherparse::TransportSlice::Tcp(t)) = &p.transport {
+            let (ack, len) = (t.acknowledgment_number(), t.payload().len());
+            out.push((buf[..n].to_vec(), ack, len));
+        }
+    }
+    out
+}
+
+#[test]
+fn receive_burst_acks_in_order_data_once_per_64k() {
+    let mut n = Net::new();
+    let now = n.now;
+    let l = n.b.tcp(now, |t, cx| {
+        let l = t.socket(Domain::V4);
+        t.set_option(cx, l, SockOpt::RcvBuf, 1 << 17).unwrap();
+        t.bind(cx, l, addr(Ipv4Addr::UNSPECIFIED, 80)).unwrap();
+        t.listen(cx, l, 16).unwrap();
+        l
+    });
+    let c = n.a.tcp(now, |t, cx| {
+        let c = t.socket(Domain::V4);
+        t.set_option(cx, c, SockOpt::SndBuf, 1 << 17).unwrap();
+        let _ = t.connect(cx, c, addr(B, 80));
+        c
+    });
+    n.advance(Duration::from_millis(10));
+    let (s, _) = n.b.tcp(n.now, |t, cx| t.accept(cx, l)).unwrap();
+    let data = vec![7u8; 400_000];
+    let mut sent = 0;
+    // Past the quick-ACK start, with a congestion window of more than
+    // 64 KiB.
+    for _ in 0..100 {
+        let t = n.now;
+        if let Ok(k) = n.a.tcp(t, |tc, cx| {
+            tc.send(cx, c, &data[sent..200_000], SendFlags::default())
+        }) {
+            sent += k;
+        }
+        n.advance(Duration::from_millis(1));
+        let t = n.now;
+        recv_all(&mut n.b, s, t);
+        if sent == 200_000 && n.a.tcp_layer().tcp_info(c, t).unwrap().unacked == 0 {
+            break;
+        }
+    }
+    assert_eq!(sent, 200_000);
+    // The same flight of segments, one frame at a time and then as one
+    // burst: (ACK frames B sends, the last ACK number, the flight's end).
+    let mut flight = |n: &mut Net, burst: bool| {
+        let t = n.now;
+        let k =
+            n.a.tcp(t, |tc, cx| {
+                tc.send(cx, c, &data[sent..sent + 80_000], SendFlags::default())
+            })
+            .unwrap();
+        sent += k;
+        let frames = drain_tcp(&mut n.a, t);
+        let segs = frames.iter().filter(|f| f.2 > 0).count();
+        assert!(segs >= 50, "a flight of {segs} segments");
+        let mut acks = Vec::new();
+        if burst {
+            n.b.receive_burst(t, |b| {
+                for f in &frames {
+                    b.receive(&f.0, shunt_stack::RxOffload::None, t);
+                }
+            });
+            acks = drain_tcp(&mut n.b, t);
+        } else {
+            for f in &frames {
+                n.b.receive(&f.0, shunt_stack::RxOffload::None, t);
+                acks.extend(drain_tcp(&mut n.b, t));
+            }
+        }
+        for a in &acks {
+            assert_eq!(a.2, 0, "a pure ACK");
+            n.a.receive(&a.0, shunt_stack::RxOffload::None, t);
+        }
+        n.advance(Duration::from_millis(1));
+        let t = n.now;
+        recv_all(&mut n.b, s, t);
+        (segs, acks)
+    };
+    let (segs, acks) = flight(&mut n, false);
+    // Every second full segment, as Linux without GRO.
+    assert!(
+        acks.len() >= segs / 2,
+        "{} ACKs for {segs} segments",
+        acks.len()
+    );
+    let (segs, acks) = flight(&mut n, true);
+    // 80 000 bytes in one burst: one ACK at 64 KiB, one at the end.
+    assert_eq!(acks.len(), 2, "{} ACKs for {segs} segments", acks.len());
+    let last = acks[1].1;
+    let first = acks[0].1;
+    assert!(last.wrapping_sub(first) > 0 && last.wrapping_sub(first) < 80_000 - 65_536 + 1448);
+    assert_eq!(n.a.tcp_layer().tcp_info(c, n.now).unwrap().unacked, 0);
+    assert_eq!(n.a.tcp_counter(TcpCounter::RetransSegs), 0);
 }

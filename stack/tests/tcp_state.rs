@@ -1071,3 +1071,109 @@ fn reset_while_queued_is_still_accepted() {
         Err(Errno::ECONNRESET)
     );
 }
+
+/// RFC 8985 7: the last segment of a flight is lost and the peer's ACK
+/// for the one before it waits for its delayed-ACK timer. A probe two
+/// RTTs after the last ACK retransmits the tail, long before the RTO; the
+/// next ACK past the probe costs the congestion window.
+#[test]
+fn lost_tail_is_repaired_by_a_loss_probe_before_the_rto() {
+    let mut net = Net::new(cfg());
+    let (_l, c, s) = connect_pair(&mut net, 80);
+    // Past the quick-ACK start, with an RTT sample.
+    let warm = vec![1u8; 200_000];
+    let mut sent = 0;
+    let mut got = 0;
+    let ok = net.run_until(Duration::from_secs(5), |n| {
+        if sent < warm.len() {
+            sent += send(n, 0, c, &warm[sent..]).unwrap_or(0);
+        }
+        got += recv_all(n, 1, s).unwrap().len();
+        got == warm.len() && n.hosts[0].tcp.tcp_info(c, n.now).unwrap().unacked == 0
+    });
+    assert!(ok, "warm-up");
+    net.run_for(Duration::from_millis(50));
+    let mss = net.hosts[0].tcp.tcp_info(c, net.now).unwrap().snd_mss as usize;
+    let data: Vec<u8> = (0..10 * mss).map(|i| (i % 251) as u8).collect();
+    let a_ip = ip(A);
+    let mut n = 0;
+    net.drop_filter = Some(Box::new(move |p| {
+        if p.src != a_ip || p.seg().payload().is_empty() {
+            return false;
+        }
+        n += 1;
+        n == 10
+    }));
+    let t0 = net.now;
+    assert_eq!(send(&mut net, 0, c, &data), Ok(data.len()));
+    let mut got = Vec::new();
+    let ok = net.run_until(Duration::from_secs(2), |n| {
+        got.extend(recv_all(n, 1, s).unwrap());
+        got.len() == data.len() && n.hosts[0].tcp.tcp_info(c, n.now).unwrap().unacked == 0
+    });
+    assert!(ok, "the tail never arrived");
+    assert_eq!(got, data);
+    let took = net.now - t0;
+    assert!(took < Duration::from_millis(50), "repaired after {took:?}");
+    let h = &net.hosts[0];
+    assert_eq!(h.ctx.count(TcpCounter::TcpLossProbes), 1);
+    assert_eq!(h.ctx.count(TcpCounter::TcpTimeouts), 0);
+    assert_eq!(h.ctx.count(TcpCounter::RetransSegs), 1);
+    assert_eq!(h.ctx.count(TcpCounter::TcpLossProbeRecovery), 0);
+    let cwnd = h.tcp.tcp_info(c, net.now).unwrap().snd_cwnd;
+    // More data: its ACK passes the probe, which had repaired a loss.
+    assert_eq!(send(&mut net, 0, c, &data[..mss]), Ok(mss));
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(recv_all(&mut net, 1, s).unwrap(), &data[..mss]);
+    let h = &net.hosts[0];
+    assert_eq!(h.ctx.count(TcpCounter::TcpLossProbeRecovery), 1);
+    assert!(h.tcp.tcp_info(c, net.now).unwrap().snd_cwnd < cwnd);
+}
+
+/// The last two segments of a flight are lost: the probe (the last one
+/// again) is SACKed above the hole, which is then lost however few
+/// segments were SACKed, and repaired at once, without the RTO.
+#[test]
+fn two_lost_tail_segments_are_repaired_after_the_loss_probe() {
+    let mut net = Net::new(cfg());
+    let (_l, c, s) = connect_pair(&mut net, 80);
+    let warm = vec![1u8; 200_000];
+    let mut sent = 0;
+    let mut got = 0;
+    let ok = net.run_until(Duration::from_secs(5), |n| {
+        if sent < warm.len() {
+            sent += send(n, 0, c, &warm[sent..]).unwrap_or(0);
+        }
+        got += recv_all(n, 1, s).unwrap().len();
+        got == warm.len() && n.hosts[0].tcp.tcp_info(c, n.now).unwrap().unacked == 0
+    });
+    assert!(ok, "warm-up");
+    net.run_for(Duration::from_millis(50));
+    let mss = net.hosts[0].tcp.tcp_info(c, net.now).unwrap().snd_mss as usize;
+    let data: Vec<u8> = (0..10 * mss).map(|i| (i % 251) as u8).collect();
+    let a_ip = ip(A);
+    let mut n = 0;
+    net.drop_filter = Some(Box::new(move |p| {
+        if p.src != a_ip || p.seg().payload().is_empty() {
+            return false;
+        }
+        n += 1;
+        n == 9 || n == 10
+    }));
+    let t0 = net.now;
+    assert_eq!(send(&mut net, 0, c, &data), Ok(data.len()));
+    let mut got = Vec::new();
+    let ok = net.run_until(Duration::from_secs(2), |n| {
+        got.extend(recv_all(n, 1, s).unwrap());
+        got.len() == data.len() && n.hosts[0].tcp.tcp_info(c, n.now).unwrap().unacked == 0
+    });
+    assert!(ok, "the tail never arrived");
+    assert_eq!(got, data);
+    let took = net.now - t0;
+    assert!(took < Duration::from_millis(50), "repaired after {took:?}");
+    let h = &net.hosts[0];
+    assert_eq!(h.ctx.count(TcpCounter::TcpLossProbes), 1);
+    assert_eq!(h.ctx.count(TcpCounter::TcpTimeouts), 0);
+    assert_eq!(h.ctx.count(TcpCounter::TcpSackRecovery), 1);
+    assert_eq!(h.ctx.count(TcpCounter::RetransSegs), 2);
+}

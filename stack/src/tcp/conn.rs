@@ -16,11 +16,13 @@ use super::ring::Ring;
 use super::rtt::{self, RttEstimator, retransmit_budget};
 use super::scoreboard::Scoreboard;
 use super::{
-    Errno, SockAddr, SockOpts, TcpConfig, TcpContext, TcpCounter, TcpEvent, TcpState, emit,
-    mss_overhead,
+    Errno, IpAddr, SockAddr, SockOpts, TcpConfig, TcpContext, TcpCounter, TcpEvent, TcpState,
+    Transmit, emit, mss_overhead,
 };
+use crate::ip::IpProto;
 use crate::seq::SeqNum;
 use crate::time::{Duration, Instant};
+use crate::wire::checksum::{Checksum, pseudo_header};
 use crate::wire::tcp::{
     MAX_WINDOW_SCALE, SackBlock, SackBlocks, TcpBuilder, TcpFlags, TcpOptionSet, Timestamps,
 };
@@ -66,7 +68,23 @@ impl ChallengeLimit {
 pub(crate) struct Env<'a> {
     pub cfg: &'a TcpConfig,
     pub chal: &'a mut ChallengeLimit,
+    /// Inside a receive burst (`Stack::receive_burst`): the every-second-
+    /// segment ACK waits for the burst's end, as after GRO.
+    pub burst: bool,
 }
+
+/// In a receive burst, unacknowledged bytes past which the ACK goes at
+/// once anyway: Linux's largest GRO packet.
+const BURST_ACK_MAX: u32 = 65536;
+
+/// Most full segments built as one run (about a 64 KiB GSO packet).
+const RUN_MAX: u32 = 44;
+
+/// Added to the loss probe's two RTTs: the peer's longest delayed ACK when
+/// one segment is out (RFC 8985's WCDelAckT, Linux's TCP_RTO_MIN), else
+/// Linux's TCP_TIMEOUT_MIN.
+const TLP_DELACK: Duration = Duration::from_millis(200);
+const TLP_MIN: Duration = Duration::from_millis(2);
 
 /// Linux's `icsk_ca_state`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,12 +208,24 @@ pub(crate) struct Conn {
     rtx_at: Option<Instant>,
     rtx_kind: RtxKind,
     rto_armed_at: Instant,
+    /// Tail loss probe (RFC 8985 7): when the probe goes if no ACK comes
+    /// first, and, while one is out, `snd_nxt` when it was sent, where
+    /// it started, and whether it retransmitted (rather than sent new
+    /// data).
+    tlp_at: Option<Instant>,
+    tlp_high: Option<SeqNum>,
+    tlp_seq: SeqNum,
+    tlp_retrans: bool,
     retrans_stamp: Option<Instant>,
     pub retransmits: u32,
     pub probes: u32,
     delack_at: Option<Instant>,
     ack_pending: bool,
     ack_now: bool,
+    /// The ACK owed waits for the end of the receive burst.
+    pub(crate) burst_ack: bool,
+    /// On the layer's list of connections to ACK at the burst's end.
+    pub(crate) burst_listed: bool,
     quick: u32,
     seen_data: bool,
     last_data_rcv: Instant,
@@ -211,7 +241,9 @@ pub(crate) struct Conn {
     rcvq_space: u32,
     rcvq_time: Instant,
     rcvq_seq: SeqNum,
-    rcv_rtt: Option<Duration>,
+    /// Least receive RTT seen through timestamps, ms (`u32::MAX`: none
+    /// yet); kept in ms so that each segment costs a compare.
+    rcv_rtt_ms: u32,
 
     // Statistics for TCP_INFO.
     pub total_retrans: u32,
@@ -315,6 +347,10 @@ impl Conn {
             rxt_log: std::collections::VecDeque::new(),
             rtx_at: None,
             rtx_kind: RtxKind::Retransmit,
+            tlp_at: None,
+            tlp_high: None,
+            tlp_seq: SeqNum::new(0),
+            tlp_retrans: false,
             rto_armed_at: now,
             retrans_stamp: None,
             retransmits: 0,
@@ -322,6 +358,8 @@ impl Conn {
             delack_at: None,
             ack_pending: false,
             ack_now: false,
+            burst_ack: false,
+            burst_listed: false,
             quick: 0,
             seen_data: false,
             last_data_rcv: now,
@@ -335,7 +373,7 @@ impl Conn {
             rcvq_space: 10 * u32::from(advmss),
             rcvq_time: now,
             rcvq_seq: SeqNum::new(0),
-            rcv_rtt: None,
+            rcv_rtt_ms: u32::MAX,
             total_retrans: 0,
             bytes_acked: 0,
             bytes_received: 0,
@@ -417,7 +455,9 @@ impl Conn {
 
     fn clear_timers(&mut self) {
         self.rtx_at = None;
+        self.tlp_at = None;
         self.delack_at = None;
+        self.burst_ack = false;
         self.keepalive_at = None;
         self.fw2_at = None;
         self.cork_at = None;
@@ -450,7 +490,7 @@ impl Conn {
         }
         min(
             min(min(self.rtx_at, self.delack_at), self.keepalive_at),
-            min(self.fw2_at, self.cork_at),
+            min(min(self.fw2_at, self.cork_at), self.tlp_at),
         )
     }
 
@@ -662,14 +702,27 @@ impl Conn {
     // ---- input ----
 
     /// Processes a segment for this connection.
-    pub fn input<C: TcpContext>(&mut self, ctx: &mut C, env: &mut Env, seg: &Seg, now: Instant) {
+    /// A segment for this connection. True if header prediction took it
+    /// (the state is still ESTABLISHED).
+    pub fn input<C: TcpContext>(
+        &mut self,
+        ctx: &mut C,
+        env: &mut Env,
+        seg: &Seg,
+        now: Instant,
+    ) -> bool {
         self.segs_in += 1;
+        if self.predicted(ctx, env, seg, now) {
+            self.output(ctx, env, now);
+            return true;
+        }
         match self.state {
             TcpState::SynSent => self.input_syn_sent(ctx, env, seg, now),
             TcpState::Close | TcpState::Listen | TcpState::TimeWait => {}
             _ => self.input_sync(ctx, env, seg, now),
         }
         self.output(ctx, env, now);
+        false
     }
 
     fn input_syn_sent<C: TcpContext>(
@@ -839,6 +892,66 @@ impl Conn {
         }
     }
 
+    /// Header prediction (Linux's fast path in `tcp_rcv_established`):
+    /// the next in-order data segment of an established connection with
+    /// nothing of ours in flight, that acknowledges nothing new and
+    /// leaves the window as it was. Everything `input_sync` would check
+    /// and `process_ack` would do for it comes down to the few lines
+    /// below; anything else takes the full path. True if handled.
+    #[inline]
+    fn predicted<C: TcpContext>(
+        &mut self,
+        ctx: &mut C,
+        env: &mut Env,
+        seg: &Seg,
+        now: Instant,
+    ) -> bool {
+        let plain = seg.flags.0 & !TcpFlags::PSH.0 == TcpFlags::ACK.0;
+        if !(plain
+            && self.state == TcpState::Established
+            && seg.seq == self.rcv_nxt
+            && seg.ack == self.snd_una
+            && self.snd_una == self.snd_nxt
+            && !seg.payload.is_empty()
+            && seg.opts.sack.is_empty()
+            && self.ca == CaState::Open
+            && self.dupacks == 0
+            && self.sb.is_empty()
+            && self.rtx_at.is_none()
+            && self.asm.is_empty()
+            && self.ofo_fin.is_none()
+            && u32::from(seg.window) << self.snd_wscale == self.snd_wnd)
+        {
+            return false;
+        }
+        if self.ts_ok {
+            // PAWS (RFC 7323 5.3) passed, else the full path counts it.
+            let Some(ts) = seg.opts.timestamps else {
+                return false;
+            };
+            if (ts.val.wrapping_sub(self.ts_recent) as i32) < 0 {
+                return false;
+            }
+            if seg.seq.before_or_eq(self.rcv_wup) {
+                self.ts_recent = ts.val;
+                self.ts_recent_stamp = now;
+            }
+        }
+        // process_ack for an ACK of nothing new with nothing in flight:
+        // the window (unchanged) is recorded as updated by this segment,
+        // and the congestion state stays Open with no flight.
+        self.last_rcv = now;
+        self.probes = 0;
+        if self.snd_wl1.before(seg.seq) {
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+        }
+        let cwnd = self.cc.cwnd();
+        self.cwnd_limited = self.mss > cwnd || (self.cc.in_slow_start() && cwnd == 0);
+        self.rcv_data(ctx, env, seg, false, now);
+        true
+    }
+
     /// The window to accept into (Linux's `tcp_receive_window`).
     fn rcv_wnd(&self) -> u32 {
         let w = self.rcv_adv - self.rcv_nxt;
@@ -945,6 +1058,7 @@ impl Conn {
 
         // SACK.
         let mut newly_sacked = 0;
+        let mut dsack_tlp = false;
         if self.sack_ok && !seg.opts.sack.is_empty() {
             let blocks = seg.opts.sack.as_slice();
             for (i, b) in blocks.iter().enumerate() {
@@ -955,6 +1069,10 @@ impl Conn {
                         }));
                 if is_dsack {
                     ctx.count(TcpCounter::TcpDsackRecv, 1);
+                    dsack_tlp |= self.tlp_retrans
+                        && self
+                            .tlp_high
+                            .is_some_and(|h| b.left.before(h) && b.right.after(self.tlp_seq));
                     continue;
                 }
                 if b.right.after(b.left) && (b.right - b.left) < (1 << 30) {
@@ -1005,6 +1123,26 @@ impl Conn {
             if (self.nospace || !was_writable) && self.writable() {
                 self.nospace = false;
                 ctx.event(TcpEvent::Writable(self.id));
+            }
+        }
+
+        // The end of a loss probe episode (RFC 8985 7.4, Linux's
+        // tcp_process_tlp_ack): a retransmitted probe that the peer did
+        // not report as a duplicate repaired a loss, which costs the
+        // congestion window what fast recovery would have.
+        if let Some(h) = self.tlp_high
+            && !ack.before(h)
+        {
+            if !self.tlp_retrans || dsack_tlp {
+                self.tlp_high = None;
+            } else if ack.after(h) {
+                self.cc.on_loss(self.in_flight());
+                self.cc.on_recovery_end();
+                ctx.count(TcpCounter::TcpLossProbeRecovery, 1);
+                self.tlp_high = None;
+            } else if acked == 0 && seg.payload.is_empty() && newly_sacked == 0 {
+                // A pure duplicate ACK: original and probe both arrived.
+                self.tlp_high = None;
             }
         }
 
@@ -1094,15 +1232,26 @@ impl Conn {
                 }
                 let lost =
                     self.sack_ok && self.sb.lost_boundary(self.snd_una, mss).after(self.snd_una);
-                if (lost || self.dupacks >= 3)
+                // A loss probe SACKed above a hole: what is still missing
+                // below it went out at least two RTTs before it, so it is
+                // lost (what RFC 8985's RACK concludes), however few
+                // segments were SACKed.
+                let tlp_hole = self.tlp_high.is_some()
+                    && self.snd_una.before(self.tlp_seq)
+                    && self.sb.next_unsacked(self.tlp_seq) != self.tlp_seq;
+                if (lost || tlp_hole || self.dupacks >= 3)
                     && self.snd_una.after_or_eq(self.recover)
                     && self.snd_nxt != self.snd_una
                 {
                     self.ca = CaState::Recovery;
+                    self.tlp_high = None;
                     self.recover = self.snd_nxt;
                     self.high_rxt = self.snd_una;
                     self.rxt_log.clear();
                     self.head_lost_to = self.snd_una + mss;
+                    if tlp_hole {
+                        self.head_lost_to = self.head_lost_to.latest(self.tlp_seq);
+                    }
                     self.rtt_seq = None;
                     self.cc.on_loss(self.in_flight());
                     ctx.count(
@@ -1330,7 +1479,10 @@ impl Conn {
         // Quick ACKs at the start and after an idle spell (Linux's
         // tcp_event_data_recv).
         if !data.is_empty() {
-            if !self.seen_data || now - self.last_data_rcv > self.rtt.rto() {
+            // The RTO is never below its floor: most segments are
+            // decided without computing it.
+            let idle = now - self.last_data_rcv;
+            if !self.seen_data || (idle > self.rtt.rto_floor() && idle > self.rtt.rto()) {
                 let w = self.rcv_wnd() / (2 * self.rcv_mss.max(1));
                 self.quick = w.clamp(2, 16);
                 self.seen_data = true;
@@ -1340,8 +1492,7 @@ impl Conn {
             if let Some(ts) = seg.opts.timestamps.filter(|t| self.ts_ok && t.ecr != 0) {
                 let ms = self.ts_val(now).wrapping_sub(ts.ecr);
                 if ms < 1 << 31 {
-                    let d = Duration::from_millis(u64::from(ms.max(1)));
-                    self.rcv_rtt = Some(self.rcv_rtt.map_or(d, |r| r.min(d)));
+                    self.rcv_rtt_ms = self.rcv_rtt_ms.min(ms.max(1));
                 }
             }
         }
@@ -1424,9 +1575,15 @@ impl Conn {
             return;
         }
         let unacked = (self.rcv_nxt - self.rcv_wup).max(0) as u32;
-        if unacked > self.rcv_mss || self.quick > 0 {
+        if self.quick > 0 || (unacked > self.rcv_mss && (!env.burst || unacked >= BURST_ACK_MAX)) {
             self.ack_now = true;
             return;
+        }
+        if unacked > self.rcv_mss {
+            // Many in-order segments of a burst are acknowledged as one
+            // (GRO); the delayed-ACK timer below still covers a burst
+            // that never ends.
+            self.burst_ack = true;
         }
         self.ack_pending = true;
         if self.delack_at.is_none() {
@@ -1522,6 +1679,86 @@ impl Conn {
         true
     }
 
+    /// `k` full segments of new data from `seq`, `mss` bytes each, none
+    /// the last of the data and with no SACK blocks to carry: the first
+    /// is built as [`Conn::xmit`] builds it, the others are its header
+    /// with their own sequence number and checksum (software GSO).
+    /// Returns how many went out.
+    fn xmit_run<C: TcpContext>(
+        &mut self,
+        ctx: &mut C,
+        seq: SeqNum,
+        mss: u32,
+        k: u32,
+        now: Instant,
+    ) -> u32 {
+        let window = self.select_window();
+        let mut b = TcpBuilder {
+            src_port: self.local.port,
+            dst_port: self.remote.port,
+            seq,
+            ack: self.rcv_nxt,
+            flags: TcpFlags::ACK,
+            window,
+            urgent_ptr: 0,
+            options: TcpOptionSet::default(),
+        };
+        self.ack_options_into(&mut b.options, now);
+        let hl = b.header_len();
+        let len = hl + mss as usize;
+        let (src, dst) = (self.local.ip, self.remote.ip);
+        let pseudo = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header(&s, &d, IpProto::TCP, len as u32),
+            (IpAddr::V6(s), IpAddr::V6(d)) => pseudo_header(&s, &d, IpProto::TCP, len as u32),
+            _ => return 0,
+        };
+        let tx = Transmit {
+            src,
+            dst,
+            len,
+            ttl: self.opts.ttl,
+            tos: self.opts.tos,
+        };
+        let base = (seq - self.snd_buf_seq).max(0) as usize;
+        let snd = &self.snd;
+        let mut hdr = [0u8; 60];
+        let sent = ctx.send_run(tx, k as usize, |i, buf| {
+            let buf = &mut buf[..len];
+            let (p1, p2) = snd.slices(base + i * mss as usize, mss as usize);
+            buf[hl..hl + p1.len()].copy_from_slice(p1);
+            buf[hl + p1.len()..].copy_from_slice(p2);
+            if i == 0 {
+                let r = match (src, dst) {
+                    (IpAddr::V4(s), IpAddr::V4(d)) => b.emit(&s, &d, buf),
+                    (IpAddr::V6(s), IpAddr::V6(d)) => b.emit(&s, &d, buf),
+                    _ => Err(crate::wire::BuildError::InvalidField),
+                };
+                debug_assert!(r.is_ok());
+                if r.is_err() {
+                    // The buffer may hold an earlier frame's bytes.
+                    buf.fill(0);
+                }
+                hdr[..hl].copy_from_slice(&buf[..hl]);
+                hdr[16..18].fill(0);
+            } else {
+                buf[..hl].copy_from_slice(&hdr[..hl]);
+                let s = seq + i as u32 * mss;
+                buf[4..8].copy_from_slice(&s.get().to_be_bytes());
+                let mut c: Checksum = pseudo;
+                let sum = c.add_bytes(buf).checksum();
+                buf[16..18].copy_from_slice(&sum.to_be_bytes());
+            }
+        }) as u32;
+        if sent > 0 {
+            ctx.count(TcpCounter::OutSegs, u64::from(sent));
+            self.segs_out += sent;
+            self.acked_sent(now);
+            self.last_send = now;
+            self.last_data_sent = now;
+        }
+        sent
+    }
+
     /// SACK blocks the next segment will carry (what `ack_options_into` puts
     /// in).
     fn sack_blocks_pending(&self) -> usize {
@@ -1576,8 +1813,19 @@ impl Conn {
         }
         self.ack_pending = false;
         self.ack_now = false;
+        self.burst_ack = false;
         self.delack_at = None;
         self.rcv_wup = self.rcv_nxt;
+    }
+
+    /// The end of a receive burst: the ACK it deferred goes now.
+    pub fn end_burst<C: TcpContext>(&mut self, ctx: &mut C, env: &mut Env, now: Instant) {
+        self.burst_listed = false;
+        if self.burst_ack {
+            self.burst_ack = false;
+            self.ack_now = true;
+            self.output(ctx, env, now);
+        }
     }
 
     /// A pure ACK now.
@@ -1614,6 +1862,83 @@ impl Conn {
         {
             self.send_ack(ctx, now);
         }
+        if self.snd_nxt != self.snd_una || self.tlp_at.is_some() {
+            self.schedule_tlp(now);
+        }
+    }
+
+    /// Linux's tcp_schedule_loss_probe (RFC 8985 7.2): with data in
+    /// flight, SACK, the Open state and no probe out, a probe is due two
+    /// smoothed RTTs after the last transmission or ACK (plus the peer's
+    /// longest delayed ACK when one segment is out). Only when that is
+    /// before the RTO, which stays armed behind it.
+    fn schedule_tlp(&mut self, now: Instant) {
+        self.tlp_at = None;
+        if self.snd_nxt == self.snd_una
+            || !self.sack_ok
+            || self.ca != CaState::Open
+            || self.tlp_high.is_some()
+            || self.rtx_kind != RtxKind::Retransmit
+            || !matches!(self.state, TcpState::Established | TcpState::CloseWait)
+        {
+            return;
+        }
+        let (Some(srtt), Some(rto_at)) = (self.rtt.srtt(), self.rtx_at) else {
+            return;
+        };
+        let extra = if self.in_flight() <= self.mss {
+            TLP_DELACK
+        } else {
+            TLP_MIN
+        };
+        let at = now + srtt * 2 + extra;
+        if at < rto_at {
+            self.tlp_at = Some(at);
+        }
+    }
+
+    /// Linux's tcp_send_loss_probe (RFC 8985 7.3): one segment of new
+    /// data if the peer's window takes it, else the last segment sent,
+    /// again; then the RTO afresh. Any ACK this draws lets SACK recovery
+    /// repair a lost tail without waiting for the RTO.
+    fn send_tlp<C: TcpContext>(&mut self, ctx: &mut C, now: Instant) {
+        if self.snd_nxt == self.snd_una || self.ca != CaState::Open || self.tlp_high.is_some() {
+            return;
+        }
+        let mss = self.cur_mss();
+        let unsent = self.unsent();
+        let seq = self.snd_nxt;
+        let len = unsent.min(mss);
+        let fits = !(seq + len).after(self.snd_una + self.snd_wnd);
+        if unsent > 0 && fits {
+            let fin = self.fin_queued && len == unsent;
+            if !self.xmit(ctx, seq, len, fin, now) {
+                return;
+            }
+            ctx.count(TcpCounter::TcpOrigDataSent, 1);
+            self.snd_nxt = seq + len + u32::from(fin);
+            if len < mss {
+                self.snd_sml = self.snd_nxt;
+            }
+            self.tlp_retrans = false;
+            self.tlp_seq = seq;
+        } else {
+            let fin = self.fin_sent();
+            let end = if fin { self.snd_nxt - 1 } else { self.snd_nxt };
+            let len = ((end - self.snd_una).max(0) as u32).min(mss);
+            let seq = end - len;
+            if !self.xmit(ctx, seq, len, fin, now) {
+                return;
+            }
+            self.tlp_retrans = true;
+            self.tlp_seq = seq;
+            self.total_retrans += 1;
+            self.rtt_seq = None;
+            ctx.count(TcpCounter::RetransSegs, 1);
+        }
+        self.tlp_high = Some(self.snd_nxt);
+        ctx.count(TcpCounter::TcpLossProbes, 1);
+        self.arm_rtx(now, RtxKind::Retransmit);
     }
 
     fn send_data<C: TcpContext>(&mut self, ctx: &mut C, env: &mut Env, now: Instant) {
@@ -1689,6 +2014,34 @@ impl Conn {
                     break;
                 }
                 let seq = self.snd_nxt;
+                // Full segments that are not the last of the data (that
+                // one carries PSH), as many as the windows allow: one
+                // header built, the rest copied from it.
+                if len == mss && !fin {
+                    let k = ((wnd_end - seq) as u32 / mss)
+                        .min((cwnd - pipe) / mss)
+                        .min((unsent - 1) / mss)
+                        .min(RUN_MAX);
+                    if k >= 2 && self.sack_blocks_pending() == 0 {
+                        let sent = self.xmit_run(ctx, seq, mss, k, now);
+                        if sent == 0 {
+                            return;
+                        }
+                        ctx.count(TcpCounter::TcpOrigDataSent, u64::from(sent));
+                        if self.rtt_seq.is_none() && self.retransmits == 0 {
+                            self.rtt_seq = Some((seq + mss, now));
+                        }
+                        self.snd_nxt = seq + sent * mss;
+                        pipe += sent * mss;
+                        if self.rtx_at.is_none() || self.rtx_kind == RtxKind::Probe {
+                            self.arm_rtx(now, RtxKind::Retransmit);
+                        }
+                        if sent < k {
+                            return;
+                        }
+                        continue;
+                    }
+                }
                 if !self.xmit(ctx, seq, len, fin, now) {
                     return;
                 }
@@ -1765,6 +2118,12 @@ impl Conn {
     // ---- timers ----
 
     pub fn on_timer<C: TcpContext>(&mut self, ctx: &mut C, env: &mut Env, now: Instant) {
+        if let Some(t) = self.tlp_at
+            && t <= now
+        {
+            self.tlp_at = None;
+            self.send_tlp(ctx, now);
+        }
         if let Some(t) = self.rtx_at
             && t <= now
         {
@@ -1873,6 +2232,8 @@ impl Conn {
             return;
         }
         ctx.count(TcpCounter::TcpTimeouts, 1);
+        self.tlp_high = None;
+        self.tlp_at = None;
         let flight = self.in_flight();
         if self.ca != CaState::Loss {
             self.cc.on_timeout(flight);
@@ -2046,8 +2407,9 @@ impl Conn {
     /// receive RTT, if the application drained more than before, grow the
     /// buffer to twice that (plus growth headroom), up to `tcp_rmem[2]`.
     fn rcv_space_adjust(&mut self, env: &Env, now: Instant) {
-        let rtt = self
-            .rcv_rtt
+        let rcv_rtt = (self.rcv_rtt_ms != u32::MAX)
+            .then(|| Duration::from_millis(u64::from(self.rcv_rtt_ms)));
+        let rtt = rcv_rtt
             .or(self.rtt.srtt())
             .unwrap_or(Duration::from_millis(10))
             .max(Duration::from_micros(100));

@@ -281,6 +281,10 @@ pub struct TcpLayer {
     chal: ChallengeLimit,
     /// The last connection a segment went to (bulk flows skip the hash).
     last: Option<(ConnKey, u32, u32)>,
+    /// Inside a receive burst, and the connections (slot, generation)
+    /// whose ACK waits for its end.
+    burst: bool,
+    burst_acks: Vec<(u32, u32)>,
 }
 
 fn key_from(ctx: &mut impl TcpContext) -> SipKey {
@@ -320,6 +324,8 @@ impl TcpLayer {
             port_counter: ctx.random_u64() as u32,
             chal: ChallengeLimit::default(),
             last: None,
+            burst: false,
+            burst_acks: Vec::new(),
         }
     }
 
@@ -412,7 +418,11 @@ impl TcpLayer {
     /// Runs `f` on the connection in slot `i` with the environment.
     fn with_conn<R>(&mut self, i: u32, f: impl FnOnce(&mut Conn, &mut Env) -> R) -> Option<R> {
         let TcpLayer {
-            entries, cfg, chal, ..
+            entries,
+            cfg,
+            chal,
+            burst,
+            ..
         } = self;
         let Slot::Sock(s) = &mut entries[i as usize].slot else {
             return None;
@@ -420,7 +430,11 @@ impl TcpLayer {
         let Kind::Conn(c) = &mut s.kind else {
             return None;
         };
-        let mut env = Env { cfg, chal };
+        let mut env = Env {
+            cfg,
+            chal,
+            burst: *burst,
+        };
         Some(f(c, &mut env))
     }
 
@@ -678,6 +692,33 @@ impl TcpLayer {
         self.input(ctx, key, &seg);
     }
 
+    /// Starts a receive burst: until [`TcpLayer::end_burst`], in-order
+    /// data is acknowledged once per burst (up to 64 KiB), not every
+    /// second segment, as Linux acknowledges a GRO packet.
+    pub fn begin_burst(&mut self) {
+        self.burst = true;
+    }
+
+    /// Ends a receive burst: sends the ACKs it deferred.
+    pub fn end_burst<C: TcpContext>(&mut self, ctx: &mut C) {
+        self.burst = false;
+        let now = ctx.now();
+        let mut list = std::mem::take(&mut self.burst_acks);
+        for &(i, g) in &list {
+            if self.entries.get(i as usize).is_none_or(|e| e.gen_ != g) {
+                continue;
+            }
+            if self
+                .with_conn(i, |c, env| c.end_burst(ctx, env, now))
+                .is_some()
+            {
+                self.post(ctx, i);
+            }
+        }
+        list.clear();
+        self.burst_acks = list;
+    }
+
     /// The connection-table slot for `key`, through the one-entry cache.
     #[inline]
     fn lookup(&mut self, key: &ConnKey) -> Option<u32> {
@@ -708,8 +749,23 @@ impl TcpLayer {
                     // A new SYN took over the TIME_WAIT: on to a listener.
                 }
                 Slot::Sock(_) => {
-                    self.with_conn(i, |c, env| c.input(ctx, env, seg, now));
-                    self.post(ctx, i);
+                    let r = self.with_conn(i, |c, env| {
+                        let predicted = c.input(ctx, env, seg, now);
+                        let list = c.burst_ack && !c.burst_listed;
+                        c.burst_listed |= list;
+                        (predicted, list)
+                    });
+                    let Some((predicted, list)) = r else { return };
+                    if list {
+                        let g = self.entries[i as usize].gen_;
+                        self.burst_acks.push((i, g));
+                    }
+                    if predicted {
+                        // Still ESTABLISHED: only the timers may have moved.
+                        self.reschedule(i);
+                    } else {
+                        self.post(ctx, i);
+                    }
                     return;
                 }
                 Slot::Free(_) => return,

@@ -109,6 +109,24 @@ pub trait TcpContext: InstantContext + RngContext {
     /// `write` once; `write` fills in the whole TCP segment, checksum
     /// included. An error means the segment was not sent.
     fn send(&mut self, tx: Transmit, write: impl FnOnce(&mut [u8])) -> Result<(), SendError>;
+    /// Sends `n` segments of `tx.len` bytes each to the same place (a
+    /// run of full-sized segments), as `n` calls of [`TcpContext::send`]
+    /// would: `write(i, buf)` fills segment `i`. The IP layer may build
+    /// the later frames from the first one's headers (software GSO).
+    /// Returns how many were sent: it stops at the first error.
+    fn send_run(
+        &mut self,
+        tx: Transmit,
+        n: usize,
+        mut write: impl FnMut(usize, &mut [u8]),
+    ) -> usize {
+        for i in 0..n {
+            if self.send(tx, |b| write(i, b)).is_err() {
+                return i;
+            }
+        }
+        n
+    }
 }
 
 /// A segment on its way to the IP layer.
@@ -248,6 +266,8 @@ counters! {
     TcpPureAcks = "TCPPureAcks",
     TcpHpAcks = "TCPHPAcks",
     TcpOrigDataSent = "TCPOrigDataSent",
+    TcpLossProbes = "TCPLossProbes",
+    TcpLossProbeRecovery = "TCPLossProbeRecovery",
 }
 
 /// A plain array of counters, for contexts that just want to keep them.

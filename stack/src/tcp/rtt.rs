@@ -73,6 +73,12 @@ impl RttEstimator {
 
     /// The timeout to arm now: the base RTO doubled per backoff, at most
     /// [`RTO_MAX`].
+    /// What [`RttEstimator::rto`] is never below.
+    #[inline]
+    pub fn rto_floor(&self) -> Duration {
+        self.rto.min(RTO_MAX)
+    }
+
     pub fn rto(&self) -> Duration {
         let shift = self.backoff.min(20);
         self.rto.saturating_mul(1 << shift).min(RTO_MAX)
