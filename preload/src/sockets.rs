@@ -2097,10 +2097,13 @@ unsafe impl ShuntSockets for Shunt {
                     if s.refs == 0 && s.inflight > 0 {
                         s.zombie = true;
                     }
-                    s.refs == 0 && !s.zombie
+                    (s.refs == 0 && !s.zombie).then_some(s.serial)
                 }
-                None => false,
+                None => None,
             }
+            // A forked child may still use it (crate::relay): the relay
+            // code closes it when the child is done.
+            .is_some_and(|serial| !g.relays.held(id, serial))
         };
         if last {
             self.close_now(id);
@@ -2627,4 +2630,90 @@ pub fn start(cfg: &crate::config::Config, own: crate::lock::Ownership) -> Result
     }
     let _ = SHUNT.set(s);
     Ok(())
+}
+
+// --- fork support: what crate::relay and crate::forked need of the table ---
+
+/// The sockets a child forked now inherits: (id, serial) of every socket
+/// with an fd.
+pub(crate) fn inherited(t: &Tables) -> Vec<(SocketId, u64)> {
+    (0..t.socks.len() as u32)
+        .filter_map(|i| t.get(i).filter(|s| s.refs > 0).map(|s| (i, s.serial)))
+        .collect()
+}
+
+/// The TCP socket of slot `id` if it still holds generation `serial`.
+pub(crate) fn tcp_of(t: &Tables, id: SocketId, serial: u64) -> Option<TcpId> {
+    match t.get(id)? {
+        Sock {
+            proto: Proto::Tcp(tcp),
+            serial: s,
+            ..
+        } if *s == serial => Some(*tcp),
+        _ => None,
+    }
+}
+
+/// How many of this process's fds name socket `id`.
+pub(crate) fn parent_refs(t: &Tables, id: SocketId) -> u32 {
+    t.get(id).map_or(0, |s| s.refs)
+}
+
+pub(crate) fn serial_of(t: &Tables, id: SocketId) -> Option<u64> {
+    t.get(id).map(|s| s.serial)
+}
+
+/// No fd and no child holds socket `id` any more: close it as the last
+/// close(2) would have (SO_LINGER's wait aside: nobody is there to wait).
+pub(crate) fn close_orphan(g: &mut Inner, id: SocketId, serial: u64) {
+    if g.t
+        .get(id)
+        .is_some_and(|s| s.serial == serial && s.refs == 0 && s.inflight == 0)
+        && let Some(s) = g.t.remove(id)
+    {
+        close_proto(g, s.proto);
+    }
+}
+
+/// In a child: a connection that can be relayed (its generation and fds).
+pub(crate) fn relayable(g: &Inner, id: SocketId) -> Option<(u64, Vec<c_int>)> {
+    let s = g.t.get(id)?;
+    let Proto::Tcp(t) = s.proto else { return None };
+    let l = g.stack.tcp_layer();
+    if l.state(t).ok()? == tcp::TcpState::Listen || l.peer_addr(t).is_err() {
+        return None;
+    }
+    Some((s.serial, s.fds.clone()))
+}
+
+/// In a child: its fds of socket `id` are relayed now.
+pub(crate) fn forget_all(t: &mut Tables, id: SocketId) {
+    if let Some(s) = t.get_mut(id) {
+        s.fds.clear();
+        s.refs = 0;
+    }
+}
+
+/// In a child: `fd` of socket `id` is closed; the generation when it was
+/// the last.
+pub(crate) fn forget_fd(t: &mut Tables, id: SocketId, fd: c_int) -> Option<u64> {
+    let s = t.get_mut(id)?;
+    s.fds.retain(|&x| x != fd);
+    s.refs = s.refs.saturating_sub(1);
+    (s.refs == 0).then_some(s.serial)
+}
+
+/// A TCP socket's local and peer names (the child answers from its copy).
+pub(crate) fn names(
+    g: &Inner,
+    id: SocketId,
+) -> Option<(Option<SocketAddrV4>, Option<SocketAddrV4>)> {
+    let Proto::Tcp(t) = g.t.get(id)?.proto else {
+        return None;
+    };
+    let l = g.stack.tcp_layer();
+    Some((
+        l.local_addr(t).ok().map(tcp_sa),
+        l.peer_addr(t).ok().map(tcp_sa),
+    ))
 }

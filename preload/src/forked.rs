@@ -1,0 +1,335 @@
+//! Shunt sockets in a forked child: the child's side of [`crate::relay`]
+//! (read its comment first).
+//!
+//! The child has a copy of the parent's stack and socket table, frozen at
+//! the fork; it never drives it (the engine's `forked` flag), only reads
+//! it: which fds name which socket, and a connection's names. On the first
+//! use of an inherited connection (any hook on its fd, or an exec that
+//! keeps it), [`adopt`] turns every fd of it into one end of a unix
+//! socketpair whose other end goes to the parent over the control channel;
+//! from then on the fds are the kernel's (marked so in the fd table), and
+//! only shutdown and the name and option calls come back here, found by
+//! the relay's inode ([`converted`]), so dup'd fds are found too.
+//!
+//! Listening and unconnected sockets are not relayed: the child keeps the
+//! backing kernel socket, as it did before relays existed (a listener's
+//! kernel socket still serves its loopback path).
+
+use core::ffi::{c_int, c_long};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::net::SocketAddrV4;
+use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
+
+use libc::{sockaddr, socklen_t};
+
+use crate::fdtable::{self, Entry};
+use crate::relay::{Msg, Op, raw_close, raw_fcntl, raw_shutdown, raw_socketpair, send_msg};
+use crate::socket::SocketId;
+
+/// This process is a forked child of a process with shunt's stack.
+static IN_CHILD: AtomicBool = AtomicBool::new(false);
+/// The control channel to the parent (-1: none).
+static CTRL: AtomicI32 = AtomicI32::new(-1);
+/// Some fd was relayed ([`converted`] has entries).
+static HAS_RELAYS: AtomicBool = AtomicBool::new(false);
+static TOKENS: AtomicU64 = AtomicU64::new(0);
+
+/// A relayed socket, as the child knows it.
+#[derive(Clone, Copy)]
+pub struct Converted {
+    ino: u64,
+    pub id: SocketId,
+    serial: u64,
+    token: u64,
+    /// The backing kernel socket, kept for the option calls.
+    orig: RawFd,
+}
+
+static CONVERTED: parking_lot::Mutex<Vec<Converted>> = parking_lot::Mutex::new(Vec::new());
+
+/// Called in the child's atfork handler.
+pub fn start(ctrl: RawFd) {
+    CTRL.store(ctrl, Ordering::Release);
+    IN_CHILD.store(true, Ordering::Release);
+}
+
+#[inline]
+pub fn in_child() -> bool {
+    IN_CHILD.load(Ordering::Relaxed)
+}
+
+/// Whether some kernel fd may be a relay (one load).
+#[inline]
+pub fn has_relays() -> bool {
+    HAS_RELAYS.load(Ordering::Relaxed)
+}
+
+fn ino(fd: RawFd) -> Option<u64> {
+    // SAFETY: fstat only reads the fd's metadata; a closed fd is EBADF.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    let st = rustix::fs::fstat(b).ok()?;
+    (st.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(st.st_ino)
+}
+
+/// The relayed socket kernel fd `fd` is, if it is one.
+pub fn converted(fd: c_int) -> Option<Converted> {
+    if !has_relays() {
+        return None;
+    }
+    let i = ino(fd)?;
+    CONVERTED.lock().iter().find(|c| c.ino == i).copied()
+}
+
+fn token() -> u64 {
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u64;
+    (pid << 32) | (TOKENS.fetch_add(1, Ordering::Relaxed) + 1)
+}
+
+/// Relay inherited socket `id` (which `fd` names): every fd of it in this
+/// process becomes one end of a socketpair the parent pumps. Does nothing
+/// for sockets that are not connections, or when the parent is gone.
+pub fn adopt(fd: c_int, id: SocketId) {
+    let Some(s) = crate::sockets::SHUNT.get() else {
+        return;
+    };
+    let ctrl = CTRL.load(Ordering::Acquire);
+    if ctrl < 0 {
+        return;
+    }
+    let mut g = s.e.inner_lock();
+    let Some((serial, mut fds)) = crate::sockets::relayable(&g, id) else {
+        return;
+    };
+    if !fds.contains(&fd) {
+        fds.push(fd);
+    }
+    let Ok([mine, theirs]) = raw_socketpair(libc::SOCK_STREAM) else {
+        return;
+    };
+    let tok = token();
+    let m = Msg {
+        op: Op::Relay as u32,
+        id,
+        serial,
+        token: tok,
+        ..Msg::default()
+    };
+    let sent = send_msg(ctrl, &m, theirs);
+    raw_close(theirs);
+    if sent.is_err() {
+        raw_close(mine);
+        return;
+    }
+    // SAFETY: `fd` is open (the hook was called on it).
+    let orig = crate::engine::high_internal(unsafe { BorrowedFd::borrow_raw(fd) })
+        .map_or(-1, IntoRawFd::into_raw_fd);
+    let fl = raw_fcntl(fd, libc::F_GETFL, 0).unwrap_or(0) as c_int;
+    for &f in &fds {
+        let Ok(fdfl) = raw_fcntl(f, libc::F_GETFD, 0) else {
+            continue;
+        };
+        let flags = if fdfl as c_int & libc::FD_CLOEXEC != 0 {
+            libc::O_CLOEXEC
+        } else {
+            0
+        };
+        // SAFETY: dup3 onto an fd of ours that names this socket: the
+        // kernel replaces it atomically.
+        if unsafe { libc::syscall(libc::SYS_dup3, mine, f, flags) } >= 0 {
+            fdtable::clear(f);
+        }
+    }
+    let _ = raw_fcntl(mine, libc::F_SETFL, (fl & libc::O_NONBLOCK) as c_long);
+    let i = ino(mine);
+    raw_close(mine);
+    crate::sockets::forget_all(&mut g.t, id);
+    drop(g);
+    if let Some(ino) = i {
+        CONVERTED.lock().push(Converted {
+            ino,
+            id,
+            serial,
+            token: tok,
+            orig,
+        });
+        HAS_RELAYS.store(true, Ordering::Release);
+    }
+}
+
+/// Before an exec: relay every inherited connection that survives it.
+pub fn before_exec() {
+    let top = fdtable::high_water().min(i32::MAX as u32) as c_int;
+    for fd in 0..=top {
+        if let Entry::Socket(id) = fdtable::lookup(fd)
+            && raw_fcntl(fd, libc::F_GETFD, 0).is_ok_and(|f| f as c_int & libc::FD_CLOEXEC == 0)
+        {
+            adopt(fd, id);
+        }
+    }
+}
+
+/// The child closes `fd` of inherited socket `id` (not relayed): after its
+/// last fd, the parent stops holding the socket for it.
+pub fn close(fd: c_int, id: SocketId) {
+    let Some(s) = crate::sockets::SHUNT.get() else {
+        return;
+    };
+    let last = {
+        let mut g = s.e.inner_lock();
+        crate::sockets::forget_fd(&mut g.t, id, fd)
+    };
+    let ctrl = CTRL.load(Ordering::Acquire);
+    if let (Some(serial), true) = (last, ctrl >= 0) {
+        let m = Msg {
+            op: Op::Drop as u32,
+            id,
+            serial,
+            ..Msg::default()
+        };
+        let _ = send_msg(ctrl, &m, -1);
+    }
+}
+
+/// Send `m` and wait for the parent's answer (an errno, 0 for success).
+fn request(m: Msg) -> c_int {
+    let ctrl = CTRL.load(Ordering::Acquire);
+    if ctrl < 0 {
+        return libc::ENOTCONN;
+    }
+    let Ok([mine, theirs]) = raw_socketpair(libc::SOCK_SEQPACKET) else {
+        return libc::ENOBUFS;
+    };
+    let sent = send_msg(ctrl, &m, theirs);
+    raw_close(theirs);
+    if sent.is_err() {
+        raw_close(mine);
+        return libc::ENOTCONN;
+    }
+    let mut b = [0u8; 4];
+    let r = loop {
+        // SAFETY: read into our 4-byte buffer.
+        let r = unsafe { libc::syscall(libc::SYS_read, mine, b.as_mut_ptr(), 4usize) };
+        // SAFETY: this thread's errno.
+        if r < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+            continue;
+        }
+        break r;
+    };
+    raw_close(mine);
+    if r == 4 {
+        c_int::from_ne_bytes(b)
+    } else {
+        libc::ENOTCONN
+    }
+}
+
+fn fail(e: c_int) -> c_int {
+    if e == 0 {
+        return 0;
+    }
+    // SAFETY: this thread's errno.
+    unsafe { *libc::__errno_location() = e };
+    -1
+}
+
+/// What a metadata call in the child acts on: an inherited socket not
+/// relayed (`conv` None) or a relay.
+pub struct Target {
+    pub id: SocketId,
+    pub conv: Option<Converted>,
+}
+
+/// shutdown(2) in the child: the shared connection is shut down (the
+/// parent gets EPIPE, the peer the FIN), after what the child wrote.
+pub fn shutdown(t: &Target, fd: c_int, how: c_int) -> c_int {
+    if !matches!(how, libc::SHUT_RD | libc::SHUT_WR | libc::SHUT_RDWR) {
+        return fail(libc::EINVAL);
+    }
+    let serial = match t.conv {
+        Some(c) => c.serial,
+        None => match crate::sockets::SHUNT
+            .get()
+            .and_then(|s| crate::sockets::serial_of(&s.e.inner_lock().t, t.id))
+        {
+            Some(x) => x,
+            None => return fail(libc::ENOTCONN),
+        },
+    };
+    let mut token = 0;
+    if let Some(c) = t.conv
+        && how != libc::SHUT_RD
+    {
+        // In band: the parent applies the shutdown once it has read
+        // everything written before it (its EOF on the relay).
+        raw_shutdown(fd, libc::SHUT_WR);
+        token = c.token;
+    }
+    fail(request(Msg {
+        op: Op::Shutdown as u32,
+        id: t.id,
+        serial,
+        token,
+        how,
+        _pad: 0,
+    }))
+}
+
+/// # Safety
+/// `addr`/`len` as the program passed them.
+unsafe fn put_sin(a: SocketAddrV4, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    if len.is_null() {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: the program's non-null length.
+    let l = unsafe { len.read() };
+    if (l as i32) < 0 {
+        return fail(libc::EINVAL);
+    }
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let n = (l as usize).min(core::mem::size_of::<libc::sockaddr_in>());
+    if n > 0 && addr.is_null() {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: at most the program's `l` bytes into its buffer.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            (&sin as *const libc::sockaddr_in).cast::<u8>(),
+            addr.cast(),
+            n,
+        );
+        len.write(core::mem::size_of::<libc::sockaddr_in>() as socklen_t);
+    }
+    0
+}
+
+/// getsockname (`peer` false) or getpeername from the copy of the stack.
+///
+/// # Safety
+/// `addr`/`len` as the program passed them.
+pub unsafe fn name(
+    t: &Target,
+    peer: bool,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+) -> Option<c_int> {
+    let s = crate::sockets::SHUNT.get()?;
+    let (local, remote) = crate::sockets::names(&s.e.inner_lock(), t.id)?;
+    match if peer { remote } else { local } {
+        // SAFETY: per the contract.
+        Some(a) => Some(unsafe { put_sin(a, addr, len) }),
+        None if peer => Some(fail(libc::ENOTCONN)),
+        None => None,
+    }
+}
+
+/// The fd an option call goes to: the backing kernel socket.
+pub fn option_fd(t: &Target, fd: c_int) -> c_int {
+    t.conv.map_or(fd, |c| c.orig)
+}

@@ -1,0 +1,698 @@
+//! Shunt sockets shared with forked children: the parent's side.
+//!
+//! **Why a relay.** Shunt's stack lives in the memory of the process that
+//! started it; a forked child has a copy of that memory, not a share of
+//! it, and must never drive the copy (it would send for connections the
+//! parent owns and take frames off the parent's device ring). So the parent
+//! stays the only owner, and a child's use of an inherited connection is
+//! relayed to it: the child's fd number is dup'd onto one end of an
+//! AF_UNIX stream socketpair whose other end the parent pumps to and from
+//! the TCP connection ([`pump`], run in every turn of the driver, so both
+//! the program's threads and the progress thread move relay data). In the
+//! child, read/write/poll/epoll/select, and every program it execs, then
+//! work on a plain kernel fd with no shunt code at all; only shutdown and
+//! the name and option calls need shunt's help there ([`crate::forked`]).
+//!
+//! **Lazy.** A fork costs one control channel (a SEQPACKET socketpair),
+//! made in the atfork handlers only when shunt has sockets. The child
+//! converts an inherited fd on its first use, or just before an exec, by
+//! sending its end of a fresh socketpair over the control channel
+//! ([`Op::Relay`]). A child that never touches its sockets costs nothing
+//! more and never disturbs the parent.
+//!
+//! **Lifetime.** A connection closes when the parent has closed its last
+//! fd AND no child can still use it: each fork record holds every socket
+//! the child inherited until the child closes its copies ([`Op::Drop`]) or
+//! every process sharing the control channel is gone (EOF on it); each
+//! relay holds its socket until its unix end hangs up (every copy closed:
+//! exit, close, exec of a program that closes it). Closing or exiting in a
+//! child never sends a FIN or RST; shutdown() does ([`Op::Shutdown`]), as
+//! does SHUT_WR on the relay by a program without shunt (the parent tells
+//! the two apart: a hang-up is a close, an EOF without one is SHUT_WR).
+//!
+//! **Flow control.** Each direction buffers at most one chunk
+//! ([`CHUNK`]): the unix end is read only when the previous chunk went
+//! into the TCP send buffer, and the TCP receive queue is read only when
+//! the previous chunk went into the unix socket; a turn moves at most
+//! [`TURN_BUDGET`] bytes per relay, so relays never stall the parent's own
+//! sockets. Received data goes to the relays only while the parent itself
+//! holds no fd for the socket (the socat/prefork pattern: the parent
+//! closes the accepted fd after fork): while it does, a relay would steal
+//! bytes the parent is reading. A peer's EOF becomes shutdown(SHUT_WR) on
+//! the unix end.
+//!
+//! Relay and control fds are shunt's own (high range, marked internal):
+//! the program never sees them.
+
+use core::ffi::{c_int, c_long};
+use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
+
+use shunt_stack::tcp::{self, RecvFlags, SendFlags, SocketId as TcpId};
+
+use crate::engine::Inner;
+use crate::fdtable;
+use crate::socket::SocketId;
+
+/// The most a relay buffers in each direction.
+pub const CHUNK: usize = 64 << 10;
+/// The most a relay moves per direction in one turn.
+const TURN_BUDGET: usize = 256 << 10;
+
+/// Control operations, child to parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Op {
+    /// The attached fd relays socket `id` from now on (`token` names it).
+    Relay = 1,
+    /// The child closed its last fd of `id` without relaying it.
+    Drop = 2,
+    /// shutdown(`how`) on `id`; the attached fd gets the errno (an i32)
+    /// once done. With a `token`, after what that relay holds.
+    Shutdown = 3,
+}
+
+/// One control message.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct Msg {
+    pub op: u32,
+    pub id: u32,
+    pub serial: u64,
+    pub token: u64,
+    pub how: i32,
+    pub _pad: u32,
+}
+
+impl Msg {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: Msg is repr(C) plain data without padding bytes (the
+        // explicit `_pad` fills the tail).
+        unsafe {
+            core::slice::from_raw_parts(
+                (self as *const Msg).cast::<u8>(),
+                core::mem::size_of::<Msg>(),
+            )
+        }
+    }
+}
+
+// --- raw system calls (the shim never calls its own exports) -------------
+
+fn errno() -> c_int {
+    // SAFETY: this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+fn check(r: c_long) -> Result<usize, c_int> {
+    if r < 0 { Err(errno()) } else { Ok(r as usize) }
+}
+
+pub fn raw_close(fd: RawFd) {
+    // SAFETY: closing an fd this module owns.
+    unsafe { libc::syscall(libc::SYS_close, fd) };
+}
+
+pub fn raw_fcntl(fd: RawFd, cmd: c_int, arg: c_long) -> Result<usize, c_int> {
+    // SAFETY: fcntl with an integer argument.
+    check(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })
+}
+
+pub fn raw_socketpair(ty: c_int) -> Result<[RawFd; 2], c_int> {
+    let mut sv = [-1 as c_int; 2];
+    // SAFETY: socketpair writes two ints into `sv`.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_socketpair,
+            libc::AF_UNIX,
+            ty | libc::SOCK_CLOEXEC,
+            0,
+            sv.as_mut_ptr(),
+        )
+    })?;
+    Ok(sv)
+}
+
+pub fn raw_shutdown(fd: RawFd, how: c_int) {
+    // SAFETY: shutdown on a socket this module owns.
+    unsafe { libc::syscall(libc::SYS_shutdown, fd, how) };
+}
+
+fn raw_recv(fd: RawFd, buf: &mut [u8]) -> Result<usize, c_int> {
+    // SAFETY: recvfrom into our buffer, no address.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            fd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+            0usize,
+            0usize,
+        )
+    })
+}
+
+pub fn raw_send(fd: RawFd, buf: &[u8], flags: c_int) -> Result<usize, c_int> {
+    // SAFETY: sendto from our buffer, no address.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            fd,
+            buf.as_ptr(),
+            buf.len(),
+            flags | libc::MSG_NOSIGNAL,
+            0usize,
+            0usize,
+        )
+    })
+}
+
+/// The poll(2) events of one fd now (0 if none).
+fn revents(fd: RawFd, events: i16) -> i16 {
+    let mut p = [libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd, zero timeout, no mask.
+    let _ = unsafe {
+        crate::engine::raw_ppoll(&mut p, Some(core::time::Duration::ZERO), core::ptr::null())
+    };
+    p[0].revents
+}
+
+/// Send `m` on `ctrl`, with `fd` attached (SCM_RIGHTS) when not -1.
+pub fn send_msg(ctrl: RawFd, m: &Msg, fd: RawFd) -> Result<(), c_int> {
+    let mut iov = libc::iovec {
+        iov_base: m.bytes().as_ptr() as *mut libc::c_void,
+        iov_len: core::mem::size_of::<Msg>(),
+    };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: msghdr is plain data; zero is valid.
+    let mut h: libc::msghdr = unsafe { core::mem::zeroed() };
+    h.msg_iov = &mut iov;
+    h.msg_iovlen = 1;
+    if fd >= 0 {
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure computations.
+        let (space, len) = unsafe {
+            (
+                libc::CMSG_SPACE(core::mem::size_of::<c_int>() as u32),
+                libc::CMSG_LEN(core::mem::size_of::<c_int>() as u32),
+            )
+        };
+        h.msg_control = cbuf.as_mut_ptr().cast();
+        h.msg_controllen = space as usize;
+        // SAFETY: the control buffer is 32 bytes, more than CMSG_SPACE of
+        // one int (24), and aligned for cmsghdr; CMSG_FIRSTHDR is then
+        // non-null.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&h);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = len as usize;
+            libc::CMSG_DATA(c).cast::<c_int>().write_unaligned(fd);
+        }
+    }
+    loop {
+        // SAFETY: a valid msghdr over our buffers.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_sendmsg,
+                ctrl,
+                &h as *const libc::msghdr,
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        match check(r) {
+            Ok(_) => return Ok(()),
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What one non-blocking receive on a control channel gave.
+enum Recv {
+    Msg(Msg, RawFd),
+    Eof,
+    Empty,
+}
+
+fn recv_msg(ctrl: RawFd) -> Recv {
+    let mut m = Msg::default();
+    let mut iov = libc::iovec {
+        iov_base: (&mut m as *mut Msg).cast(),
+        iov_len: core::mem::size_of::<Msg>(),
+    };
+    let mut cbuf = [0u64; 8];
+    // SAFETY: msghdr is plain data; zero is valid.
+    let mut h: libc::msghdr = unsafe { core::mem::zeroed() };
+    h.msg_iov = &mut iov;
+    h.msg_iovlen = 1;
+    h.msg_control = cbuf.as_mut_ptr().cast();
+    h.msg_controllen = core::mem::size_of_val(&cbuf);
+    // SAFETY: a valid msghdr over our buffers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_recvmsg,
+            ctrl,
+            &mut h as *mut libc::msghdr,
+            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+        )
+    };
+    let n = match check(r) {
+        Ok(0) => return Recv::Eof,
+        Ok(n) => n,
+        Err(libc::EAGAIN | libc::EINTR) => return Recv::Empty,
+        Err(_) => return Recv::Eof,
+    };
+    let mut fd = -1;
+    // SAFETY: walking the control messages the kernel wrote into cbuf.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let k = libc::CMSG_DATA(c).cast::<c_int>().read_unaligned();
+                if fd < 0 {
+                    fd = k;
+                } else {
+                    raw_close(k);
+                }
+            }
+            c = libc::CMSG_NXTHDR(&h, c);
+        }
+    }
+    if n != core::mem::size_of::<Msg>() {
+        if fd >= 0 {
+            raw_close(fd);
+        }
+        return Recv::Empty;
+    }
+    Recv::Msg(m, fd)
+}
+
+/// Move `fd` into shunt's high range as one of its own fds (the low
+/// number is closed); -1 if that fails.
+pub fn own_fd(fd: RawFd) -> RawFd {
+    // SAFETY: `fd` is open and ours; borrowed for the duplication only.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    let high = crate::engine::high_internal(b).map_or(-1, IntoRawFd::into_raw_fd);
+    raw_close(fd);
+    high
+}
+
+/// Close one of shunt's own fds.
+fn close_own(fd: RawFd) {
+    fdtable::clear(fd);
+    raw_close(fd);
+}
+
+fn reply(fd: RawFd, err: c_int) {
+    if fd >= 0 {
+        let _ = raw_send(fd, &err.to_ne_bytes(), libc::MSG_DONTWAIT);
+        close_own(fd);
+    }
+}
+
+fn how_of(how: i32) -> Option<tcp::Shutdown> {
+    match how {
+        libc::SHUT_RD => Some(tcp::Shutdown::Read),
+        libc::SHUT_WR => Some(tcp::Shutdown::Write),
+        libc::SHUT_RDWR => Some(tcp::Shutdown::Both),
+        _ => None,
+    }
+}
+
+// --- the parent's state ------------------------------------------------------
+
+/// One fork: the control channel and what the child inherited.
+struct Record {
+    ctrl: RawFd,
+    holds: Vec<(SocketId, u64)>,
+}
+
+/// One relayed connection.
+struct Relay {
+    fd: RawFd,
+    id: SocketId,
+    serial: u64,
+    tcp: TcpId,
+    token: u64,
+    up: Vec<u8>,
+    up_off: usize,
+    down: Vec<u8>,
+    down_off: usize,
+    /// The unix end read EOF (the child closed or shut down writing).
+    eof_up: bool,
+    /// SHUT_WR applied to the connection for this relay's EOF.
+    wr_done: bool,
+    /// The peer's EOF was passed on (SHUT_WR on the unix end).
+    down_eof: bool,
+    /// A child's shutdown waiting for this relay's data to go first.
+    shut_after: Option<(i32, RawFd)>,
+    dead: bool,
+}
+
+/// The relays of the parent's sockets (lives in the driver's state).
+#[derive(Default)]
+pub struct Relays {
+    records: Vec<Record>,
+    relays: Vec<Relay>,
+    /// Made in the prepare handler, taken in the parent or child one.
+    pending: Option<(RawFd, RawFd, Vec<(SocketId, u64)>)>,
+    scratch: Vec<u8>,
+}
+
+impl Relays {
+    /// Whether a child may still use socket `id` (slot generation `serial`).
+    pub fn held(&self, id: SocketId, serial: u64) -> bool {
+        self.records.iter().any(|r| r.holds.contains(&(id, serial)))
+            || self
+                .relays
+                .iter()
+                .any(|r| r.id == id && r.serial == serial && !r.dead)
+    }
+
+    fn idle(&self) -> bool {
+        self.records.is_empty() && self.relays.is_empty()
+    }
+
+    /// The fds the progress thread sleeps on.
+    pub fn pollfds(&self, out: &mut Vec<libc::pollfd>) {
+        for r in &self.records {
+            out.push(libc::pollfd {
+                fd: r.ctrl,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        for r in &self.relays {
+            let mut ev = 0;
+            if !r.eof_up && r.up_off == r.up.len() {
+                ev |= libc::POLLIN;
+            }
+            if r.down_off < r.down.len() {
+                ev |= libc::POLLOUT;
+            }
+            out.push(libc::pollfd {
+                fd: r.fd,
+                events: ev,
+                revents: 0,
+            });
+        }
+    }
+}
+
+/// atfork prepare (the driver's lock held): a control channel if the
+/// child will inherit shunt sockets.
+pub fn prepare(g: &mut Inner) {
+    let holds = crate::sockets::inherited(&g.t);
+    if holds.is_empty() {
+        return;
+    }
+    let Ok([a, b]) = raw_socketpair(libc::SOCK_SEQPACKET) else {
+        return;
+    };
+    let (a, b) = (own_fd(a), own_fd(b));
+    if a < 0 || b < 0 {
+        for fd in [a, b] {
+            if fd >= 0 {
+                close_own(fd);
+            }
+        }
+        return;
+    }
+    g.relays.pending = Some((a, b, holds));
+}
+
+/// atfork parent/child (the driver's lock still held).
+pub fn after(g: &mut Inner, in_child: bool) {
+    let pending = g.relays.pending.take();
+    if !in_child {
+        if let Some((mine, theirs, holds)) = pending {
+            close_own(theirs);
+            g.relays.records.push(Record { ctrl: mine, holds });
+        }
+        return;
+    }
+    // The child: the parent's ends are not its business.
+    let r = core::mem::take(&mut g.relays);
+    for rec in &r.records {
+        close_own(rec.ctrl);
+    }
+    for rel in &r.relays {
+        close_own(rel.fd);
+        if let Some((_, fd)) = rel.shut_after {
+            close_own(fd);
+        }
+    }
+    let ctrl = match pending {
+        Some((theirs, mine, _)) => {
+            close_own(theirs);
+            mine
+        }
+        None => -1,
+    };
+    crate::forked::start(ctrl);
+}
+
+/// Move relay data and answer the children (in every turn, lock held).
+/// True when anything moved.
+pub fn pump(g: &mut Inner) -> bool {
+    if g.relays.idle() {
+        return false;
+    }
+    let mut r = core::mem::take(&mut g.relays);
+    let mut busy = false;
+    let mut released = Vec::new();
+    // Control channels first: a relay announced there may already carry
+    // data.
+    for rec in r.records.iter_mut() {
+        loop {
+            match recv_msg(rec.ctrl) {
+                Recv::Empty => break,
+                Recv::Eof => {
+                    close_own(rec.ctrl);
+                    rec.ctrl = -1;
+                    released.append(&mut rec.holds);
+                    busy = true;
+                    break;
+                }
+                Recv::Msg(m, fd) => {
+                    busy = true;
+                    control(g, &mut r.relays, rec, m, fd, &mut released);
+                }
+            }
+        }
+    }
+    r.records.retain(|rec| rec.ctrl >= 0);
+    let scratch = &mut r.scratch;
+    for rel in r.relays.iter_mut() {
+        busy |= pump_one(g, rel, scratch);
+    }
+    r.relays.retain(|rel| {
+        if rel.dead {
+            close_own(rel.fd);
+            released.push((rel.id, rel.serial));
+        }
+        !rel.dead
+    });
+    for (id, serial) in released {
+        if !r.held(id, serial) {
+            crate::sockets::close_orphan(g, id, serial);
+        }
+    }
+    g.relays = r;
+    busy
+}
+
+fn control(
+    g: &mut Inner,
+    relays: &mut Vec<Relay>,
+    rec: &mut Record,
+    m: Msg,
+    fd: RawFd,
+    released: &mut Vec<(SocketId, u64)>,
+) {
+    let fd = if fd >= 0 { own_fd(fd) } else { fd };
+    let tcp = crate::sockets::tcp_of(&g.t, m.id, m.serial);
+    match m.op {
+        x if x == Op::Relay as u32 => match tcp {
+            Some(t)
+                if fd >= 0 && raw_fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK as c_long).is_ok() =>
+            {
+                relays.push(Relay {
+                    fd,
+                    id: m.id,
+                    serial: m.serial,
+                    tcp: t,
+                    token: m.token,
+                    up: Vec::new(),
+                    up_off: 0,
+                    down: Vec::new(),
+                    down_off: 0,
+                    eof_up: false,
+                    wr_done: false,
+                    down_eof: false,
+                    shut_after: None,
+                    dead: false,
+                })
+            }
+            // The socket is gone: the child's end reads EOF.
+            _ if fd >= 0 => close_own(fd),
+            _ => {}
+        },
+        x if x == Op::Drop as u32 => {
+            if let Some(i) = rec.holds.iter().position(|&h| h == (m.id, m.serial)) {
+                released.push(rec.holds.swap_remove(i));
+            }
+        }
+        x if x == Op::Shutdown as u32 => {
+            let rel = relays
+                .iter_mut()
+                .find(|r| m.token != 0 && r.token == m.token && !r.dead);
+            match (rel, tcp) {
+                (Some(rel), _) => {
+                    if let Some((_, old)) = rel.shut_after.replace((m.how, fd)) {
+                        reply(old, 0);
+                    }
+                }
+                (None, Some(t)) => reply(fd, shutdown(g, t, m.how)),
+                (None, None) => reply(fd, libc::ENOTCONN),
+            }
+        }
+        _ => {
+            if fd >= 0 {
+                close_own(fd);
+            }
+        }
+    }
+}
+
+/// shutdown(2) on the connection: 0 or the errno.
+fn shutdown(g: &mut Inner, t: TcpId, how: i32) -> c_int {
+    let Some(h) = how_of(how) else {
+        return libc::EINVAL;
+    };
+    let now = g.now();
+    match g.stack.tcp(now, |l, cx| l.shutdown(cx, t, h)) {
+        Ok(()) => 0,
+        Err(e) => e.0,
+    }
+}
+
+fn pump_one(g: &mut Inner, r: &mut Relay, scratch: &mut Vec<u8>) -> bool {
+    let mut busy = false;
+    // Child to peer.
+    let mut budget = TURN_BUDGET;
+    while budget > 0 {
+        if r.up_off == r.up.len() {
+            r.up.clear();
+            r.up_off = 0;
+            if r.eof_up {
+                break;
+            }
+            r.up.resize(CHUNK, 0);
+            match raw_recv(r.fd, &mut r.up) {
+                Ok(0) | Err(libc::ECONNRESET) => {
+                    r.up.clear();
+                    r.eof_up = true;
+                    busy = true;
+                    break;
+                }
+                Ok(n) => r.up.truncate(n),
+                Err(_) => {
+                    r.up.clear();
+                    break;
+                }
+            }
+        }
+        let now = g.now();
+        let (t, data) = (r.tcp, &r.up[r.up_off..]);
+        match g
+            .stack
+            .tcp(now, |l, cx| l.send(cx, t, data, SendFlags::default()))
+        {
+            Ok(n) => {
+                r.up_off += n;
+                budget = budget.saturating_sub(n);
+                busy = true;
+            }
+            Err(e) if e.0 == libc::EAGAIN => break,
+            // The connection cannot send (shut down, reset): what the
+            // child wrote is lost, as its write would have failed.
+            Err(_) => {
+                r.up_off = r.up.len();
+                budget = budget.saturating_sub(CHUNK);
+            }
+        }
+    }
+    if r.eof_up && r.up_off == r.up.len() {
+        if let Some((how, fd)) = r.shut_after.take() {
+            let e = shutdown(g, r.tcp, how);
+            reply(fd, e);
+            r.wr_done |= how != libc::SHUT_RD;
+            busy = true;
+        }
+        if revents(r.fd, 0) & libc::POLLHUP != 0 {
+            // Every copy of the child's end is closed: a close, never a
+            // FIN of its own.
+            r.dead = true;
+            return true;
+        }
+        if !r.wr_done {
+            // EOF without a hang-up: the child (or a program it exec'd)
+            // shut down writing.
+            r.wr_done = true;
+            shutdown(g, r.tcp, libc::SHUT_WR);
+            busy = true;
+        }
+    }
+    // Peer to child, only while the parent holds no fd of its own.
+    if crate::sockets::parent_refs(&g.t, r.id) != 0 || r.down_eof {
+        return busy;
+    }
+    let mut budget = TURN_BUDGET;
+    while budget > 0 {
+        if r.down_off == r.down.len() {
+            r.down.clear();
+            r.down_off = 0;
+            scratch.resize(CHUNK, 0);
+            let now = g.now();
+            let t = r.tcp;
+            let buf = &mut scratch[..];
+            match g
+                .stack
+                .tcp(now, |l, cx| l.recv(cx, t, buf, RecvFlags::default()))
+            {
+                Ok(0) => {
+                    raw_shutdown(r.fd, libc::SHUT_WR);
+                    r.down_eof = true;
+                    busy = true;
+                    break;
+                }
+                Ok(n) => r.down.extend_from_slice(&scratch[..n]),
+                Err(e) if e.0 == libc::EAGAIN => break,
+                Err(_) => {
+                    raw_shutdown(r.fd, libc::SHUT_WR);
+                    r.down_eof = true;
+                    busy = true;
+                    break;
+                }
+            }
+        }
+        match raw_send(r.fd, &r.down[r.down_off..], libc::MSG_DONTWAIT) {
+            Ok(n) => {
+                r.down_off += n;
+                budget = budget.saturating_sub(n);
+                busy = true;
+            }
+            Err(libc::EAGAIN | libc::EINTR) => break,
+            Err(_) => {
+                r.dead = true;
+                return true;
+            }
+        }
+    }
+    busy
+}
