@@ -23,7 +23,9 @@ use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
 use libc::{sockaddr, socklen_t};
 
 use crate::fdtable::{self, Entry};
-use crate::relay::{Msg, Op, raw_close, raw_fcntl, raw_shutdown, raw_socketpair, send_msg};
+use crate::relay::{
+    ConnectReply, Msg, Op, raw_close, raw_fcntl, raw_shutdown, raw_socketpair, send_msg,
+};
 use crate::socket::SocketId;
 
 /// This process is a forked child of a process with shunt's stack.
@@ -43,7 +45,15 @@ pub struct Converted {
     token: u64,
     /// The backing kernel socket, kept for the option calls.
     orig: RawFd,
+    /// Local and peer names of a connection made after the fork (the
+    /// child's copy of the stack does not know it).
+    names: Option<(SocketAddrV4, SocketAddrV4)>,
 }
+
+/// The id a forked child's own TCP sockets carry in its fd table: no slot
+/// of the (copied) socket table, so every call on them is the kernel's,
+/// except a connect through shunt's interface ([`connect`]).
+pub const CHILD_NEW: SocketId = fdtable::MAX_ID;
 
 static CONVERTED: parking_lot::Mutex<Vec<Converted>> = parking_lot::Mutex::new(Vec::new());
 
@@ -89,6 +99,9 @@ fn token() -> u64 {
 /// process becomes one end of a socketpair the parent pumps. Does nothing
 /// for sockets that are not connections, or when the parent is gone.
 pub fn adopt(fd: c_int, id: SocketId) {
+    if id == CHILD_NEW {
+        return;
+    }
     let Some(s) = crate::sockets::SHUNT.get() else {
         return;
     };
@@ -151,9 +164,142 @@ pub fn adopt(fd: c_int, id: SocketId) {
             serial,
             token: tok,
             orig,
+            names: None,
         });
         HAS_RELAYS.store(true, Ordering::Release);
     }
+}
+
+/// socket(2) in a forked child made kernel socket `fd`: mark a TCP one,
+/// so that its connect comes here.
+pub fn open(fd: c_int, domain: c_int, ty: c_int, protocol: c_int) {
+    if domain == libc::AF_INET
+        && ty & 0xf == libc::SOCK_STREAM
+        && matches!(protocol, 0 | libc::IPPROTO_TCP)
+        && CTRL.load(Ordering::Acquire) >= 0
+    {
+        fdtable::set(fd, Entry::Socket(CHILD_NEW));
+    }
+}
+
+/// connect(2) in a forked child on `fd` (marked `id`): an inherited
+/// socket is relayed first; a socket of the child's own that connects
+/// through shunt's interface is connected by the parent and relayed.
+/// `None`: the kernel's call.
+///
+/// The connect blocks until the handshake ends, whatever O_NONBLOCK says
+/// (the relay does not exist before).
+///
+/// # Safety
+/// `addr`/`len` as the program passed them.
+pub unsafe fn connect(
+    fd: c_int,
+    id: SocketId,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> Option<c_int> {
+    if id != CHILD_NEW {
+        adopt(fd, id);
+        return None;
+    }
+    if addr.is_null() || (len as usize) < core::mem::size_of::<libc::sockaddr_in>() {
+        return None;
+    }
+    // SAFETY: the program's address, at least a sockaddr_in long.
+    let sin = unsafe { addr.cast::<libc::sockaddr_in>().read_unaligned() };
+    if c_int::from(sin.sin_family) != libc::AF_INET {
+        return None;
+    }
+    let dst = SocketAddrV4::new(
+        u32::from_be(sin.sin_addr.s_addr).into(),
+        u16::from_be(sin.sin_port),
+    );
+    let s = crate::sockets::SHUNT.get()?;
+    if !crate::sockets::routed_by_shunt(&s.e.inner_lock(), dst.ip()) {
+        // The kernel's path (loopback...): the socket is the kernel's.
+        fdtable::clear(fd);
+        return None;
+    }
+    let ctrl = CTRL.load(Ordering::Acquire);
+    if ctrl < 0 {
+        return None;
+    }
+    let Ok([mine, theirs]) = raw_socketpair(libc::SOCK_STREAM) else {
+        return Some(fail(libc::ENOBUFS));
+    };
+    let tok = token();
+    let m = Msg {
+        op: Op::Connect as u32,
+        id: u32::from(*dst.ip()),
+        how: i32::from(dst.port()),
+        token: tok,
+        ..Msg::default()
+    };
+    let sent = send_msg(ctrl, &m, theirs);
+    raw_close(theirs);
+    if sent.is_err() {
+        raw_close(mine);
+        return None;
+    }
+    let mut b = [0u8; ConnectReply::SIZE];
+    let mut got = 0;
+    while got < b.len() {
+        // SAFETY: read into the rest of our buffer.
+        let r =
+            unsafe { libc::syscall(libc::SYS_read, mine, b[got..].as_mut_ptr(), b.len() - got) };
+        if r > 0 {
+            got += r as usize;
+        // SAFETY: this thread's errno.
+        } else if r < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+            continue;
+        } else {
+            break;
+        }
+    }
+    let rep = ConnectReply::from_bytes(&b);
+    if got < b.len() || rep.err != 0 {
+        raw_close(mine);
+        return Some(fail(if got < b.len() {
+            libc::ECONNABORTED
+        } else {
+            rep.err
+        }));
+    }
+    // SAFETY: `fd` is open (the hook was called on it).
+    let orig = crate::engine::high_internal(unsafe { BorrowedFd::borrow_raw(fd) })
+        .map_or(-1, IntoRawFd::into_raw_fd);
+    let fl = raw_fcntl(fd, libc::F_GETFL, 0).unwrap_or(0) as c_int;
+    let cloexec = raw_fcntl(fd, libc::F_GETFD, 0).is_ok_and(|f| f as c_int & libc::FD_CLOEXEC != 0);
+    // SAFETY: dup3 onto the program's socket fd: the kernel replaces it
+    // atomically.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_dup3,
+            mine,
+            fd,
+            if cloexec { libc::O_CLOEXEC } else { 0 },
+        )
+    };
+    let _ = raw_fcntl(mine, libc::F_SETFL, (fl & libc::O_NONBLOCK) as c_long);
+    let i = ino(mine);
+    raw_close(mine);
+    if r < 0 {
+        return Some(fail(libc::ENOBUFS));
+    }
+    fdtable::clear(fd);
+    let local = SocketAddrV4::new(rep.ip.into(), rep.port as u16);
+    if let Some(ino) = i {
+        CONVERTED.lock().push(Converted {
+            ino,
+            id: rep.id,
+            serial: rep.serial,
+            token: tok,
+            orig,
+            names: Some((local, dst)),
+        });
+        HAS_RELAYS.store(true, Ordering::Release);
+    }
+    Some(0)
 }
 
 /// Before an exec: relay every inherited connection that survives it.
@@ -319,8 +465,13 @@ pub unsafe fn name(
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> Option<c_int> {
-    let s = crate::sockets::SHUNT.get()?;
-    let (local, remote) = crate::sockets::names(&s.e.inner_lock(), t.id)?;
+    let (local, remote) = match t.conv.and_then(|c| c.names) {
+        Some((l, p)) => (Some(l), Some(p)),
+        None => {
+            let s = crate::sockets::SHUNT.get()?;
+            crate::sockets::names(&s.e.inner_lock(), t.id)?
+        }
+    };
     match if peer { remote } else { local } {
         // SAFETY: per the contract.
         Some(a) => Some(unsafe { put_sin(a, addr, len) }),

@@ -210,6 +210,12 @@ fn socket_shunt(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     if fd < 0 {
         return fd;
     }
+    if forked::in_child() {
+        // A forked child's own sockets: the kernel's, unless they connect
+        // through shunt's interface (then the parent makes the connection).
+        guarded(|| forked::open(fd, domain, ty, protocol), || ());
+        return fd;
+    }
     if let Some(s) = sockets() {
         // The integration marks the fd itself when it takes it; a panic
         // leaves the socket with the kernel.
@@ -248,10 +254,35 @@ fd_hook! {
     // SAFETY: the application's arguments, passed on as given.
     |s, id| unsafe { s.accept(id, fd, addr, len, flags) }
 }
-fd_hook! {
-    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
-    // SAFETY: the application's arguments, passed on as given.
-    |s, id| unsafe { s.connect(id, fd, addr, len) }
+/// connect(2). In a forked child, a socket it made itself connects
+/// through the parent's stack (crate::forked::connect).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    let e = fdtable::get(fd);
+    if e == 0 {
+        return real!(connect(fd, addr, len));
+    }
+    connect_shunt(e, fd, addr, len)
+}
+
+#[cold]
+#[inline(never)]
+fn connect_shunt(e: u32, fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    match Entry::decode(e) {
+        Entry::Socket(id) if forked::in_child() => guarded(
+            // SAFETY: the application's arguments, passed on as given.
+            || unsafe { forked::connect(fd, id, addr, len) },
+            || None,
+        )
+        .unwrap_or_else(|| real!(connect(fd, addr, len))),
+        // SAFETY: the application's arguments, passed on as given.
+        Entry::Socket(id) => served(
+            |s| unsafe { s.connect(id, fd, addr, len) },
+            || real!(connect(fd, addr, len)),
+        ),
+        Entry::Internal(_) => ebadf(),
+        Entry::Kernel | Entry::Epoll(_) => real!(connect(fd, addr, len)),
+    }
 }
 meta_hook! {
     fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;

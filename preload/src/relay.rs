@@ -69,6 +69,47 @@ pub enum Op {
     /// shutdown(`how`) on `id`; the attached fd gets the errno (an i32)
     /// once done. With a `token`, after what that relay holds.
     Shutdown = 3,
+    /// A socket the child made connects to IPv4 address `id` (host
+    /// order), port `how`, through the parent's stack; the attached fd is
+    /// its relay, where the parent first writes a [`ConnectReply`].
+    Connect = 4,
+}
+
+/// The parent's answer to [`Op::Connect`], the first bytes on the relay.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnectReply {
+    /// 0, or connect(2)'s errno.
+    pub err: i32,
+    pub id: u32,
+    pub serial: u64,
+    /// The connection's local address (host order) and port.
+    pub ip: u32,
+    pub port: u32,
+}
+
+impl ConnectReply {
+    pub const SIZE: usize = 24;
+
+    fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..4].copy_from_slice(&self.err.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.id.to_ne_bytes());
+        b[8..16].copy_from_slice(&self.serial.to_ne_bytes());
+        b[16..20].copy_from_slice(&self.ip.to_ne_bytes());
+        b[20..24].copy_from_slice(&self.port.to_ne_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> ConnectReply {
+        let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        ConnectReply {
+            err: w(0) as i32,
+            id: w(4),
+            serial: u64::from(w(8)) | (u64::from(w(12)) << 32),
+            ip: w(16),
+            port: w(20),
+        }
+    }
 }
 
 /// One control message.
@@ -350,7 +391,31 @@ struct Relay {
     down_eof: bool,
     /// A child's shutdown waiting for this relay's data to go first.
     shut_after: Option<(i32, RawFd)>,
+    /// An [`Op::Connect`] not answered yet.
+    connecting: bool,
     dead: bool,
+}
+
+impl Relay {
+    fn new(fd: RawFd, id: SocketId, serial: u64, tcp: TcpId, token: u64) -> Relay {
+        Relay {
+            fd,
+            id,
+            serial,
+            tcp,
+            token,
+            up: Vec::new(),
+            up_off: 0,
+            down: Vec::new(),
+            down_off: 0,
+            eof_up: false,
+            wr_done: false,
+            down_eof: false,
+            shut_after: None,
+            connecting: false,
+            dead: false,
+        }
+    }
 }
 
 /// The relays of the parent's sockets (lives in the driver's state).
@@ -386,7 +451,7 @@ impl Relays {
                 revents: 0,
             });
         }
-        for r in &self.relays {
+        for r in self.relays.iter().filter(|r| !r.connecting) {
             let mut ev = 0;
             if !r.eof_up && r.up_off == r.up.len() {
                 ev |= libc::POLLIN;
@@ -521,27 +586,30 @@ fn control(
             Some(t)
                 if fd >= 0 && raw_fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK as c_long).is_ok() =>
             {
-                relays.push(Relay {
-                    fd,
-                    id: m.id,
-                    serial: m.serial,
-                    tcp: t,
-                    token: m.token,
-                    up: Vec::new(),
-                    up_off: 0,
-                    down: Vec::new(),
-                    down_off: 0,
-                    eof_up: false,
-                    wr_done: false,
-                    down_eof: false,
-                    shut_after: None,
-                    dead: false,
-                })
+                relays.push(Relay::new(fd, m.id, m.serial, t, m.token))
             }
             // The socket is gone: the child's end reads EOF.
             _ if fd >= 0 => close_own(fd),
             _ => {}
         },
+        x if x == Op::Connect as u32 && fd >= 0 => {
+            let dst = std::net::SocketAddrV4::new(m.id.into(), m.how as u16);
+            match crate::sockets::connect_for_child(g, dst) {
+                Ok((id, serial, t)) => {
+                    let mut r = Relay::new(fd, id, serial, t, m.token);
+                    r.connecting = true;
+                    relays.push(r);
+                }
+                Err(e) => {
+                    let rep = ConnectReply {
+                        err: e,
+                        ..ConnectReply::default()
+                    };
+                    let _ = raw_send(fd, &rep.to_bytes(), libc::MSG_DONTWAIT);
+                    close_own(fd);
+                }
+            }
+        }
         x if x == Op::Drop as u32 => {
             if let Some(i) = rec.holds.iter().position(|&h| h == (m.id, m.serial)) {
                 released.push(rec.holds.swap_remove(i));
@@ -581,7 +649,51 @@ fn shutdown(g: &mut Inner, t: TcpId, how: i32) -> c_int {
     }
 }
 
+/// A child's connection made for it: answer once the handshake is over.
+/// True when it is (or failed).
+fn connected(g: &mut Inner, r: &mut Relay) -> bool {
+    use shunt_stack::tcp::TcpState;
+    let state = g.stack.tcp_layer().state(r.tcp);
+    let mut rep = ConnectReply {
+        id: r.id,
+        serial: r.serial,
+        ..ConnectReply::default()
+    };
+    match state {
+        Ok(TcpState::SynSent | TcpState::SynRecv) => return false,
+        Ok(TcpState::Close) | Err(_) => {
+            let now = g.now();
+            let t = r.tcp;
+            rep.err = g
+                .stack
+                .tcp(now, |l, _| l.take_error(t))
+                .map_or(libc::ECONNREFUSED, |e| e.0);
+            r.dead = true;
+        }
+        Ok(_) => {
+            if let Ok(l) = g.stack.tcp_layer().local_addr(r.tcp)
+                && let tcp::IpAddr::V4(ip) = l.ip
+            {
+                rep.ip = u32::from_be_bytes(ip.octets());
+                rep.port = l.port.into();
+            }
+        }
+    }
+    r.connecting = false;
+    // The relay's buffer is empty: the reply fits at once.
+    if raw_send(r.fd, &rep.to_bytes(), libc::MSG_DONTWAIT).is_err() {
+        r.dead = true;
+    }
+    true
+}
+
 fn pump_one(g: &mut Inner, r: &mut Relay, scratch: &mut Vec<u8>) -> bool {
+    if r.connecting && !connected(g, r) {
+        return false;
+    }
+    if r.dead {
+        return true;
+    }
     let mut busy = false;
     // Child to peer.
     let mut budget = TURN_BUDGET;

@@ -2717,3 +2717,46 @@ pub(crate) fn names(
         l.peer_addr(t).ok().map(tcp_sa),
     ))
 }
+
+/// Whether `a` is reached through shunt's interface.
+pub(crate) fn routed_by_shunt(g: &Inner, a: &StdV4) -> bool {
+    via_shunt(g, a)
+}
+
+/// A forked child's new connection to `dst`, made by the parent: a TCP
+/// socket no fd names (its relay holds it), connecting. The errno when the
+/// stack refuses at once.
+pub(crate) fn connect_for_child(
+    g: &mut Inner,
+    dst: SocketAddrV4,
+) -> Result<(SocketId, u64, TcpId), c_int> {
+    let now = g.now();
+    let t = g.stack.tcp(now, |l, _| l.socket(tcp::Domain::V4));
+    let s = Sock {
+        proto: Proto::Tcp(t),
+        refs: 0,
+        fds: Vec::new(),
+        nonblock: true,
+        rcvtimeo: None,
+        sndtimeo: None,
+        bufs_set: false,
+        serial: 0,
+        klisten: false,
+        inflight: 0,
+        zombie: false,
+    };
+    let Some(id) = g.t.insert(s) else {
+        close_proto(g, Proto::Tcp(t));
+        return Err(libc::EMFILE);
+    };
+    let serial = g.t.get(id).map_or(0, |s| s.serial);
+    match g.stack.tcp(now, |l, cx| l.connect(cx, t, to_tcp(dst))) {
+        Ok(()) | Err(shunt_stack::Errno::EINPROGRESS) => Ok((id, serial, t)),
+        Err(e) => {
+            if let Some(s) = g.t.remove(id) {
+                close_proto(g, s.proto);
+            }
+            Err(e.0)
+        }
+    }
+}
