@@ -110,7 +110,7 @@ pub fn adopt(fd: c_int, id: SocketId) {
         return;
     }
     let mut g = s.e.inner_lock();
-    let Some((serial, mut fds)) = crate::sockets::relayable(&g, id) else {
+    let Some((serial, mut fds, wr_shut)) = crate::sockets::relayable(&g, id) else {
         return;
     };
     if !fds.contains(&fd) {
@@ -132,6 +132,10 @@ pub fn adopt(fd: c_int, id: SocketId) {
     if sent.is_err() {
         raw_close(mine);
         return;
+    }
+    if wr_shut {
+        // Writes fail (EPIPE, SIGPIPE) as on the shut-down socket.
+        raw_shutdown(mine, libc::SHUT_WR);
     }
     // SAFETY: `fd` is open (the hook was called on it).
     let orig = crate::engine::high_internal(unsafe { BorrowedFd::borrow_raw(fd) })
@@ -391,7 +395,14 @@ pub fn shutdown(t: &Target, fd: c_int, how: c_int) -> c_int {
     if !matches!(how, libc::SHUT_RD | libc::SHUT_WR | libc::SHUT_RDWR) {
         return fail(libc::EINVAL);
     }
-    let serial = match t.conv {
+    let mut conv = t.conv;
+    if conv.is_none() && how != libc::SHUT_RD {
+        // Relay it first, so that the child's own writes after the
+        // shutdown fail as on Linux (EPIPE, SIGPIPE).
+        adopt(fd, t.id);
+        conv = converted(fd);
+    }
+    let serial = match conv {
         Some(c) => c.serial,
         None => match crate::sockets::SHUNT
             .get()
@@ -402,7 +413,7 @@ pub fn shutdown(t: &Target, fd: c_int, how: c_int) -> c_int {
         },
     };
     let mut token = 0;
-    if let Some(c) = t.conv
+    if let Some(c) = conv
         && how != libc::SHUT_RD
     {
         // In band: the parent applies the shutdown once it has read

@@ -2675,15 +2675,22 @@ pub(crate) fn close_orphan(g: &mut Inner, id: SocketId, serial: u64) {
     }
 }
 
-/// In a child: a connection that can be relayed (its generation and fds).
-pub(crate) fn relayable(g: &Inner, id: SocketId) -> Option<(u64, Vec<c_int>)> {
+/// In a child: a connection that can be relayed (its generation, its
+/// fds, and whether it can no longer send).
+pub(crate) fn relayable(g: &Inner, id: SocketId) -> Option<(u64, Vec<c_int>, bool)> {
+    use tcp::TcpState as S;
     let s = g.t.get(id)?;
     let Proto::Tcp(t) = s.proto else { return None };
     let l = g.stack.tcp_layer();
-    if l.state(t).ok()? == tcp::TcpState::Listen || l.peer_addr(t).is_err() {
+    let state = l.state(t).ok()?;
+    if state == S::Listen || l.peer_addr(t).is_err() {
         return None;
     }
-    Some((s.serial, s.fds.clone()))
+    let wr_shut = matches!(
+        state,
+        S::FinWait1 | S::FinWait2 | S::Closing | S::TimeWait | S::LastAck | S::Close
+    );
+    Some((s.serial, s.fds.clone(), wr_shut))
 }
 
 /// In a child: its fds of socket `id` are relayed now.
