@@ -400,7 +400,7 @@ impl Engine {
                 waiters: Vec::new(),
                 tx_blocked: false,
                 t: Tables::default(),
-                relays: Default::default(),
+                relays: crate::relay::Relays::new(prog_efd),
                 _own: own,
             }),
             dev_fd,

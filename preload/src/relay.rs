@@ -419,16 +419,56 @@ impl Relay {
 }
 
 /// The relays of the parent's sockets (lives in the driver's state).
-#[derive(Default)]
 pub struct Relays {
     records: Vec<Record>,
     relays: Vec<Relay>,
     /// Made in the prepare handler, taken in the parent or child one.
     pending: Option<(RawFd, RawFd, Vec<(SocketId, u64)>)>,
     scratch: Vec<u8>,
+    /// The progress thread's eventfd (-1: none): it sleeps on the relays'
+    /// fds, so it must hear when what it should watch changed.
+    wake: RawFd,
+}
+
+impl Default for Relays {
+    fn default() -> Relays {
+        Relays::new(-1)
+    }
 }
 
 impl Relays {
+    pub fn new(wake: RawFd) -> Relays {
+        Relays {
+            records: Vec::new(),
+            relays: Vec::new(),
+            pending: None,
+            scratch: Vec::new(),
+            wake,
+        }
+    }
+
+    fn wake(&self) {
+        if self.wake >= 0 {
+            let _ = rustix::io::write(
+                // SAFETY: the progress thread's eventfd, open for the
+                // process's life.
+                unsafe { BorrowedFd::borrow_raw(self.wake) },
+                &1u64.to_ne_bytes(),
+            );
+        }
+    }
+
+    /// The parent closed its last fd of `id`: whether a child still holds
+    /// it (then received data now goes to its relays: the progress thread
+    /// is told).
+    pub fn parent_closed(&self, id: SocketId, serial: u64) -> bool {
+        let held = self.held(id, serial);
+        if held {
+            self.wake();
+        }
+        held
+    }
+
     /// Whether a child may still use socket `id` (slot generation `serial`).
     pub fn held(&self, id: SocketId, serial: u64) -> bool {
         self.records.iter().any(|r| r.holds.contains(&(id, serial)))
@@ -551,6 +591,7 @@ pub fn pump(g: &mut Inner) -> bool {
         }
     }
     r.records.retain(|rec| rec.ctrl >= 0);
+    let before = r.relays.len();
     let scratch = &mut r.scratch;
     for rel in r.relays.iter_mut() {
         busy |= pump_one(g, rel, scratch);
@@ -566,6 +607,11 @@ pub fn pump(g: &mut Inner) -> bool {
         if !r.held(id, serial) {
             crate::sockets::close_orphan(g, id, serial);
         }
+    }
+    if busy || r.relays.len() != before {
+        // What the progress thread should watch may have changed (a new
+        // relay, a buffer that filled or drained): it recomputes.
+        r.wake();
     }
     g.relays = r;
     busy

@@ -2103,7 +2103,7 @@ unsafe impl ShuntSockets for Shunt {
             }
             // A forked child may still use it (crate::relay): the relay
             // code closes it when the child is done.
-            .is_some_and(|serial| !g.relays.held(id, serial))
+            .is_some_and(|serial| !g.relays.parent_closed(id, serial))
         };
         if last {
             self.close_now(id);
