@@ -418,12 +418,16 @@ impl Relay {
     }
 }
 
+/// A fork under way: the parent's and the child's ends of its control
+/// channel, and what the child inherits.
+type Pending = (RawFd, RawFd, Vec<(SocketId, u64)>);
+
 /// The relays of the parent's sockets (lives in the driver's state).
 pub struct Relays {
     records: Vec<Record>,
     relays: Vec<Relay>,
     /// Made in the prepare handler, taken in the parent or child one.
-    pending: Option<(RawFd, RawFd, Vec<(SocketId, u64)>)>,
+    pending: Option<Pending>,
     scratch: Vec<u8>,
     /// The progress thread's eventfd (-1: none): it sleeps on the relays'
     /// fds, so it must hear when what it should watch changed.
