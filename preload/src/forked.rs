@@ -7,9 +7,10 @@
 //! use of an inherited connection (any hook on its fd, or an exec that
 //! keeps it), [`adopt`] turns every fd of it into one end of a unix
 //! socketpair whose other end goes to the parent over the control channel;
-//! from then on the fds are the kernel's (marked so in the fd table), and
-//! only shutdown and the name and option calls come back here, found by
-//! the relay's inode ([`converted`]), so dup'd fds are found too.
+//! from then on the calls are the kernel's, and only the first receive
+//! ([`RELAYED`]), shutdown and the name and option calls come back here,
+//! the relay found by its inode ([`converted`]), so dup'd fds are found
+//! too.
 //!
 //! Listening and unconnected sockets are not relayed: the child keeps the
 //! backing kernel socket, as it did before relays existed (a listener's
@@ -53,7 +54,13 @@ pub struct Converted {
 /// The id a forked child's own TCP sockets carry in its fd table: no slot
 /// of the (copied) socket table, so every call on them is the kernel's,
 /// except a connect through shunt's interface ([`connect`]).
-pub const CHILD_NEW: SocketId = fdtable::MAX_ID;
+pub const CHILD_NEW: SocketId = RELAYED - 1;
+
+/// In a child's fd table, `id | RELAYED` marks a relay whose child has not
+/// received through it yet: calls are the kernel's, but the first receive
+/// tells the parent ([`Op::Reader`]) and then the fd is the kernel's
+/// alone. Slot ids never come near this bit.
+pub const RELAYED: SocketId = 1 << 29;
 
 static CONVERTED: parking_lot::Mutex<Vec<Converted>> = parking_lot::Mutex::new(Vec::new());
 
@@ -95,11 +102,36 @@ fn token() -> u64 {
     (pid << 32) | (TOKENS.fetch_add(1, Ordering::Relaxed) + 1)
 }
 
+/// Whether hook `name` receives data (the child then wants the
+/// connection's incoming bytes, see [`crate::relay`]).
+pub fn reads(name: &str) -> bool {
+    matches!(
+        name,
+        "read"
+            | "readv"
+            | "recv"
+            | "recvfrom"
+            | "recvmsg"
+            | "recvmmsg"
+            | "__read_chk"
+            | "__recv_chk"
+            | "__recvfrom_chk"
+    )
+}
+
 /// Relay inherited socket `id` (which `fd` names): every fd of it in this
-/// process becomes one end of a socketpair the parent pumps. Does nothing
-/// for sockets that are not connections, or when the parent is gone.
-pub fn adopt(fd: c_int, id: SocketId) {
+/// process becomes one end of a socketpair the parent pumps. `reads`: the
+/// first use receives (or waits to), so the relay competes with the parent
+/// for incoming data. Does nothing for sockets that are not connections,
+/// or when the parent is gone.
+pub fn adopt(fd: c_int, id: SocketId, reads: bool) {
     if id == CHILD_NEW {
+        return;
+    }
+    if id & RELAYED != 0 {
+        if reads {
+            reader(fd);
+        }
         return;
     }
     let Some(s) = crate::sockets::SHUNT.get() else {
@@ -125,6 +157,7 @@ pub fn adopt(fd: c_int, id: SocketId) {
         id,
         serial,
         token: tok,
+        how: reads.into(),
         ..Msg::default()
     };
     let sent = send_msg(ctrl, &m, theirs);
@@ -153,7 +186,11 @@ pub fn adopt(fd: c_int, id: SocketId) {
         // SAFETY: dup3 onto an fd of ours that names this socket: the
         // kernel replaces it atomically.
         if unsafe { libc::syscall(libc::SYS_dup3, mine, f, flags) } >= 0 {
-            fdtable::clear(f);
+            if reads {
+                fdtable::clear(f);
+            } else {
+                fdtable::set(f, Entry::Socket(id | RELAYED));
+            }
         }
     }
     let _ = raw_fcntl(mine, libc::F_SETFL, (fl & libc::O_NONBLOCK) as c_long);
@@ -203,7 +240,7 @@ pub unsafe fn connect(
     len: socklen_t,
 ) -> Option<c_int> {
     if id != CHILD_NEW {
-        adopt(fd, id);
+        adopt(fd, id, false);
         return None;
     }
     if addr.is_null() || (len as usize) < core::mem::size_of::<libc::sockaddr_in>() {
@@ -306,6 +343,36 @@ pub unsafe fn connect(
     Some(0)
 }
 
+/// The child receives through relay `fd` for the first time: the parent
+/// now passes it incoming data even while it holds an fd itself.
+fn reader(fd: c_int) {
+    fdtable::clear(fd);
+    let ctrl = CTRL.load(Ordering::Acquire);
+    if let (Some(c), true) = (converted(fd), ctrl >= 0) {
+        let m = Msg {
+            op: Op::Reader as u32,
+            id: c.id,
+            serial: c.serial,
+            token: c.token,
+            ..Msg::default()
+        };
+        let _ = send_msg(ctrl, &m, -1);
+    }
+}
+
+/// What a metadata call on `fd`, marked `id` in a child, acts on.
+pub fn target(fd: c_int, id: SocketId) -> Target {
+    if id & RELAYED != 0 && id != CHILD_NEW {
+        if let Some(c) = converted(fd) {
+            return Target {
+                id: c.id,
+                conv: Some(c),
+            };
+        }
+    }
+    Target { id, conv: None }
+}
+
 /// Before an exec: relay every inherited connection that survives it.
 pub fn before_exec() {
     let top = fdtable::high_water().min(i32::MAX as u32) as c_int;
@@ -313,7 +380,7 @@ pub fn before_exec() {
         if let Entry::Socket(id) = fdtable::lookup(fd)
             && raw_fcntl(fd, libc::F_GETFD, 0).is_ok_and(|f| f as c_int & libc::FD_CLOEXEC == 0)
         {
-            adopt(fd, id);
+            adopt(fd, id, false);
         }
     }
 }
@@ -321,6 +388,10 @@ pub fn before_exec() {
 /// The child closes `fd` of inherited socket `id` (not relayed): after its
 /// last fd, the parent stops holding the socket for it.
 pub fn close(fd: c_int, id: SocketId) {
+    if id & RELAYED != 0 {
+        // A relay: its hang-up tells the parent.
+        return;
+    }
     let Some(s) = crate::sockets::SHUNT.get() else {
         return;
     };
@@ -399,7 +470,7 @@ pub fn shutdown(t: &Target, fd: c_int, how: c_int) -> c_int {
     if conv.is_none() && how != libc::SHUT_RD {
         // Relay it first, so that the child's own writes after the
         // shutdown fail as on Linux (EPIPE, SIGPIPE).
-        adopt(fd, t.id);
+        adopt(fd, t.id, false);
         conv = converted(fd);
     }
     let serial = match conv {

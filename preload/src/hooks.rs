@@ -140,7 +140,8 @@ macro_rules! fd_hook {
                     // A forked child relays the connection through its
                     // parent, then the call is the kernel's.
                     Entry::Socket(id) if forked::in_child() => {
-                        guarded(|| forked::adopt($fd, id), || ());
+                        let reads = forked::reads(stringify!($name));
+                        guarded(|| forked::adopt($fd, id, reads), || ());
                         real!($name($fd $(, $a)*))
                     }
                     Entry::Socket($id) => served(|$s| $shunt, || real!($name($fd $(, $a)*))),
@@ -173,7 +174,7 @@ macro_rules! meta_hook {
             #[inline(never)]
             fn shunt_path(e: u32, $fd: c_int $(, $a: $ty)*) -> $ret {
                 let target = match Entry::decode(e) {
-                    Entry::Socket(id) if forked::in_child() => Some(forked::Target { id, conv: None }),
+                    Entry::Socket(id) if forked::in_child() => Some(forked::target($fd, id)),
                     Entry::Kernel => forked::converted($fd).map(|c| forked::Target { id: c.id, conv: Some(c) }),
                     _ => None,
                 };
@@ -885,9 +886,10 @@ unsafe fn child_adopt_pollfds(fds: *const pollfd, nfds: nfds_t) -> bool {
     }
     for i in 0..nfds as usize {
         // SAFETY: within the application's array.
-        let fd = unsafe { (*fds.add(i)).fd };
-        if let Entry::Socket(id) = fdtable::lookup(fd) {
-            guarded(|| forked::adopt(fd, id), || ());
+        let p = unsafe { fds.add(i).read() };
+        if let Entry::Socket(id) = fdtable::lookup(p.fd) {
+            let reads = p.events & libc::POLLIN != 0;
+            guarded(|| forked::adopt(p.fd, id, reads), || ());
         }
     }
     true
@@ -907,7 +909,9 @@ unsafe fn child_adopt_sets(nfds: c_int, sets: [*mut fd_set; 3]) -> bool {
             // SAFETY: a non-null application fd_set; fd < FD_SETSIZE.
             && sets.iter().any(|&set| !set.is_null() && unsafe { libc::FD_ISSET(fd, set) })
         {
-            guarded(|| forked::adopt(fd, id), || ());
+            // SAFETY: as above.
+            let reads = !sets[0].is_null() && unsafe { libc::FD_ISSET(fd, sets[0]) };
+            guarded(|| forked::adopt(fd, id, reads), || ());
         }
     }
     true
@@ -1067,7 +1071,10 @@ fn epoll_ctl_shunt(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) -
         // The parent's epoll bookkeeping is not the child's: relay the
         // connection and let the kernel watch it.
         if let Entry::Socket(id) = fdtable::lookup(fd) {
-            guarded(|| forked::adopt(fd, id), || ());
+            // SAFETY: the application's event, read when non-null.
+            let reads = !event.is_null()
+                && unsafe { event.read_unaligned() }.events & libc::EPOLLIN as u32 != 0;
+            guarded(|| forked::adopt(fd, id, reads), || ());
         }
         return match (fdtable::lookup(epfd), fdtable::lookup(fd)) {
             (Entry::Internal(_), _) | (_, Entry::Internal(_)) => ebadf(),

@@ -35,11 +35,14 @@
 //! into the TCP send buffer, and the TCP receive queue is read only when
 //! the previous chunk went into the unix socket; a turn moves at most
 //! [`TURN_BUDGET`] bytes per relay, so relays never stall the parent's own
-//! sockets. Received data goes to the relays only while the parent itself
-//! holds no fd for the socket (the socat/prefork pattern: the parent
-//! closes the accepted fd after fork): while it does, a relay would steal
-//! bytes the parent is reading. A peer's EOF becomes shutdown(SHUT_WR) on
-//! the unix end.
+//! sockets. Received data goes to a relay when the parent itself holds no
+//! fd for the socket (the socat/prefork pattern: the parent closes the
+//! accepted fd after fork) or when the child's first use of it was to
+//! receive (read, recv, poll/select/epoll for input: the child's hooks
+//! see its first receive, [`Op::Reader`]); otherwise (a child that only
+//! writes, or a program it exec'd) a relay would steal bytes the parent is
+//! reading. A peer's EOF becomes shutdown(SHUT_WR) on the unix
+//! end.
 //!
 //! Relay and control fds are shunt's own (high range, marked internal):
 //! the program never sees them.
@@ -62,7 +65,8 @@ const TURN_BUDGET: usize = 256 << 10;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Op {
-    /// The attached fd relays socket `id` from now on (`token` names it).
+    /// The attached fd relays socket `id` from now on (`token` names it;
+    /// `how` 1: the child reads from it).
     Relay = 1,
     /// The child closed its last fd of `id` without relaying it.
     Drop = 2,
@@ -73,6 +77,8 @@ pub enum Op {
     /// order), port `how`, through the parent's stack; the attached fd is
     /// its relay, where the parent first writes a [`ConnectReply`].
     Connect = 4,
+    /// The child receives through relay `token` now.
+    Reader = 5,
 }
 
 /// The parent's answer to [`Op::Connect`], the first bytes on the relay.
@@ -393,6 +399,9 @@ struct Relay {
     shut_after: Option<(i32, RawFd)>,
     /// An [`Op::Connect`] not answered yet.
     connecting: bool,
+    /// The child reads: received data goes to it even while the parent
+    /// holds an fd (they compete, as two readers of one socket do).
+    reader: bool,
     dead: bool,
 }
 
@@ -413,6 +422,7 @@ impl Relay {
             down_eof: false,
             shut_after: None,
             connecting: false,
+            reader: false,
             dead: false,
         }
     }
@@ -636,7 +646,9 @@ fn control(
             Some(t)
                 if fd >= 0 && raw_fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK as c_long).is_ok() =>
             {
-                relays.push(Relay::new(fd, m.id, m.serial, t, m.token))
+                let mut r = Relay::new(fd, m.id, m.serial, t, m.token);
+                r.reader = m.how == 1;
+                relays.push(r)
             }
             // The socket is gone: the child's end reads EOF.
             _ if fd >= 0 => close_own(fd),
@@ -648,6 +660,7 @@ fn control(
                 Ok((id, serial, t)) => {
                     let mut r = Relay::new(fd, id, serial, t, m.token);
                     r.connecting = true;
+                    r.reader = true;
                     relays.push(r);
                 }
                 Err(e) => {
@@ -658,6 +671,11 @@ fn control(
                     let _ = raw_send(fd, &rep.to_bytes(), libc::MSG_DONTWAIT);
                     close_own(fd);
                 }
+            }
+        }
+        x if x == Op::Reader as u32 => {
+            if let Some(r) = relays.iter_mut().find(|r| r.token == m.token) {
+                r.reader = true;
             }
         }
         x if x == Op::Drop as u32 => {
@@ -810,8 +828,9 @@ fn pump_one(g: &mut Inner, r: &mut Relay, scratch: &mut Vec<u8>) -> bool {
             busy = true;
         }
     }
-    // Peer to child, only while the parent holds no fd of its own.
-    if crate::sockets::parent_refs(&g.t, r.id) != 0 || r.down_eof {
+    // Peer to child, while the parent holds no fd of its own or the child
+    // reads.
+    if (crate::sockets::parent_refs(&g.t, r.id) != 0 && !r.reader) || r.down_eof {
         return busy;
     }
     let mut budget = TURN_BUDGET;

@@ -160,8 +160,9 @@ fn socat_fork_server_over_shunt_echoes_to_several_kernel_clients() {
 }
 
 /// Under shunt: one connection to a kernel echo server; children that
-/// exit without touching it, close it, or write on it; after each, the
-/// parent's connection still echoes byte-exactly.
+/// exit without touching it, close it, write on it, or make their own
+/// round trip on it; after each, the parent's connection still echoes
+/// byte-exactly.
 const PY_PARENT: &str = r#"
 import os, socket, sys
 s = socket.create_connection(("192.0.2.2", 7011), timeout=20)
@@ -199,6 +200,15 @@ while len(got) < 15:
     assert b, "EOF"
     got += b
 assert got == b"from the child\n", got
+# A child that makes its own round trip while the parent keeps its fd.
+pid = os.fork()
+if pid == 0:
+    try:
+        roundtrip(b"the child asks, the server answers\n" * 4000)
+    except BaseException:
+        os._exit(1)
+    os._exit(0)
+assert os.waitpid(pid, 0)[1] == 0, "the round trip of the child failed"
 roundtrip(b"after\n" * 1000)
 print("intact")
 "#;
