@@ -362,13 +362,13 @@ fn reader(fd: c_int) {
 
 /// What a metadata call on `fd`, marked `id` in a child, acts on.
 pub fn target(fd: c_int, id: SocketId) -> Target {
-    if id & RELAYED != 0 && id != CHILD_NEW {
-        if let Some(c) = converted(fd) {
-            return Target {
-                id: c.id,
-                conv: Some(c),
-            };
-        }
+    if id & RELAYED != 0
+        && let Some(c) = converted(fd)
+    {
+        return Target {
+            id: c.id,
+            conv: Some(c),
+        };
     }
     Target { id, conv: None }
 }
