@@ -50,7 +50,7 @@
 use core::ffi::{c_int, c_long};
 use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
 
-use shunt_stack::tcp::{self, RecvFlags, SendFlags, SocketId as TcpId};
+use shunt_stack::tcp::{self, Poll, RecvFlags, SendFlags, SocketId as TcpId};
 
 use crate::engine::Inner;
 use crate::fdtable;
@@ -214,11 +214,11 @@ pub fn raw_send(fd: RawFd, buf: &[u8], flags: c_int) -> Result<usize, c_int> {
     })
 }
 
-/// The poll(2) events of one fd now (0 if none).
-fn revents(fd: RawFd, events: i16) -> i16 {
+/// Whether the fd polls a hang-up (or error) now.
+fn revents(fd: RawFd) -> i16 {
     let mut p = [libc::pollfd {
         fd,
-        events,
+        events: 0,
         revents: 0,
     }];
     // SAFETY: one valid pollfd, zero timeout, no mask.
@@ -439,6 +439,7 @@ pub struct Relays {
     /// Made in the prepare handler, taken in the parent or child one.
     pending: Option<Pending>,
     scratch: Vec<u8>,
+    pfds: Vec<libc::pollfd>,
     /// The progress thread's eventfd (-1: none): it sleeps on the relays'
     /// fds, so it must hear when what it should watch changed.
     wake: RawFd,
@@ -457,6 +458,7 @@ impl Relays {
             relays: Vec::new(),
             pending: None,
             scratch: Vec::new(),
+            pfds: Vec::new(),
             wake,
         }
     }
@@ -584,9 +586,40 @@ pub fn pump(g: &mut Inner) -> bool {
     let mut r = core::mem::take(&mut g.relays);
     let mut busy = false;
     let mut released = Vec::new();
+    // One poll for every fd, then system calls only where something is
+    // ready.
+    let mut pfds = core::mem::take(&mut r.pfds);
+    pfds.clear();
+    for rec in &r.records {
+        pfds.push(libc::pollfd {
+            fd: rec.ctrl,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+    let nrec = pfds.len();
+    for rel in &r.relays {
+        let want = !rel.eof_up && !rel.connecting && rel.up_off == rel.up.len();
+        pfds.push(libc::pollfd {
+            fd: rel.fd,
+            events: if want { libc::POLLIN } else { 0 },
+            revents: 0,
+        });
+    }
+    // SAFETY: valid pollfds, zero timeout, no mask.
+    let _ = unsafe {
+        crate::engine::raw_ppoll(
+            &mut pfds,
+            Some(core::time::Duration::ZERO),
+            core::ptr::null(),
+        )
+    };
     // Control channels first: a relay announced there may already carry
     // data.
-    for rec in r.records.iter_mut() {
+    for (i, rec) in r.records.iter_mut().enumerate() {
+        if pfds[i].revents == 0 {
+            continue;
+        }
         loop {
             match recv_msg(rec.ctrl) {
                 Recv::Empty => break,
@@ -607,9 +640,12 @@ pub fn pump(g: &mut Inner) -> bool {
     r.records.retain(|rec| rec.ctrl >= 0);
     let before = r.relays.len();
     let scratch = &mut r.scratch;
-    for rel in r.relays.iter_mut() {
-        busy |= pump_one(g, rel, scratch);
+    for (i, rel) in r.relays.iter_mut().enumerate() {
+        // Relays announced just now were not polled: try them.
+        let ev = pfds.get(nrec + i).map_or(libc::POLLIN, |p| p.revents);
+        busy |= pump_one(g, rel, scratch, ev);
     }
+    r.pfds = pfds;
     r.relays.retain(|rel| {
         if rel.dead {
             close_own(rel.fd);
@@ -755,7 +791,8 @@ fn connected(g: &mut Inner, r: &mut Relay) -> bool {
     true
 }
 
-fn pump_one(g: &mut Inner, r: &mut Relay, scratch: &mut Vec<u8>) -> bool {
+/// Move one relay's data; `ev` is what its unix end polled now.
+fn pump_one(g: &mut Inner, r: &mut Relay, scratch: &mut Vec<u8>, ev: i16) -> bool {
     if r.connecting && !connected(g, r) {
         return false;
     }
@@ -765,11 +802,12 @@ fn pump_one(g: &mut Inner, r: &mut Relay, scratch: &mut Vec<u8>) -> bool {
     let mut busy = false;
     // Child to peer.
     let mut budget = TURN_BUDGET;
+    let readable = ev & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
     while budget > 0 {
         if r.up_off == r.up.len() {
             r.up.clear();
             r.up_off = 0;
-            if r.eof_up {
+            if r.eof_up || !readable {
                 break;
             }
             r.up.resize(CHUNK, 0);
@@ -814,7 +852,9 @@ fn pump_one(g: &mut Inner, r: &mut Relay, scratch: &mut Vec<u8>) -> bool {
             r.wr_done |= how != libc::SHUT_RD;
             busy = true;
         }
-        if revents(r.fd, 0) & libc::POLLHUP != 0 {
+        // Polled after the EOF was read: a child that exits right after
+        // its last write hangs up between an earlier poll and the read.
+        if ev & libc::POLLHUP != 0 || revents(r.fd) & libc::POLLHUP != 0 {
             // Every copy of the child's end is closed: a close, never a
             // FIN of its own.
             r.dead = true;
@@ -831,6 +871,10 @@ fn pump_one(g: &mut Inner, r: &mut Relay, scratch: &mut Vec<u8>) -> bool {
     // Peer to child, while the parent holds no fd of its own or the child
     // reads.
     if (crate::sockets::parent_refs(&g.t, r.id) != 0 && !r.reader) || r.down_eof {
+        return busy;
+    }
+    let incoming = g.stack.tcp_layer().poll(r.tcp).0 & (Poll::IN | Poll::HUP | Poll::ERR) != 0;
+    if r.down_off == r.down.len() && !incoming {
         return busy;
     }
     let mut budget = TURN_BUDGET;

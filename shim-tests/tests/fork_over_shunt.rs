@@ -206,6 +206,7 @@ if pid == 0:
     try:
         roundtrip(b"the child asks, the server answers\n" * 4000)
     except BaseException:
+        import traceback; traceback.print_exc()
         os._exit(1)
     os._exit(0)
 assert os.waitpid(pid, 0)[1] == 0, "the round trip of the child failed"
