@@ -194,6 +194,7 @@ pub fn adopt(fd: c_int, id: SocketId, reads: bool) {
         }
     }
     let _ = raw_fcntl(mine, libc::F_SETFL, (fl & libc::O_NONBLOCK) as c_long);
+    copy_timeouts(orig, mine);
     let i = ino(mine);
     raw_close(mine);
     crate::sockets::forget_all(&mut g.t, id);
@@ -322,6 +323,7 @@ pub unsafe fn connect(
         )
     };
     let _ = raw_fcntl(mine, libc::F_SETFL, (fl & libc::O_NONBLOCK) as c_long);
+    copy_timeouts(orig, mine);
     let i = ino(mine);
     raw_close(mine);
     if r < 0 {
@@ -559,6 +561,46 @@ pub unsafe fn name(
         Some(a) => Some(unsafe { put_sin(a, addr, len) }),
         None if peer => Some(fail(libc::ENOTCONN)),
         None => None,
+    }
+}
+
+/// Options the relay's own socket must carry too: the timeouts of the
+/// child's blocking calls on it.
+pub fn relay_option(level: c_int, name: c_int) -> bool {
+    level == libc::SOL_SOCKET
+        && matches!(
+            name,
+            libc::SO_RCVTIMEO | libc::SO_SNDTIMEO | libc::SO_RCVTIMEO_NEW | libc::SO_SNDTIMEO_NEW
+        )
+}
+
+/// Copy the timeouts of the backing socket `from` onto the relay `to`.
+fn copy_timeouts(from: RawFd, to: RawFd) {
+    for name in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        let mut tv = [0u64; 2];
+        let mut len = core::mem::size_of_val(&tv) as socklen_t;
+        // SAFETY: getsockopt into our 16-byte timeval, setsockopt from it.
+        unsafe {
+            if libc::syscall(
+                libc::SYS_getsockopt,
+                from,
+                libc::SOL_SOCKET,
+                name,
+                tv.as_mut_ptr(),
+                &mut len,
+            ) == 0
+                && tv != [0, 0]
+            {
+                libc::syscall(
+                    libc::SYS_setsockopt,
+                    to,
+                    libc::SOL_SOCKET,
+                    name,
+                    tv.as_ptr(),
+                    len,
+                );
+            }
+        }
     }
 }
 

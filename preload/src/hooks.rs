@@ -309,7 +309,14 @@ meta_hook! {
     fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int;
     // SAFETY: the application's arguments, passed on as given.
     |s, id| unsafe { s.setsockopt(id, fd, level, name, val, len) };
-    child |t| real!(setsockopt(forked::option_fd(&t, fd), level, name, val, len))
+    child |t| {
+        let r: c_int = real!(setsockopt(forked::option_fd(&t, fd), level, name, val, len));
+        if r == 0 && t.conv.is_some() && forked::relay_option(level, name) {
+            // The relay itself blocks the child's calls: it times them too.
+            let _: c_int = real!(setsockopt(fd, level, name, val, len));
+        }
+        r
+    }
 }
 meta_hook! {
     fn shutdown(fd: c_int, how: c_int) -> c_int;

@@ -508,6 +508,12 @@ impl Relays {
             });
         }
         for r in self.relays.iter().filter(|r| !r.connecting) {
+            if r.up_off < r.up.len() && r.down_off == r.down.len() {
+                // Waiting for the connection to take the child's data
+                // (the device wakes the thread): a hang-up, reported
+                // whatever the events, would only make it spin.
+                continue;
+            }
             let mut ev = 0;
             if !r.eof_up && r.up_off == r.up.len() {
                 ev |= libc::POLLIN;
@@ -871,6 +877,11 @@ fn pump_one(g: &mut Inner, r: &mut Relay, scratch: &mut Vec<u8>, ev: i16) -> boo
     // Peer to child, while the parent holds no fd of its own or the child
     // reads.
     if (crate::sockets::parent_refs(&g.t, r.id) != 0 && !r.reader) || r.down_eof {
+        return busy;
+    }
+    if ev & libc::POLLHUP != 0 {
+        // The child is gone (the relay dies once its data is out): take
+        // nothing more off the connection for it.
         return busy;
     }
     let incoming = g.stack.tcp_layer().poll(r.tcp).0 & (Poll::IN | Poll::HUP | Poll::ERR) != 0;

@@ -1046,10 +1046,12 @@ impl Drop for InFlight<'_> {
             match g.t.get_mut(self.id) {
                 Some(s) => {
                     s.inflight = s.inflight.saturating_sub(1);
-                    s.inflight == 0 && s.zombie
+                    (s.inflight == 0 && s.zombie).then_some(s.serial)
                 }
-                None => false,
+                None => None,
             }
+            // A forked child may still use it (crate::relay).
+            .is_some_and(|serial| !g.relays.parent_closed(self.id, serial))
         };
         if close {
             self.sh.close_now(self.id);
