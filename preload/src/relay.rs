@@ -932,3 +932,59 @@ fn pump_one(g: &mut Inner, r: &mut Relay, scratch: &mut Vec<u8>, ev: i16) -> boo
     }
     busy
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_reply_round_trips() {
+        let r = ConnectReply {
+            err: libc::ECONNREFUSED,
+            id: 0x1234_5678,
+            serial: 0x0102_0304_0506_0708,
+            ip: 0xc000_0201,
+            port: 40000,
+        };
+        let b = ConnectReply::from_bytes(&r.to_bytes());
+        assert_eq!(
+            (b.err, b.id, b.serial, b.ip, b.port),
+            (r.err, r.id, r.serial, r.ip, r.port)
+        );
+    }
+
+    #[test]
+    fn control_messages_cross_a_seqpacket_pair_with_their_fd() {
+        let [a, b] = raw_socketpair(libc::SOCK_SEQPACKET).expect("socketpair");
+        let [x, y] = raw_socketpair(libc::SOCK_STREAM).expect("socketpair");
+        let m = Msg {
+            op: Op::Relay as u32,
+            id: 7,
+            serial: 9,
+            token: 11,
+            how: 1,
+            _pad: 0,
+        };
+        send_msg(a, &m, x).expect("send");
+        raw_close(x);
+        let Recv::Msg(got, fd) = recv_msg(b) else {
+            panic!("no message");
+        };
+        assert_eq!(
+            (got.op, got.id, got.serial, got.token, got.how),
+            (1, 7, 9, 11, 1)
+        );
+        // The fd that came across is the other end of y's pair.
+        assert!(fd >= 0);
+        assert_eq!(raw_send(fd, b"hi", 0), Ok(2));
+        let mut buf = [0u8; 4];
+        assert_eq!(raw_recv(y, &mut buf), Ok(2));
+        assert_eq!(&buf[..2], b"hi");
+        assert!(matches!(recv_msg(b), Recv::Empty));
+        raw_close(a);
+        assert!(matches!(recv_msg(b), Recv::Eof));
+        for fd in [b, y, fd] {
+            raw_close(fd);
+        }
+    }
+}
