@@ -102,6 +102,24 @@ fn token() -> u64 {
     (pid << 32) | (TOKENS.fetch_add(1, Ordering::Relaxed) + 1)
 }
 
+static WARNED_LISTENER: AtomicBool = AtomicBool::new(false);
+
+/// Hook `name` is called on `fd`, marked `id`, in the child.
+pub fn first_use(name: &str, fd: c_int, id: SocketId) {
+    adopt(fd, id, reads(name));
+    if name.starts_with("accept")
+        && id & RELAYED == 0
+        && id != CHILD_NEW
+        && !WARNED_LISTENER.swap(true, Ordering::Relaxed)
+    {
+        crate::log!(
+            Warn,
+            "accept in a forked child on a listener inherited from the parent: \
+             shunt's connections queue in the parent; the child sees only the kernel's"
+        );
+    }
+}
+
 /// Whether hook `name` receives data (the child then wants the
 /// connection's incoming bytes, see [`crate::relay`]).
 pub fn reads(name: &str) -> bool {
@@ -200,7 +218,7 @@ pub fn adopt(fd: c_int, id: SocketId, reads: bool) {
     crate::sockets::forget_all(&mut g.t, id);
     drop(g);
     if let Some(ino) = i {
-        CONVERTED.lock().push(Converted {
+        remember(Converted {
             ino,
             id,
             serial,
@@ -208,8 +226,24 @@ pub fn adopt(fd: c_int, id: SocketId, reads: bool) {
             orig,
             names: None,
         });
-        HAS_RELAYS.store(true, Ordering::Release);
     }
+}
+
+/// The most relays of the child's own connections remembered: a child
+/// that connects again and again forgets its oldest ones (their name calls
+/// then get the relay's own answers); inherited ones are bounded by what
+/// the parent had open.
+const REMEMBERED: usize = 4096;
+
+fn remember(c: Converted) {
+    let mut v = CONVERTED.lock();
+    if v.len() >= REMEMBERED
+        && let Some(i) = v.iter().position(|x| x.orig < 0)
+    {
+        v.remove(i);
+    }
+    v.push(c);
+    HAS_RELAYS.store(true, Ordering::Release);
 }
 
 /// socket(2) in a forked child made kernel socket `fd`: mark a TCP one,
@@ -307,9 +341,10 @@ pub unsafe fn connect(
             rep.err
         }));
     }
-    // SAFETY: `fd` is open (the hook was called on it).
-    let orig = crate::engine::high_internal(unsafe { BorrowedFd::borrow_raw(fd) })
-        .map_or(-1, IntoRawFd::into_raw_fd);
+    // The kernel socket goes with the dup3 below (its options are not
+    // kept: option calls then get the relay's answers), its timeouts
+    // stay.
+    copy_timeouts(fd, mine);
     let fl = raw_fcntl(fd, libc::F_GETFL, 0).unwrap_or(0) as c_int;
     let cloexec = raw_fcntl(fd, libc::F_GETFD, 0).is_ok_and(|f| f as c_int & libc::FD_CLOEXEC != 0);
     // SAFETY: dup3 onto the program's socket fd: the kernel replaces it
@@ -323,7 +358,6 @@ pub unsafe fn connect(
         )
     };
     let _ = raw_fcntl(mine, libc::F_SETFL, (fl & libc::O_NONBLOCK) as c_long);
-    copy_timeouts(orig, mine);
     let i = ino(mine);
     raw_close(mine);
     if r < 0 {
@@ -332,15 +366,14 @@ pub unsafe fn connect(
     fdtable::clear(fd);
     let local = SocketAddrV4::new(rep.ip.into(), rep.port as u16);
     if let Some(ino) = i {
-        CONVERTED.lock().push(Converted {
+        remember(Converted {
             ino,
             id: rep.id,
             serial: rep.serial,
             token: tok,
-            orig,
+            orig: -1,
             names: Some((local, dst)),
         });
-        HAS_RELAYS.store(true, Ordering::Release);
     }
     Some(0)
 }
@@ -606,5 +639,8 @@ fn copy_timeouts(from: RawFd, to: RawFd) {
 
 /// The fd an option call goes to: the backing kernel socket.
 pub fn option_fd(t: &Target, fd: c_int) -> c_int {
-    t.conv.map_or(fd, |c| c.orig)
+    match t.conv {
+        Some(c) if c.orig >= 0 => c.orig,
+        _ => fd,
+    }
 }

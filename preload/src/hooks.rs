@@ -140,8 +140,7 @@ macro_rules! fd_hook {
                     // A forked child relays the connection through its
                     // parent, then the call is the kernel's.
                     Entry::Socket(id) if forked::in_child() => {
-                        let reads = forked::reads(stringify!($name));
-                        guarded(|| forked::adopt($fd, id, reads), || ());
+                        guarded(|| forked::first_use(stringify!($name), $fd, id), || ());
                         real!($name($fd $(, $a)*))
                     }
                     Entry::Socket($id) => served(|$s| $shunt, || real!($name($fd $(, $a)*))),
