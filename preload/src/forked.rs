@@ -25,7 +25,7 @@ use libc::{sockaddr, socklen_t};
 
 use crate::fdtable::{self, Entry};
 use crate::relay::{
-    ConnectReply, Msg, Op, raw_close, raw_fcntl, raw_shutdown, raw_socketpair, send_msg,
+    Accepted, ConnectReply, Msg, Op, raw_close, raw_fcntl, raw_shutdown, raw_socketpair, send_msg,
 };
 use crate::socket::SocketId;
 
@@ -49,6 +49,8 @@ pub struct Converted {
     /// Local and peer names of a connection made after the fork (the
     /// child's copy of the stack does not know it).
     names: Option<(SocketAddrV4, SocketAddrV4)>,
+    /// An accept channel (the relay of a listener).
+    listener: bool,
 }
 
 /// The id a forked child's own TCP sockets carry in its fd table: no slot
@@ -102,22 +104,9 @@ fn token() -> u64 {
     (pid << 32) | (TOKENS.fetch_add(1, Ordering::Relaxed) + 1)
 }
 
-static WARNED_LISTENER: AtomicBool = AtomicBool::new(false);
-
 /// Hook `name` is called on `fd`, marked `id`, in the child.
 pub fn first_use(name: &str, fd: c_int, id: SocketId) {
     adopt(fd, id, reads(name));
-    if name.starts_with("accept")
-        && id & RELAYED == 0
-        && id != CHILD_NEW
-        && !WARNED_LISTENER.swap(true, Ordering::Relaxed)
-    {
-        crate::log!(
-            Warn,
-            "accept in a forked child on a listener inherited from the parent: \
-             shunt's connections queue in the parent; the child sees only the kernel's"
-        );
-    }
 }
 
 /// Whether hook `name` receives data (the child then wants the
@@ -161,6 +150,9 @@ pub fn adopt(fd: c_int, id: SocketId, reads: bool) {
     }
     let mut g = s.e.inner_lock();
     let Some((serial, mut fds, wr_shut)) = crate::sockets::relayable(&g, id) else {
+        if let Some(l) = crate::sockets::listener(&g, id) {
+            adopt_listener(&mut g, ctrl, fd, id, l);
+        }
         return;
     };
     if !fds.contains(&fd) {
@@ -225,8 +217,166 @@ pub fn adopt(fd: c_int, id: SocketId, reads: bool) {
             token: tok,
             orig,
             names: None,
+            listener: false,
         });
     }
+}
+
+/// Relay inherited listener `id`: its fds become one end of an accept
+/// channel the parent passes connections down (relay::Op::Listen).
+fn adopt_listener(
+    g: &mut crate::engine::Inner,
+    ctrl: RawFd,
+    fd: c_int,
+    id: SocketId,
+    (serial, mut fds, nonblock): (u64, Vec<c_int>, bool),
+) {
+    if !fds.contains(&fd) {
+        fds.push(fd);
+    }
+    let Ok([mine, theirs]) = raw_socketpair(libc::SOCK_SEQPACKET) else {
+        return;
+    };
+    let m = Msg {
+        op: Op::Listen as u32,
+        id,
+        serial,
+        ..Msg::default()
+    };
+    let sent = send_msg(ctrl, &m, theirs);
+    raw_close(theirs);
+    if sent.is_err() {
+        raw_close(mine);
+        return;
+    }
+    // SAFETY: `fd` is open (the hook was called on it).
+    let orig = crate::engine::high_internal(unsafe { BorrowedFd::borrow_raw(fd) })
+        .map_or(-1, IntoRawFd::into_raw_fd);
+    for &f in &fds {
+        let Ok(fdfl) = raw_fcntl(f, libc::F_GETFD, 0) else {
+            continue;
+        };
+        let flags = if fdfl as c_int & libc::FD_CLOEXEC != 0 {
+            libc::O_CLOEXEC
+        } else {
+            0
+        };
+        // SAFETY: dup3 onto an fd of ours that names this listener: the
+        // kernel replaces it atomically.
+        if unsafe { libc::syscall(libc::SYS_dup3, mine, f, flags) } >= 0 {
+            fdtable::set(f, Entry::Socket(id | RELAYED));
+        }
+    }
+    if nonblock {
+        let _ = raw_fcntl(mine, libc::F_SETFL, libc::O_NONBLOCK as c_long);
+    }
+    let i = ino(mine);
+    raw_close(mine);
+    let local = crate::sockets::names(g, id).and_then(|(l, _)| l);
+    crate::sockets::forget_all(&mut g.t, id);
+    if let Some(ino) = i {
+        remember(Converted {
+            ino,
+            id,
+            serial,
+            token: 0,
+            orig,
+            names: local.map(|l| (l, SocketAddrV4::new(0.into(), 0))),
+            listener: true,
+        });
+    }
+}
+
+/// accept/accept4 in a child on `fd` (marked `id`): an inherited listener
+/// takes its connections from the parent, down its accept channel. `None`:
+/// the kernel's call.
+///
+/// # Safety
+/// `addr`/`len` as the program passed them.
+pub unsafe fn accept(
+    fd: c_int,
+    id: SocketId,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> Option<c_int> {
+    if flags & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) != 0 {
+        return Some(fail(libc::EINVAL));
+    }
+    if id & RELAYED == 0 {
+        adopt(fd, id, false);
+    }
+    let conv = converted(fd)?;
+    if !conv.listener {
+        return None;
+    }
+    let mut b = [0u8; Accepted::SIZE];
+    let mut iov = libc::iovec {
+        iov_base: b.as_mut_ptr().cast(),
+        iov_len: b.len(),
+    };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: msghdr is plain data; zero is valid.
+    let mut h: libc::msghdr = unsafe { core::mem::zeroed() };
+    h.msg_iov = &mut iov;
+    h.msg_iovlen = 1;
+    h.msg_control = cbuf.as_mut_ptr().cast();
+    h.msg_controllen = core::mem::size_of_val(&cbuf);
+    let rflags = if flags & libc::SOCK_CLOEXEC != 0 {
+        libc::MSG_CMSG_CLOEXEC
+    } else {
+        0
+    };
+    // SAFETY: recvmsg into our buffers; blocking as the channel is (the
+    // listener's O_NONBLOCK), restarted by the kernel under SA_RESTART.
+    let r = unsafe { libc::syscall(libc::SYS_recvmsg, fd, &mut h as *mut libc::msghdr, rflags) };
+    if r < 0 {
+        // SAFETY: this thread's errno, set by the call.
+        return Some(fail(unsafe { *libc::__errno_location() }));
+    }
+    let mut nfd = -1;
+    // SAFETY: reading the control message the kernel wrote into cbuf.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&h);
+        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS
+        {
+            nfd = libc::CMSG_DATA(c).cast::<c_int>().read_unaligned();
+        }
+    }
+    if r as usize != Accepted::SIZE || nfd < 0 {
+        if nfd >= 0 {
+            raw_close(nfd);
+        }
+        // The parent is gone (EOF) or sent nonsense.
+        return Some(fail(libc::ECONNABORTED));
+    }
+    // Taken: the parent may pass the next one.
+    let _ = crate::relay::raw_send(fd, &[1], libc::MSG_DONTWAIT);
+    let acc = Accepted::from_bytes(&b);
+    if flags & libc::SOCK_NONBLOCK != 0 {
+        let _ = raw_fcntl(nfd, libc::F_SETFL, libc::O_NONBLOCK as c_long);
+    }
+    let local = SocketAddrV4::new(acc.local.0.into(), acc.local.1);
+    let peer = SocketAddrV4::new(acc.peer.0.into(), acc.peer.1);
+    if let Some(ino) = ino(nfd) {
+        remember(Converted {
+            ino,
+            id: acc.id,
+            serial: acc.serial,
+            token: acc.token,
+            orig: -1,
+            names: Some((local, peer)),
+            listener: false,
+        });
+    }
+    if !addr.is_null() {
+        // SAFETY: per the contract.
+        if unsafe { put_sin(peer, addr, len) } < 0 {
+            raw_close(nfd);
+            return Some(-1);
+        }
+    }
+    Some(nfd)
 }
 
 /// The most relays of the child's own connections remembered: a child
@@ -373,6 +523,7 @@ pub unsafe fn connect(
             token: tok,
             orig: -1,
             names: Some((local, dst)),
+            listener: false,
         });
     }
     Some(0)
@@ -582,8 +733,8 @@ pub unsafe fn name(
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> Option<c_int> {
-    let (local, remote) = match t.conv.and_then(|c| c.names) {
-        Some((l, p)) => (Some(l), Some(p)),
+    let (local, remote) = match t.conv.and_then(|c| c.names.map(|n| (n, c.listener))) {
+        Some(((l, p), listener)) => (Some(l), (!listener).then_some(p)),
         None => {
             let s = crate::sockets::SHUNT.get()?;
             crate::sockets::names(&s.e.inner_lock(), t.id)?

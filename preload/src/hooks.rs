@@ -244,15 +244,61 @@ fd_hook! {
     fn listen(fd: c_int, backlog: c_int) -> c_int;
     |s, id| s.listen(id, fd, backlog)
 }
-fd_hook! {
-    fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
-    // SAFETY: the application's arguments, passed on as given.
-    |s, id| unsafe { s.accept(id, fd, addr, len, 0) }
+/// accept(2). In a forked child, an inherited listener's connections come
+/// from the parent (crate::forked::accept).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    let e = fdtable::get(fd);
+    if e == 0 {
+        return real!(accept(fd, addr, len));
+    }
+    accept_shunt(e, fd, addr, len, None)
 }
-fd_hook! {
-    fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int;
-    // SAFETY: the application's arguments, passed on as given.
-    |s, id| unsafe { s.accept(id, fd, addr, len, flags) }
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    let e = fdtable::get(fd);
+    if e == 0 {
+        return real!(accept4(fd, addr, len, flags));
+    }
+    accept_shunt(e, fd, addr, len, Some(flags))
+}
+
+#[cold]
+#[inline(never)]
+fn accept_shunt(
+    e: u32,
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: Option<c_int>,
+) -> c_int {
+    let kernel = || -> c_int {
+        match flags {
+            None => real!(accept(fd, addr, len)),
+            Some(f) => real!(accept4(fd, addr, len, f)),
+        }
+    };
+    match Entry::decode(e) {
+        Entry::Socket(id) if forked::in_child() => guarded(
+            // SAFETY: the application's arguments, passed on as given.
+            || unsafe { forked::accept(fd, id, addr, len, flags.unwrap_or(0)) },
+            || None,
+        )
+        .unwrap_or_else(kernel),
+        Entry::Socket(id) => served(
+            // SAFETY: the application's arguments, passed on as given.
+            |s| unsafe { s.accept(id, fd, addr, len, flags.unwrap_or(0)) },
+            kernel,
+        ),
+        Entry::Internal(_) => ebadf(),
+        Entry::Kernel | Entry::Epoll(_) => kernel(),
+    }
 }
 /// connect(2). In a forked child, a socket it made itself connects
 /// through the parent's stack (crate::forked::connect).

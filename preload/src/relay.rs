@@ -79,7 +79,63 @@ pub enum Op {
     Connect = 4,
     /// The child receives through relay `token` now.
     Reader = 5,
+    /// The attached fd is the parent's end of an accept channel for
+    /// listener `id`: the parent passes the child connections through it,
+    /// one at a time ([`Accepted`] with the relay's child end), as the
+    /// child takes them (it answers each with one byte).
+    Listen = 6,
 }
+
+/// A connection passed down an accept channel (with its relay's fd).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Accepted {
+    pub token: u64,
+    pub id: u32,
+    pub serial: u64,
+    /// Local and peer addresses (host order) and ports.
+    pub local: (u32, u16),
+    pub peer: (u32, u16),
+}
+
+impl Accepted {
+    pub const SIZE: usize = 36;
+
+    fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..8].copy_from_slice(&self.token.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.id.to_ne_bytes());
+        b[12..20].copy_from_slice(&self.serial.to_ne_bytes());
+        b[20..24].copy_from_slice(&self.local.0.to_ne_bytes());
+        b[24..28].copy_from_slice(&u32::from(self.local.1).to_ne_bytes());
+        b[28..32].copy_from_slice(&self.peer.0.to_ne_bytes());
+        b[32..36].copy_from_slice(&u32::from(self.peer.1).to_ne_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Accepted {
+        let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let d = |i: usize| u64::from(w(i)) | (u64::from(w(i + 4)) << 32);
+        Accepted {
+            token: d(0),
+            id: w(8),
+            serial: d(12),
+            local: (w(20), w(24) as u16),
+            peer: (w(28), w(32) as u16),
+        }
+    }
+}
+
+/// A child's accept channel on one of the parent's listeners.
+struct Acceptor {
+    fd: RawFd,
+    id: SocketId,
+    serial: u64,
+    dead: bool,
+}
+
+/// Tokens of relays the parent makes (accepted connections); children's
+/// tokens carry their pid in the high half, never this bit.
+static PARENT_TOKENS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1 << 63);
 
 /// The parent's answer to [`Op::Connect`], the first bytes on the relay.
 #[derive(Clone, Copy, Debug, Default)]
@@ -230,9 +286,14 @@ fn revents(fd: RawFd) -> i16 {
 
 /// Send `m` on `ctrl`, with `fd` attached (SCM_RIGHTS) when not -1.
 pub fn send_msg(ctrl: RawFd, m: &Msg, fd: RawFd) -> Result<(), c_int> {
+    send_with_fd(ctrl, m.bytes(), fd, 0)
+}
+
+/// Send `data` as one message on `sock`, with `fd` attached when not -1.
+fn send_with_fd(sock: RawFd, data: &[u8], fd: RawFd, flags: c_int) -> Result<(), c_int> {
     let mut iov = libc::iovec {
-        iov_base: m.bytes().as_ptr() as *mut libc::c_void,
-        iov_len: core::mem::size_of::<Msg>(),
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
     };
     let mut cbuf = [0u64; 4];
     // SAFETY: msghdr is plain data; zero is valid.
@@ -265,9 +326,9 @@ pub fn send_msg(ctrl: RawFd, m: &Msg, fd: RawFd) -> Result<(), c_int> {
         let r = unsafe {
             libc::syscall(
                 libc::SYS_sendmsg,
-                ctrl,
+                sock,
                 &h as *const libc::msghdr,
-                libc::MSG_NOSIGNAL,
+                libc::MSG_NOSIGNAL | flags,
             )
         };
         match check(r) {
@@ -436,6 +497,7 @@ type Pending = (RawFd, RawFd, Vec<(SocketId, u64)>);
 pub struct Relays {
     records: Vec<Record>,
     relays: Vec<Relay>,
+    acceptors: Vec<Acceptor>,
     /// Made in the prepare handler, taken in the parent or child one.
     pending: Option<Pending>,
     scratch: Vec<u8>,
@@ -456,6 +518,7 @@ impl Relays {
         Relays {
             records: Vec::new(),
             relays: Vec::new(),
+            acceptors: Vec::new(),
             pending: None,
             scratch: Vec::new(),
             pfds: Vec::new(),
@@ -489,13 +552,17 @@ impl Relays {
     pub fn held(&self, id: SocketId, serial: u64) -> bool {
         self.records.iter().any(|r| r.holds.contains(&(id, serial)))
             || self
+                .acceptors
+                .iter()
+                .any(|a| a.id == id && a.serial == serial && !a.dead)
+            || self
                 .relays
                 .iter()
                 .any(|r| r.id == id && r.serial == serial && !r.dead)
     }
 
     fn idle(&self) -> bool {
-        self.records.is_empty() && self.relays.is_empty()
+        self.records.is_empty() && self.relays.is_empty() && self.acceptors.is_empty()
     }
 
     /// The fds the progress thread sleeps on.
@@ -503,6 +570,13 @@ impl Relays {
         for r in &self.records {
             out.push(libc::pollfd {
                 fd: r.ctrl,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        for a in &self.acceptors {
+            out.push(libc::pollfd {
+                fd: a.fd,
                 events: libc::POLLIN,
                 revents: 0,
             });
@@ -604,6 +678,14 @@ pub fn pump(g: &mut Inner) -> bool {
         });
     }
     let nrec = pfds.len();
+    for a in &r.acceptors {
+        pfds.push(libc::pollfd {
+            fd: a.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+    let nacc = r.acceptors.len();
     for rel in &r.relays {
         let want = !rel.eof_up && !rel.connecting && rel.up_off == rel.up.len();
         pfds.push(libc::pollfd {
@@ -638,7 +720,15 @@ pub fn pump(g: &mut Inner) -> bool {
                 }
                 Recv::Msg(m, fd) => {
                     busy = true;
-                    control(g, &mut r.relays, rec, m, fd, &mut released);
+                    control(
+                        g,
+                        &mut r.relays,
+                        &mut r.acceptors,
+                        rec,
+                        m,
+                        fd,
+                        &mut released,
+                    );
                 }
             }
         }
@@ -648,9 +738,27 @@ pub fn pump(g: &mut Inner) -> bool {
     let scratch = &mut r.scratch;
     for (i, rel) in r.relays.iter_mut().enumerate() {
         // Relays announced just now were not polled: try them.
-        let ev = pfds.get(nrec + i).map_or(libc::POLLIN, |p| p.revents);
+        let ev = pfds
+            .get(nrec + nacc + i)
+            .map_or(libc::POLLIN, |p| p.revents);
         busy |= pump_one(g, rel, scratch, ev);
     }
+    // Accept channels: a connection for each child that took its last.
+    for (i, a) in r.acceptors.iter_mut().enumerate() {
+        let ev = if i < nacc {
+            pfds[nrec + i].revents
+        } else {
+            libc::POLLIN
+        };
+        busy |= feed(g, a, &mut r.relays, ev);
+    }
+    r.acceptors.retain(|a| {
+        if a.dead {
+            close_own(a.fd);
+            released.push((a.id, a.serial));
+        }
+        !a.dead
+    });
     r.pfds = pfds;
     r.relays.retain(|rel| {
         if rel.dead {
@@ -676,6 +784,7 @@ pub fn pump(g: &mut Inner) -> bool {
 fn control(
     g: &mut Inner,
     relays: &mut Vec<Relay>,
+    acceptors: &mut Vec<Acceptor>,
     rec: &mut Record,
     m: Msg,
     fd: RawFd,
@@ -715,6 +824,18 @@ fn control(
                 }
             }
         }
+        x if x == Op::Listen as u32 && fd >= 0 => {
+            if tcp.is_some() && raw_fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK as c_long).is_ok() {
+                acceptors.push(Acceptor {
+                    fd,
+                    id: m.id,
+                    serial: m.serial,
+                    dead: false,
+                });
+            } else {
+                close_own(fd);
+            }
+        }
         x if x == Op::Reader as u32 => {
             if let Some(r) = relays.iter_mut().find(|r| r.token == m.token) {
                 r.reader = true;
@@ -745,6 +866,74 @@ fn control(
             }
         }
     }
+}
+
+/// Unread bytes the other end has not taken yet (SIOCOUTQ).
+fn outq(fd: RawFd) -> usize {
+    let mut n: c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int.
+    let r = unsafe { libc::syscall(libc::SYS_ioctl, fd, libc::TIOCOUTQ, &mut n as *mut c_int) };
+    if r < 0 { usize::MAX } else { n as usize }
+}
+
+fn sin_parts(a: std::net::SocketAddrV4) -> (u32, u16) {
+    (u32::from(*a.ip()), a.port())
+}
+
+/// One accept channel: when its child has taken the last connection and
+/// the listener has one queued, pass it down with a fresh relay.
+fn feed(g: &mut Inner, a: &mut Acceptor, relays: &mut Vec<Relay>, ev: i16) -> bool {
+    if ev & (libc::POLLHUP | libc::POLLERR) != 0 {
+        a.dead = true;
+        return true;
+    }
+    if ev & libc::POLLIN != 0 {
+        // The child's "taken" bytes: only a wake-up.
+        let mut b = [0u8; 64];
+        while raw_recv(a.fd, &mut b).is_ok_and(|n| n > 0) {}
+    }
+    let Some(lt) = crate::sockets::tcp_of(&g.t, a.id, a.serial) else {
+        a.dead = true;
+        return true;
+    };
+    if g.stack.tcp_layer().poll(lt).0 & Poll::IN == 0 || outq(a.fd) != 0 {
+        return false;
+    }
+    let Some((cid, cserial, t, local, peer)) = crate::sockets::accept_for_child(g, a.id, a.serial)
+    else {
+        return false;
+    };
+    let pair = raw_socketpair(libc::SOCK_STREAM);
+    let Ok([mine, theirs]) = pair else {
+        crate::sockets::close_orphan(g, cid, cserial);
+        return true;
+    };
+    let mine = own_fd(mine);
+    let token = PARENT_TOKENS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    let msg = Accepted {
+        token,
+        id: cid,
+        serial: cserial,
+        local: sin_parts(local),
+        peer: sin_parts(peer),
+    };
+    let sent = send_with_fd(a.fd, &msg.to_bytes(), theirs, libc::MSG_DONTWAIT);
+    raw_close(theirs);
+    if mine < 0
+        || sent.is_err()
+        || raw_fcntl(mine, libc::F_SETFL, libc::O_NONBLOCK as c_long).is_err()
+    {
+        if mine >= 0 {
+            close_own(mine);
+        }
+        crate::sockets::close_orphan(g, cid, cserial);
+        a.dead |= sent.is_err();
+        return true;
+    }
+    let mut r = Relay::new(mine, cid, cserial, t, token);
+    r.reader = true;
+    relays.push(r);
+    true
 }
 
 /// shutdown(2) on the connection: 0 or the errno.

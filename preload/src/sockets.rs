@@ -2741,20 +2741,7 @@ pub(crate) fn connect_for_child(
 ) -> Result<(SocketId, u64, TcpId), c_int> {
     let now = g.now();
     let t = g.stack.tcp(now, |l, _| l.socket(tcp::Domain::V4));
-    let s = Sock {
-        proto: Proto::Tcp(t),
-        refs: 0,
-        fds: Vec::new(),
-        nonblock: true,
-        rcvtimeo: None,
-        sndtimeo: None,
-        bufs_set: false,
-        serial: 0,
-        klisten: false,
-        inflight: 0,
-        zombie: false,
-    };
-    let Some(id) = g.t.insert(s) else {
+    let Some(id) = g.t.insert(held_sock(Proto::Tcp(t))) else {
         close_proto(g, Proto::Tcp(t));
         return Err(libc::EMFILE);
     };
@@ -2768,4 +2755,55 @@ pub(crate) fn connect_for_child(
             Err(e.0)
         }
     }
+}
+
+/// A socket no fd of this process names: a child's relay holds it.
+fn held_sock(proto: Proto) -> Sock {
+    Sock {
+        proto,
+        refs: 0,
+        fds: Vec::new(),
+        nonblock: true,
+        rcvtimeo: None,
+        sndtimeo: None,
+        bufs_set: false,
+        serial: 0,
+        klisten: false,
+        inflight: 0,
+        zombie: false,
+    }
+}
+
+/// In a child: a TCP listener (its generation, its fds, and whether the
+/// program made it non-blocking).
+pub(crate) fn listener(g: &Inner, id: SocketId) -> Option<(u64, Vec<c_int>, bool)> {
+    let s = g.t.get(id)?;
+    let Proto::Tcp(t) = s.proto else { return None };
+    (g.stack.tcp_layer().state(t).ok()? == tcp::TcpState::Listen)
+        .then(|| (s.serial, s.fds.clone(), s.nonblock))
+}
+
+/// A connection off listener `id` (generation `serial`) for a forked
+/// child, which no fd of this process names (its relay holds it): its
+/// slot, generation, TCP socket, local and peer names.
+pub(crate) fn accept_for_child(
+    g: &mut Inner,
+    id: SocketId,
+    serial: u64,
+) -> Option<(SocketId, u64, TcpId, SocketAddrV4, SocketAddrV4)> {
+    let lt = tcp_of(&g.t, id, serial)?;
+    let now = g.now();
+    let (child, peer) = g.stack.tcp(now, |l, cx| l.accept(cx, lt)).ok()?;
+    let local = g
+        .stack
+        .tcp_layer()
+        .local_addr(child)
+        .map(tcp_sa)
+        .unwrap_or(SocketAddrV4::new(StdV4::UNSPECIFIED, 0));
+    let Some(cid) = g.t.insert(held_sock(Proto::Tcp(child))) else {
+        g.stack.tcp(now, |l, cx| l.close(cx, child));
+        return None;
+    };
+    let cserial = g.t.get(cid)?.serial;
+    Some((cid, cserial, child, local, tcp_sa(peer)))
 }

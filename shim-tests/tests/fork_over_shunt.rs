@@ -1,6 +1,7 @@
 //! Connections shared with forked children, over shunt's stack: a forking
-//! server (the parent accepts, a child serves, the parent closes its copy)
-//! and a client whose children exit, close or use the inherited socket.
+//! server (the parent accepts, a child serves, the parent closes its copy),
+//! a prefork server (children accept on the listener they inherited) and a
+//! client whose children exit, close or use the inherited socket.
 //! As in over_shunt.rs, one end runs under libshunt.so on a veth without
 //! any kernel address, the other end is the kernel in a second namespace.
 //!
@@ -232,6 +233,95 @@ fn forked_children_leave_the_parents_connection_intact() {
     );
     assert!(
         o.status.success() && String::from_utf8_lossy(&o.stdout).contains("intact"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// Under shunt: a prefork server. The parent listens and never accepts;
+/// three children accept on the listener they inherited (one waits in
+/// select first) and answer each connection with the peer's address (as
+/// accept gave it) and the bytes.
+const PY_PREFORK: &str = r#"
+import os, select, socket, sys
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("0.0.0.0", 7012))
+l.listen(16)
+kids = []
+for i in range(3):
+    pid = os.fork()
+    if pid == 0:
+        while True:
+            if i == 2:
+                # This one waits in select(2) first, as event-driven
+                # servers do.
+                select.select([l], [], [])
+            c, peer = l.accept()
+            data = b""
+            while not data.endswith(b"\n"):
+                b = c.recv(65536)
+                if not b:
+                    break
+                data += b
+            c.sendall(("%s:%d " % peer).encode() + data)
+            c.close()
+    kids.append(pid)
+os.waitpid(kids[0], 0)
+"#;
+
+/// Kernel clients, in parallel: each must get back its own address (as the
+/// server saw it) and its 100 KB.
+const PY_PREFORK_CLIENTS: &str = r#"
+import socket, sys, threading, time
+N = 8
+res = {}
+def client(i):
+    data = bytes(97 + (j * 7 + i) % 26 for j in range(100_000)) + b"\n"
+    for attempt in range(100):
+        try:
+            s = socket.create_connection(("192.0.2.1", 7012), timeout=30)
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        res[i] = "no connection"
+        return
+    me = "%s:%d " % s.getsockname()
+    s.sendall(data)
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    s.close()
+    want = me.encode() + data
+    res[i] = "ok" if got == want else "got %r..., want %r..." % (got[:40], want[:40])
+ts = [threading.Thread(target=client, args=(i,)) for i in range(N)]
+for t in ts: t.start()
+for t in ts: t.join()
+for i in range(N):
+    print(i, res.get(i))
+sys.exit(0 if all(res.get(i) == "ok" for i in range(N)) else 1)
+"#;
+
+#[test]
+fn prefork_children_accept_on_an_inherited_listener_over_shunt() {
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    let py = python();
+    tb.spawn_sh(&s, &format!("{} exec {py} -c '{PY_PREFORK}'", shunt_env()));
+    let o = tb
+        .cmd(&k, "timeout")
+        .args(["60", py, "-c", PY_PREFORK_CLIENTS])
+        .output()
+        .expect("cannot run python3");
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(" ok")).count(),
+        8,
         "{}",
         text(&o)
     );
