@@ -12,9 +12,14 @@
 //! the relay found by its inode ([`converted`]), so dup'd fds are found
 //! too.
 //!
-//! Listening and unconnected sockets are not relayed: the child keeps the
-//! backing kernel socket, as it did before relays existed (a listener's
-//! kernel socket still serves its loopback path).
+//! A listener the child uses becomes an accept channel: a SEQPACKET
+//! socket on which the parent passes one accepted connection at a time
+//! (its relay's fd, with its names), so accept, O_NONBLOCK and
+//! poll/select/epoll readiness are the kernel's again ([`accept`]). A
+//! connection the child makes itself through shunt's interface is made by
+//! the parent ([`connect`]). Unconnected inherited sockets and UDP ones
+//! are not relayed: the child keeps the backing kernel socket, as it did
+//! before relays existed.
 
 use core::ffi::{c_int, c_long};
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};

@@ -44,6 +44,13 @@
 //! reading. A peer's EOF becomes shutdown(SHUT_WR) on the unix
 //! end.
 //!
+//! **Listeners and new connections.** A child that uses an inherited
+//! listener gets an accept channel ([`Op::Listen`]): the parent accepts for
+//! it and passes each connection down as a relay, one at a time (the next
+//! only once the child took the last, so few are stranded if it dies), the
+//! prefork pattern. A connection the child makes itself through shunt's
+//! interface is made by the parent and relayed ([`Op::Connect`]).
+//!
 //! Relay and control fds are shunt's own (high range, marked internal):
 //! the program never sees them.
 
