@@ -537,9 +537,14 @@ pub unsafe fn connect(
 /// The child receives through relay `fd` for the first time: the parent
 /// now passes it incoming data even while it holds an fd itself.
 fn reader(fd: c_int) {
+    let conv = converted(fd);
+    if conv.is_some_and(|c| c.listener) {
+        // An accept channel stays marked: accept must come here.
+        return;
+    }
     fdtable::clear(fd);
     let ctrl = CTRL.load(Ordering::Acquire);
-    if let (Some(c), true) = (converted(fd), ctrl >= 0) {
+    if let (Some(c), true) = (conv, ctrl >= 0) {
         let m = Msg {
             op: Op::Reader as u32,
             id: c.id,

@@ -774,6 +774,11 @@ fn fcntl_shunt(e: u32, fd: c_int, cmd: c_int, arg: usize, is64: bool) -> c_int {
                 }
                 return newfd;
             }
+            if forked::in_child() {
+                // Relayed first, so that F_SETFL reaches the relay.
+                guarded(|| forked::first_use("fcntl", fd, id), || ());
+                return kernel();
+            }
             served(|s| s.fcntl(id, fd, cmd, arg), kernel)
         }
         Entry::Kernel | Entry::Epoll(_) => kernel(),
