@@ -155,8 +155,13 @@ pub fn adopt(fd: c_int, id: SocketId, reads: bool) {
     }
     let mut g = s.e.inner_lock();
     let Some((serial, mut fds, wr_shut)) = crate::sockets::relayable(&g, id) else {
-        if let Some(l) = crate::sockets::listener(&g, id) {
+        // A listener only when the child means to accept (accept, or a
+        // wait for input): otherwise connections would go to a child that
+        // never takes them.
+        if reads && let Some(l) = crate::sockets::listener(&g, id) {
             adopt_listener(&mut g, ctrl, fd, id, l);
+            drop(g);
+            want(fd);
         }
         return;
     };
@@ -308,12 +313,17 @@ pub unsafe fn accept(
     if flags & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) != 0 {
         return Some(fail(libc::EINVAL));
     }
-    if id & RELAYED == 0 {
-        adopt(fd, id, false);
+    let fresh = id & RELAYED == 0;
+    if fresh {
+        // Relaying it asks for the first connection.
+        adopt(fd, id, true);
     }
     let conv = converted(fd)?;
     if !conv.listener {
         return None;
+    }
+    if !fresh {
+        want(fd);
     }
     let mut b = [0u8; Accepted::SIZE];
     let mut iov = libc::iovec {
@@ -355,8 +365,6 @@ pub unsafe fn accept(
         // The parent is gone (EOF) or sent nonsense.
         return Some(fail(libc::ECONNABORTED));
     }
-    // Taken: the parent may pass the next one.
-    let _ = crate::relay::raw_send(fd, &[1], libc::MSG_DONTWAIT);
     let acc = Accepted::from_bytes(&b);
     if flags & libc::SOCK_NONBLOCK != 0 {
         let _ = raw_fcntl(nfd, libc::F_SETFL, libc::O_NONBLOCK as c_long);
@@ -532,6 +540,11 @@ pub unsafe fn connect(
         });
     }
     Some(0)
+}
+
+/// Ask the parent for one connection down accept channel `fd`.
+fn want(fd: c_int) {
+    let _ = crate::relay::raw_send(fd, &[1], libc::MSG_DONTWAIT);
 }
 
 /// The child receives through relay `fd` for the first time: the parent

@@ -88,8 +88,8 @@ pub enum Op {
     Reader = 5,
     /// The attached fd is the parent's end of an accept channel for
     /// listener `id`: the parent passes the child connections through it,
-    /// one at a time ([`Accepted`] with the relay's child end), as the
-    /// child takes them (it answers each with one byte).
+    /// one at a time ([`Accepted`] with the relay's child end), as many as
+    /// the child asked for (one byte on the channel per accept call).
     Listen = 6,
 }
 
@@ -137,6 +137,10 @@ struct Acceptor {
     fd: RawFd,
     id: SocketId,
     serial: u64,
+    /// Connections the child asked for (one byte per accept call or
+    /// wait for input): only those are passed down, so a child that
+    /// stops accepting strands none the parent could accept itself.
+    wants: usize,
     dead: bool,
 }
 
@@ -743,12 +747,13 @@ pub fn pump(g: &mut Inner) -> bool {
     r.records.retain(|rec| rec.ctrl >= 0);
     let before = r.relays.len();
     let scratch = &mut r.scratch;
+    let down = down_choice(&r.relays, &r.records);
     for (i, rel) in r.relays.iter_mut().enumerate() {
         // Relays announced just now were not polled: try them.
         let ev = pfds
             .get(nrec + nacc + i)
             .map_or(libc::POLLIN, |p| p.revents);
-        busy |= pump_one(g, rel, scratch, ev);
+        busy |= pump_one(g, rel, scratch, ev, down.contains(&i));
     }
     // Accept channels: a connection for each child that took its last.
     for (i, a) in r.acceptors.iter_mut().enumerate() {
@@ -837,6 +842,7 @@ fn control(
                     fd,
                     id: m.id,
                     serial: m.serial,
+                    wants: 0,
                     dead: false,
                 });
             } else {
@@ -895,9 +901,13 @@ fn feed(g: &mut Inner, a: &mut Acceptor, relays: &mut Vec<Relay>, ev: i16) -> bo
         return true;
     }
     if ev & libc::POLLIN != 0 {
-        // The child's "taken" bytes: only a wake-up.
         let mut b = [0u8; 64];
-        while raw_recv(a.fd, &mut b).is_ok_and(|n| n > 0) {}
+        while let Ok(n @ 1..) = raw_recv(a.fd, &mut b) {
+            a.wants = a.wants.saturating_add(n);
+        }
+    }
+    if a.wants == 0 {
+        return false;
     }
     let Some(lt) = crate::sockets::tcp_of(&g.t, a.id, a.serial) else {
         a.dead = true;
@@ -940,6 +950,7 @@ fn feed(g: &mut Inner, a: &mut Acceptor, relays: &mut Vec<Relay>, ev: i16) -> bo
     let mut r = Relay::new(mine, cid, cserial, t, token);
     r.reader = true;
     relays.push(r);
+    a.wants -= 1;
     true
 }
 
@@ -993,8 +1004,45 @@ fn connected(g: &mut Inner, r: &mut Relay) -> bool {
     true
 }
 
-/// Move one relay's data; `ev` is what its unix end polled now.
-fn pump_one(g: &mut Inner, r: &mut Relay, scratch: &mut Vec<u8>, ev: i16) -> bool {
+/// Which relays receive what arrives on their connection: one per
+/// connection (bytes split between two would reach neither program
+/// whole): the newest that reads; else, once no fork record holds the
+/// connection (no process with shunt's hooks can still claim it), the
+/// newest (a program exec'd on the connection reads without hooks to say
+/// so). A relay that only inherited the fd across an exec (a helper the
+/// child runs) never takes bytes its hooked parent is about to read.
+/// Indexes into `relays`.
+fn down_choice(relays: &[Relay], records: &[Record]) -> Vec<usize> {
+    let mut pick: Vec<usize> = Vec::new();
+    for (i, r) in relays.iter().enumerate() {
+        if r.dead || r.connecting {
+            continue;
+        }
+        match pick
+            .iter_mut()
+            .find(|&&mut j| relays[j].id == r.id && relays[j].serial == r.serial)
+        {
+            Some(j) => {
+                if r.reader || !relays[*j].reader {
+                    *j = i;
+                }
+            }
+            None => pick.push(i),
+        }
+    }
+    pick.retain(|&i| {
+        let r = &relays[i];
+        r.reader
+            || !records
+                .iter()
+                .any(|rec| rec.holds.contains(&(r.id, r.serial)))
+    });
+    pick
+}
+
+/// Move one relay's data; `ev` is what its unix end polled now; `down_ok`:
+/// it is the one relay of its connection that gets incoming data.
+fn pump_one(g: &mut Inner, r: &mut Relay, scratch: &mut Vec<u8>, ev: i16, down_ok: bool) -> bool {
     if r.connecting && !connected(g, r) {
         return false;
     }
@@ -1071,8 +1119,8 @@ fn pump_one(g: &mut Inner, r: &mut Relay, scratch: &mut Vec<u8>, ev: i16) -> boo
         }
     }
     // Peer to child, while the parent holds no fd of its own or the child
-    // reads.
-    if (crate::sockets::parent_refs(&g.t, r.id) != 0 && !r.reader) || r.down_eof {
+    // reads, and to one relay of the socket only.
+    if !down_ok || (crate::sockets::parent_refs(&g.t, r.id) != 0 && !r.reader) || r.down_eof {
         return busy;
     }
     if ev & libc::POLLHUP != 0 {
