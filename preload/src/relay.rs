@@ -35,20 +35,27 @@
 //! into the TCP send buffer, and the TCP receive queue is read only when
 //! the previous chunk went into the unix socket; a turn moves at most
 //! [`TURN_BUDGET`] bytes per relay, so relays never stall the parent's own
-//! sockets. Received data goes to a relay when the parent itself holds no
-//! fd for the socket (the socat/prefork pattern: the parent closes the
-//! accepted fd after fork) or when the child's first use of it was to
-//! receive (read, recv, poll/select/epoll for input: the child's hooks
-//! see its first receive, [`Op::Reader`]); otherwise (a child that only
-//! writes, or a program it exec'd) a relay would steal bytes the parent is
-//! reading. A peer's EOF becomes shutdown(SHUT_WR) on the unix
-//! end.
+//! sockets.
+//!
+//! **Who reads.** Two readers of one socket race for its bytes, and bytes
+//! pumped into a relay nobody reads are lost; so received data goes to
+//! one relay per connection ([`down_choice`]): the newest whose child
+//! receives (read, recv, or poll/select/epoll for input: the child's hooks
+//! see its first receive, [`Op::Reader`]), even while the parent holds an
+//! fd; else, only when the parent holds no fd (the socat/prefork pattern:
+//! the parent closes the accepted fd after fork) and no fork record holds
+//! the connection (no process with shunt's hooks can claim it any more),
+//! the newest relay (a program exec'd on the connection reads without
+//! hooks to say so, as inetd's children do). A child that only writes, or
+//! a helper it execs with the fd, never takes bytes the parent or its
+//! hooked parent is about to read. A peer's EOF becomes shutdown(SHUT_WR)
+//! on the unix end.
 //!
 //! **Listeners and new connections.** A child that uses an inherited
 //! listener gets an accept channel ([`Op::Listen`]): the parent accepts for
-//! it and passes each connection down as a relay, one at a time (the next
-//! only once the child took the last, so few are stranded if it dies), the
-//! prefork pattern. A connection the child makes itself through shunt's
+//! it and passes each connection down as a relay, as many as the child
+//! asked for (one per accept call, or per wait for input: few are
+//! stranded if it dies or stops accepting), the prefork pattern. A connection the child makes itself through shunt's
 //! interface is made by the parent and relayed ([`Op::Connect`]).
 //!
 //! Relay and control fds are shunt's own (high range, marked internal):
