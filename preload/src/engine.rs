@@ -72,6 +72,8 @@ pub struct Inner {
     /// The device's TX ring was full at the last transmit.
     tx_blocked: bool,
     pub t: Tables,
+    /// Sockets shared with forked children.
+    pub relays: crate::relay::Relays,
     _own: Ownership,
     /// SHUNT_PCAP / SHUNT_NETEM between the device and the stack.
     tap: Option<Box<Tap>>,
@@ -163,6 +165,7 @@ impl Inner {
             self.stack.on_timer(now);
             busy = true;
         }
+        busy |= crate::relay::pump(self);
         busy |= self.transmit() > 0;
         if busy {
             self.notify();
@@ -444,6 +447,7 @@ impl Engine {
                 waiters: Vec::new(),
                 tx_blocked: false,
                 t: Tables::default(),
+                relays: crate::relay::Relays::new(prog_efd),
                 _own: own,
                 tap,
                 dirty: true,
@@ -474,7 +478,10 @@ impl Engine {
     /// The state, locked, after a turn.
     pub fn lock(&self) -> Locked<'_> {
         let mut g = self.inner_lock();
-        g.turn();
+        // A forked child never drives the parent's stack (crate::relay).
+        if !self.forked.load(Ordering::Relaxed) {
+            g.turn();
+        }
         g
     }
 
@@ -508,12 +515,22 @@ impl Engine {
 
     /// Quiesce for fork: hold the mutex across it.
     pub fn before_fork(&self) {
-        core::mem::forget(self.inner.lock());
+        let mut g = self.inner.lock();
+        crate::relay::prepare(&mut g);
+        core::mem::forget(g);
     }
 
     pub fn after_fork(&self, in_child: bool) {
         if in_child {
             self.forked.store(true, Ordering::Release);
+        }
+        // SAFETY: before_fork locked the mutex in this (or the parent's)
+        // thread and forgot the guard: this thread has it to itself.
+        let g = unsafe { &mut *self.inner.data_ptr() };
+        crate::relay::after(g, in_child);
+        if !in_child {
+            // The progress thread now also watches the new control channel.
+            efd_write(self.prog_efd);
         }
         // SAFETY: before_fork locked it in this (or the parent's) thread
         // and forgot the guard.
@@ -530,26 +547,25 @@ impl Engine {
             libc::sigfillset(&mut all);
             libc::pthread_sigmask(libc::SIG_BLOCK, &all, core::ptr::null_mut());
         }
-        let mut fds = [
-            libc::pollfd {
-                fd: self.dev_fd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.prog_efd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+        let mut fds = Vec::new();
         let mut exported: Option<std::time::Instant> = None;
         loop {
             if self.forked.load(Ordering::Acquire) {
                 return;
             }
+            fds.clear();
+            for fd in [self.dev_fd, self.prog_efd] {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
             let (timeout, text) = {
                 let mut g = self.inner.lock();
                 let busy = g.turn();
+                // Relays move when their unix ends are ready too.
+                g.relays.pollfds(&mut fds);
                 if !busy && let Some(tap) = &mut g.tap {
                     tap.flush();
                 }
@@ -575,7 +591,7 @@ impl Engine {
             if timeout.is_some_and(|t| t.is_zero()) {
                 continue;
             }
-            // SAFETY: two valid pollfds, no mask.
+            // SAFETY: valid pollfds, no mask.
             let _ = unsafe { raw_ppoll(&mut fds, timeout, core::ptr::null()) };
             if fds[1].revents != 0 {
                 efd_drain(self.prog_efd);

@@ -28,7 +28,7 @@ use libc::{
 use crate::fdtable::{self, Entry};
 use crate::init::IN_SHUNT;
 use crate::socket::{MSG_FROM_READ, Served, ShuntSockets, Timeout, sockets};
-use crate::{init, real};
+use crate::{forked, init, real};
 
 /// A C return type and its failure value.
 pub trait Ret: Copy {
@@ -137,6 +137,50 @@ macro_rules! fd_hook {
             #[inline(never)]
             fn shunt_path(e: u32, $fd: c_int $(, $a: $t)*) -> $ret {
                 match Entry::decode(e) {
+                    // A forked child relays the connection through its
+                    // parent, then the call is the kernel's.
+                    Entry::Socket(id) if forked::in_child() => {
+                        guarded(|| forked::first_use(stringify!($name), $fd, id), || ());
+                        real!($name($fd $(, $a)*))
+                    }
+                    Entry::Socket($id) => served(|$s| $shunt, || real!($name($fd $(, $a)*))),
+                    Entry::Internal(_) => ebadf(),
+                    Entry::Kernel | Entry::Epoll(_) => real!($name($fd $(, $a)*)),
+                }
+            }
+            shunt_path(e, $fd $(, $a)*)
+        }
+    };
+}
+
+/// A hook on one fd whose answer a forked child must get from shunt even
+/// after the fd became a relay (crate::forked): like [`fd_hook`], and
+/// `$child` answers in a child, for an inherited socket or a relay (`$t`,
+/// a [`forked::Target`]). The kernel path costs one more load.
+macro_rules! meta_hook {
+    (
+        fn $name:ident($fd:ident: c_int $(, $a:ident: $ty:ty)* $(,)?) -> $ret:ty;
+        |$s:ident, $id:ident| $shunt:expr;
+        child |$t:ident| $child:expr
+    ) => {
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($fd: c_int $(, $a: $ty)*) -> $ret {
+            let e = fdtable::get($fd);
+            if e == 0 && !forked::has_relays() {
+                return real!($name($fd $(, $a)*));
+            }
+            #[cold]
+            #[inline(never)]
+            fn shunt_path(e: u32, $fd: c_int $(, $a: $ty)*) -> $ret {
+                let target = match Entry::decode(e) {
+                    Entry::Socket(id) if forked::in_child() => Some(forked::target($fd, id)),
+                    Entry::Kernel => forked::converted($fd).map(|c| forked::Target { id: c.id, conv: Some(c) }),
+                    _ => None,
+                };
+                if let Some($t) = target {
+                    return guarded(|| $child, || real!($name($fd $(, $a)*)));
+                }
+                match Entry::decode(e) {
                     Entry::Socket($id) => served(|$s| $shunt, || real!($name($fd $(, $a)*))),
                     Entry::Internal(_) => ebadf(),
                     Entry::Kernel | Entry::Epoll(_) => real!($name($fd $(, $a)*)),
@@ -164,6 +208,12 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
 fn socket_shunt(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     let fd: c_int = real!(socket(domain, ty, protocol));
     if fd < 0 {
+        return fd;
+    }
+    if forked::in_child() {
+        // A forked child's own sockets: the kernel's, unless they connect
+        // through shunt's interface (then the parent makes the connection).
+        guarded(|| forked::open(fd, domain, ty, protocol), || ());
         return fd;
     }
     if let Some(s) = sockets() {
@@ -194,44 +244,129 @@ fd_hook! {
     fn listen(fd: c_int, backlog: c_int) -> c_int;
     |s, id| s.listen(id, fd, backlog)
 }
-fd_hook! {
-    fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
-    // SAFETY: the application's arguments, passed on as given.
-    |s, id| unsafe { s.accept(id, fd, addr, len, 0) }
+/// accept(2). In a forked child, an inherited listener's connections come
+/// from the parent (crate::forked::accept).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    let e = fdtable::get(fd);
+    if e == 0 {
+        return real!(accept(fd, addr, len));
+    }
+    accept_shunt(e, fd, addr, len, None)
 }
-fd_hook! {
-    fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int;
-    // SAFETY: the application's arguments, passed on as given.
-    |s, id| unsafe { s.accept(id, fd, addr, len, flags) }
+
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    let e = fdtable::get(fd);
+    if e == 0 {
+        return real!(accept4(fd, addr, len, flags));
+    }
+    accept_shunt(e, fd, addr, len, Some(flags))
 }
-fd_hook! {
-    fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
-    // SAFETY: the application's arguments, passed on as given.
-    |s, id| unsafe { s.connect(id, fd, addr, len) }
+
+#[cold]
+#[inline(never)]
+fn accept_shunt(
+    e: u32,
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: Option<c_int>,
+) -> c_int {
+    let kernel = || -> c_int {
+        match flags {
+            None => real!(accept(fd, addr, len)),
+            Some(f) => real!(accept4(fd, addr, len, f)),
+        }
+    };
+    match Entry::decode(e) {
+        Entry::Socket(id) if forked::in_child() => guarded(
+            // SAFETY: the application's arguments, passed on as given.
+            || unsafe { forked::accept(fd, id, addr, len, flags.unwrap_or(0)) },
+            || None,
+        )
+        .unwrap_or_else(kernel),
+        Entry::Socket(id) => served(
+            // SAFETY: the application's arguments, passed on as given.
+            |s| unsafe { s.accept(id, fd, addr, len, flags.unwrap_or(0)) },
+            kernel,
+        ),
+        Entry::Internal(_) => ebadf(),
+        Entry::Kernel | Entry::Epoll(_) => kernel(),
+    }
 }
-fd_hook! {
+/// connect(2). In a forked child, a socket it made itself connects
+/// through the parent's stack (crate::forked::connect).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    let e = fdtable::get(fd);
+    if e == 0 {
+        return real!(connect(fd, addr, len));
+    }
+    connect_shunt(e, fd, addr, len)
+}
+
+#[cold]
+#[inline(never)]
+fn connect_shunt(e: u32, fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    match Entry::decode(e) {
+        Entry::Socket(id) if forked::in_child() => guarded(
+            // SAFETY: the application's arguments, passed on as given.
+            || unsafe { forked::connect(fd, id, addr, len) },
+            || None,
+        )
+        .unwrap_or_else(|| real!(connect(fd, addr, len))),
+        // SAFETY: the application's arguments, passed on as given.
+        Entry::Socket(id) => served(
+            |s| unsafe { s.connect(id, fd, addr, len) },
+            || real!(connect(fd, addr, len)),
+        ),
+        Entry::Internal(_) => ebadf(),
+        Entry::Kernel | Entry::Epoll(_) => real!(connect(fd, addr, len)),
+    }
+}
+meta_hook! {
     fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
     // SAFETY: the application's arguments, passed on as given.
-    |s, id| unsafe { s.getsockname(id, fd, addr, len) }
+    |s, id| unsafe { s.getsockname(id, fd, addr, len) };
+    // SAFETY: as above.
+    child |t| unsafe { forked::name(&t, false, addr, len) }.unwrap_or_else(|| real!(getsockname(forked::option_fd(&t, fd), addr, len)))
 }
-fd_hook! {
+meta_hook! {
     fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
     // SAFETY: the application's arguments, passed on as given.
-    |s, id| unsafe { s.getpeername(id, fd, addr, len) }
+    |s, id| unsafe { s.getpeername(id, fd, addr, len) };
+    // SAFETY: as above.
+    child |t| unsafe { forked::name(&t, true, addr, len) }.unwrap_or_else(|| real!(getpeername(forked::option_fd(&t, fd), addr, len)))
 }
-fd_hook! {
+meta_hook! {
     fn getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int;
     // SAFETY: the application's arguments, passed on as given.
-    |s, id| unsafe { s.getsockopt(id, fd, level, name, val, len) }
+    |s, id| unsafe { s.getsockopt(id, fd, level, name, val, len) };
+    child |t| real!(getsockopt(forked::option_fd(&t, fd), level, name, val, len))
 }
-fd_hook! {
+meta_hook! {
     fn setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int;
     // SAFETY: the application's arguments, passed on as given.
-    |s, id| unsafe { s.setsockopt(id, fd, level, name, val, len) }
+    |s, id| unsafe { s.setsockopt(id, fd, level, name, val, len) };
+    child |t| {
+        let r: c_int = real!(setsockopt(forked::option_fd(&t, fd), level, name, val, len));
+        if r == 0 && t.conv.is_some() && forked::relay_option(level, name) {
+            // The relay itself blocks the child's calls: it times them too.
+            let _: c_int = real!(setsockopt(fd, level, name, val, len));
+        }
+        r
+    }
 }
-fd_hook! {
+meta_hook! {
     fn shutdown(fd: c_int, how: c_int) -> c_int;
-    |s, id| s.shutdown(id, fd, how)
+    |s, id| s.shutdown(id, fd, how);
+    child |t| forked::shutdown(&t, fd, how)
 }
 
 // --- data -------------------------------------------------------------------
@@ -431,9 +566,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 fn close_shunt(e: u32, fd: c_int) -> c_int {
     match Entry::decode(e) {
         Entry::Socket(id) => {
-            if let Some(s) = sockets() {
-                guarded(|| s.close(id, fd), || ());
-            }
+            drop_fd(id, fd);
             fdtable::clear(fd);
         }
         Entry::Epoll(_) => {
@@ -443,6 +576,16 @@ fn close_shunt(e: u32, fd: c_int) -> c_int {
         Entry::Kernel => {}
     }
     real!(close(fd))
+}
+
+/// `fd`, a name of shunt socket `id`, goes away: drop its reference (in
+/// a forked child, the child's hold on the parent's socket).
+fn drop_fd(id: u32, fd: c_int) {
+    if forked::in_child() {
+        guarded(|| forked::close(fd, id), || ());
+    } else if let Some(s) = sockets() {
+        guarded(|| s.close(id, fd), || ());
+    }
 }
 
 /// close_range(2): while no fd is shunt's, the kernel's.
@@ -477,9 +620,7 @@ fn close_range_shunt(first: c_uint, last: c_uint, flags: c_int) -> c_int {
                 from = fd + 1;
             }
             Entry::Socket(id) if !cloexec => {
-                if let Some(s) = sockets() {
-                    guarded(|| s.close(id, fd as c_int), || ());
-                }
+                drop_fd(id, fd as c_int);
                 fdtable::clear(fd as c_int);
             }
             Entry::Epoll(_) if !cloexec => {
@@ -512,9 +653,7 @@ fn dup_done(old: Entry, newfd: c_int) {
 fn implicit_close(fd: c_int) {
     match fdtable::lookup(fd) {
         Entry::Socket(id) => {
-            if let Some(s) = sockets() {
-                guarded(|| s.close(id, fd), || ());
-            }
+            drop_fd(id, fd);
             fdtable::clear(fd);
         }
         Entry::Epoll(_) => {
@@ -635,6 +774,11 @@ fn fcntl_shunt(e: u32, fd: c_int, cmd: c_int, arg: usize, is64: bool) -> c_int {
                 }
                 return newfd;
             }
+            if forked::in_child() {
+                // Relayed first, so that F_SETFL reaches the relay.
+                guarded(|| forked::first_use("fcntl", fd, id), || ());
+                return kernel();
+            }
             served(|s| s.fcntl(id, fd, cmd, arg), kernel)
         }
         Entry::Kernel | Entry::Epoll(_) => kernel(),
@@ -700,7 +844,7 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) ->
 #[inline(never)]
 fn poll_shunt(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int {
     // SAFETY: the application's array and count.
-    if !unsafe { poll_has_shunt(fds, nfds) } {
+    if !unsafe { poll_has_shunt(fds, nfds) } || unsafe { child_adopt_pollfds(fds, nfds) } {
         return real!(poll(fds, nfds, timeout));
     }
     served(
@@ -778,7 +922,7 @@ fn ppoll_shunt(
     };
     let fits = fdslen.is_none_or(|l| (l / core::mem::size_of::<pollfd>()) as u64 >= nfds);
     // SAFETY: the application's array and count (checked when fortified).
-    if !fits || !unsafe { poll_has_shunt(fds, nfds) } {
+    if !fits || !unsafe { poll_has_shunt(fds, nfds) } || unsafe { child_adopt_pollfds(fds, nfds) } {
         return kernel();
     }
     served(
@@ -786,6 +930,48 @@ fn ppoll_shunt(
         |s| Some(unsafe { ts_timeout(ts) }.and_then(|t| unsafe { s.poll(fds, nfds, t, sigmask) })),
         kernel,
     )
+}
+
+/// In a forked child: relay the inherited connections of a pollfd array
+/// (crate::forked); true when the call is then the kernel's.
+///
+/// # Safety
+/// `fds` points at `nfds` pollfds (as the application promised).
+unsafe fn child_adopt_pollfds(fds: *const pollfd, nfds: nfds_t) -> bool {
+    if !forked::in_child() {
+        return false;
+    }
+    for i in 0..nfds as usize {
+        // SAFETY: within the application's array.
+        let p = unsafe { fds.add(i).read() };
+        if let Entry::Socket(id) = fdtable::lookup(p.fd) {
+            let reads = p.events & libc::POLLIN != 0;
+            guarded(|| forked::adopt(p.fd, id, reads), || ());
+        }
+    }
+    true
+}
+
+/// In a forked child: relay the inherited connections of select's sets;
+/// true when the call is then the kernel's.
+///
+/// # Safety
+/// Each set is null or the application's fd_set.
+unsafe fn child_adopt_sets(nfds: c_int, sets: [*mut fd_set; 3]) -> bool {
+    if !forked::in_child() {
+        return false;
+    }
+    for fd in 0..nfds.clamp(0, libc::FD_SETSIZE as c_int) {
+        if let Entry::Socket(id) = fdtable::lookup(fd)
+            // SAFETY: a non-null application fd_set; fd < FD_SETSIZE.
+            && sets.iter().any(|&set| !set.is_null() && unsafe { libc::FD_ISSET(fd, set) })
+        {
+            // SAFETY: as above.
+            let reads = !sets[0].is_null() && unsafe { libc::FD_ISSET(fd, sets[0]) };
+            guarded(|| forked::adopt(fd, id, reads), || ());
+        }
+    }
+    true
 }
 
 /// Whether any fd below `nfds` in the three sets is a shunt socket.
@@ -827,8 +1013,9 @@ fn select_shunt(
     timeout: *mut timeval,
 ) -> c_int {
     let kernel = || -> c_int { real!(select(nfds, readfds, writefds, exceptfds, timeout)) };
+    let sets = [readfds, writefds, exceptfds];
     // SAFETY: the application's sets.
-    if !unsafe { select_has_shunt(nfds, [readfds, writefds, exceptfds]) } {
+    if !unsafe { select_has_shunt(nfds, sets) } || unsafe { child_adopt_sets(nfds, sets) } {
         return kernel();
     }
     served(
@@ -892,8 +1079,9 @@ fn pselect_shunt(
     sigmask: *const sigset_t,
 ) -> c_int {
     let kernel = || -> c_int { real!(pselect(nfds, readfds, writefds, exceptfds, ts, sigmask)) };
+    let sets = [readfds, writefds, exceptfds];
     // SAFETY: the application's sets.
-    if !unsafe { select_has_shunt(nfds, [readfds, writefds, exceptfds]) } {
+    if !unsafe { select_has_shunt(nfds, sets) } || unsafe { child_adopt_sets(nfds, sets) } {
         return kernel();
     }
     served(
@@ -936,6 +1124,20 @@ pub unsafe extern "C" fn epoll_ctl(
 #[inline(never)]
 fn epoll_ctl_shunt(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) -> c_int {
     let kernel = || -> c_int { real!(epoll_ctl(epfd, op, fd, event)) };
+    if forked::in_child() {
+        // The parent's epoll bookkeeping is not the child's: relay the
+        // connection and let the kernel watch it.
+        if let Entry::Socket(id) = fdtable::lookup(fd) {
+            // SAFETY: the application's event, read when non-null.
+            let reads = !event.is_null()
+                && unsafe { event.read_unaligned() }.events & libc::EPOLLIN as u32 != 0;
+            guarded(|| forked::adopt(fd, id, reads), || ());
+        }
+        return match (fdtable::lookup(epfd), fdtable::lookup(fd)) {
+            (Entry::Internal(_), _) | (_, Entry::Internal(_)) => ebadf(),
+            _ => kernel(),
+        };
+    }
     match (fdtable::lookup(epfd), fdtable::lookup(fd)) {
         (Entry::Internal(_), _) | (_, Entry::Internal(_)) => ebadf(),
         (Entry::Kernel, Entry::Kernel | Entry::Epoll(_)) => kernel(),
@@ -959,6 +1161,8 @@ fn epoll_wait_shunt(
     kernel: impl FnOnce() -> c_int,
 ) -> c_int {
     match Entry::decode(e) {
+        // A child never waits on the parent's stack: the kernel part only.
+        Entry::Epoll(_) if forked::in_child() => kernel(),
         Entry::Epoll(ep) => {
             served(
                 // SAFETY: the application's arguments, passed on as given.
@@ -1093,7 +1297,10 @@ fn before_exec() {
 #[cold]
 #[inline(never)]
 fn before_exec_shunt() {
-    if let Some(s) = sockets() {
+    if forked::in_child() {
+        // Inherited connections that survive the exec go on as relays.
+        guarded(forked::before_exec, || ());
+    } else if let Some(s) = sockets() {
         guarded(|| s.before_exec(), || ());
     }
 }

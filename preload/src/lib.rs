@@ -16,7 +16,9 @@
 //!   inline progress, the progress thread, blocking waits;
 //! - [`sockets`]: the [`socket::ShuntSockets`] integration for TCP and
 //!   UDP over IPv4 (AF_INET6 sockets stay with the kernel until the stack
-//!   has IPv6).
+//!   has IPv6);
+//! - [`relay`] and [`forked`]: connections shared with forked children
+//!   (and the programs they exec), relayed through the parent;
 //! - [`tap`]: `SHUNT_PCAP` and `SHUNT_NETEM` between device and stack;
 //! - [`stat`]: the counters and socket table `shunt stat` reads.
 //!
@@ -27,11 +29,13 @@
 pub mod config;
 pub mod engine;
 pub mod fdtable;
+pub mod forked;
 pub mod hooks;
 pub mod init;
 pub mod lock;
 pub mod log;
 pub mod real;
+pub mod relay;
 pub mod socket;
 pub mod sockets;
 pub mod stat;

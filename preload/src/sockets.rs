@@ -1046,10 +1046,12 @@ impl Drop for InFlight<'_> {
             match g.t.get_mut(self.id) {
                 Some(s) => {
                     s.inflight = s.inflight.saturating_sub(1);
-                    s.inflight == 0 && s.zombie
+                    (s.inflight == 0 && s.zombie).then_some(s.serial)
                 }
-                None => false,
+                None => None,
             }
+            // A forked child may still use it (crate::relay).
+            .is_some_and(|serial| !g.relays.parent_closed(self.id, serial))
         };
         if close {
             self.sh.close_now(self.id);
@@ -2097,10 +2099,13 @@ unsafe impl ShuntSockets for Shunt {
                     if s.refs == 0 && s.inflight > 0 {
                         s.zombie = true;
                     }
-                    s.refs == 0 && !s.zombie
+                    (s.refs == 0 && !s.zombie).then_some(s.serial)
                 }
-                None => false,
+                None => None,
             }
+            // A forked child may still use it (crate::relay): the relay
+            // code closes it when the child is done.
+            .is_some_and(|serial| !g.relays.parent_closed(id, serial))
         };
         if last {
             self.close_now(id);
@@ -2628,4 +2633,178 @@ pub fn start(cfg: &crate::config::Config, own: crate::lock::Ownership) -> Result
     }
     let _ = SHUNT.set(s);
     Ok(())
+}
+
+// --- fork support: what crate::relay and crate::forked need of the table ---
+
+/// The sockets a child forked now inherits: (id, serial) of every socket
+/// with an fd.
+pub(crate) fn inherited(t: &Tables) -> Vec<(SocketId, u64)> {
+    (0..t.socks.len() as u32)
+        .filter_map(|i| t.get(i).filter(|s| s.refs > 0).map(|s| (i, s.serial)))
+        .collect()
+}
+
+/// The TCP socket of slot `id` if it still holds generation `serial`.
+pub(crate) fn tcp_of(t: &Tables, id: SocketId, serial: u64) -> Option<TcpId> {
+    match t.get(id)? {
+        Sock {
+            proto: Proto::Tcp(tcp),
+            serial: s,
+            ..
+        } if *s == serial => Some(*tcp),
+        _ => None,
+    }
+}
+
+/// How many of this process's fds name socket `id`.
+pub(crate) fn parent_refs(t: &Tables, id: SocketId) -> u32 {
+    t.get(id).map_or(0, |s| s.refs)
+}
+
+pub(crate) fn serial_of(t: &Tables, id: SocketId) -> Option<u64> {
+    t.get(id).map(|s| s.serial)
+}
+
+/// No fd and no child holds socket `id` any more: close it as the last
+/// close(2) would have (SO_LINGER's wait aside: nobody is there to wait).
+pub(crate) fn close_orphan(g: &mut Inner, id: SocketId, serial: u64) {
+    if g.t
+        .get(id)
+        .is_some_and(|s| s.serial == serial && s.refs == 0 && s.inflight == 0)
+        && let Some(s) = g.t.remove(id)
+    {
+        close_proto(g, s.proto);
+    }
+}
+
+/// In a child: a connection that can be relayed (its generation, its
+/// fds, and whether it can no longer send).
+pub(crate) fn relayable(g: &Inner, id: SocketId) -> Option<(u64, Vec<c_int>, bool)> {
+    use tcp::TcpState as S;
+    let s = g.t.get(id)?;
+    let Proto::Tcp(t) = s.proto else { return None };
+    let l = g.stack.tcp_layer();
+    let state = l.state(t).ok()?;
+    if state == S::Listen || l.peer_addr(t).is_err() {
+        return None;
+    }
+    let wr_shut = matches!(
+        state,
+        S::FinWait1 | S::FinWait2 | S::Closing | S::TimeWait | S::LastAck | S::Close
+    );
+    Some((s.serial, s.fds.clone(), wr_shut))
+}
+
+/// In a child: its fds of socket `id` are relayed now.
+pub(crate) fn forget_all(t: &mut Tables, id: SocketId) {
+    if let Some(s) = t.get_mut(id) {
+        s.fds.clear();
+        s.refs = 0;
+    }
+}
+
+/// In a child: `fd` of socket `id` is closed; the generation when it was
+/// the last.
+pub(crate) fn forget_fd(t: &mut Tables, id: SocketId, fd: c_int) -> Option<u64> {
+    let s = t.get_mut(id)?;
+    s.fds.retain(|&x| x != fd);
+    s.refs = s.refs.saturating_sub(1);
+    (s.refs == 0).then_some(s.serial)
+}
+
+/// A TCP socket's local and peer names (the child answers from its copy).
+pub(crate) fn names(
+    g: &Inner,
+    id: SocketId,
+) -> Option<(Option<SocketAddrV4>, Option<SocketAddrV4>)> {
+    let Proto::Tcp(t) = g.t.get(id)?.proto else {
+        return None;
+    };
+    let l = g.stack.tcp_layer();
+    Some((
+        l.local_addr(t).ok().map(tcp_sa),
+        l.peer_addr(t).ok().map(tcp_sa),
+    ))
+}
+
+/// Whether `a` is reached through shunt's interface.
+pub(crate) fn routed_by_shunt(g: &Inner, a: &StdV4) -> bool {
+    via_shunt(g, a)
+}
+
+/// A forked child's new connection to `dst`, made by the parent: a TCP
+/// socket no fd names (its relay holds it), connecting. The errno when the
+/// stack refuses at once.
+pub(crate) fn connect_for_child(
+    g: &mut Inner,
+    dst: SocketAddrV4,
+) -> Result<(SocketId, u64, TcpId), c_int> {
+    let now = g.now();
+    let t = g.stack.tcp(now, |l, _| l.socket(tcp::Domain::V4));
+    let Some(id) = g.t.insert(held_sock(Proto::Tcp(t))) else {
+        close_proto(g, Proto::Tcp(t));
+        return Err(libc::EMFILE);
+    };
+    let serial = g.t.get(id).map_or(0, |s| s.serial);
+    match g.stack.tcp(now, |l, cx| l.connect(cx, t, to_tcp(dst))) {
+        Ok(()) | Err(shunt_stack::Errno::EINPROGRESS) => Ok((id, serial, t)),
+        Err(e) => {
+            if let Some(s) = g.t.remove(id) {
+                close_proto(g, s.proto);
+            }
+            Err(e.0)
+        }
+    }
+}
+
+/// A socket no fd of this process names: a child's relay holds it.
+fn held_sock(proto: Proto) -> Sock {
+    Sock {
+        proto,
+        refs: 0,
+        fds: Vec::new(),
+        nonblock: true,
+        rcvtimeo: None,
+        sndtimeo: None,
+        bufs_set: false,
+        serial: 0,
+        klisten: false,
+        inflight: 0,
+        zombie: false,
+    }
+}
+
+/// In a child: a TCP listener (its generation, its fds, and whether the
+/// program made it non-blocking).
+pub(crate) fn listener(g: &Inner, id: SocketId) -> Option<(u64, Vec<c_int>, bool)> {
+    let s = g.t.get(id)?;
+    let Proto::Tcp(t) = s.proto else { return None };
+    (g.stack.tcp_layer().state(t).ok()? == tcp::TcpState::Listen)
+        .then(|| (s.serial, s.fds.clone(), s.nonblock))
+}
+
+/// A connection off listener `id` (generation `serial`) for a forked
+/// child, which no fd of this process names (its relay holds it): its
+/// slot, generation, TCP socket, local and peer names.
+pub(crate) fn accept_for_child(
+    g: &mut Inner,
+    id: SocketId,
+    serial: u64,
+) -> Option<(SocketId, u64, TcpId, SocketAddrV4, SocketAddrV4)> {
+    let lt = tcp_of(&g.t, id, serial)?;
+    let now = g.now();
+    let (child, peer) = g.stack.tcp(now, |l, cx| l.accept(cx, lt)).ok()?;
+    let local = g
+        .stack
+        .tcp_layer()
+        .local_addr(child)
+        .map(tcp_sa)
+        .unwrap_or(SocketAddrV4::new(StdV4::UNSPECIFIED, 0));
+    let Some(cid) = g.t.insert(held_sock(Proto::Tcp(child))) else {
+        g.stack.tcp(now, |l, cx| l.close(cx, child));
+        return None;
+    };
+    let cserial = g.t.get(cid)?.serial;
+    Some((cid, cserial, child, local, tcp_sa(peer)))
 }

@@ -1,0 +1,328 @@
+//! Connections shared with forked children, over shunt's stack: a forking
+//! server (the parent accepts, a child serves, the parent closes its copy),
+//! a prefork server (children accept on the listener they inherited) and a
+//! client whose children exit, close or use the inherited socket.
+//! As in over_shunt.rs, one end runs under libshunt.so on a veth without
+//! any kernel address, the other end is the kernel in a second namespace.
+//!
+//! Needs root (namespaces), python3 and socat; libshunt.so comes from
+//! `cargo build --release` (target/release).
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use shunt_shim_tests::testbed::Testbed;
+
+fn libshunt() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("release")
+        .join("libshunt.so");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --release --workspace` first",
+        p.display()
+    );
+    p.canonicalize().unwrap()
+}
+
+/// Fail (never skip) when a program the test needs is missing.
+fn require(program: &str) {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(found, "{program} is not installed (make deps installs it)");
+}
+
+fn python() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The shunt environment, as shell exports.
+fn shunt_env() -> String {
+    format!(
+        "export LD_PRELOAD={} SHUNT_IFACE=veth0 SHUNT_ADDR=192.0.2.1/24; ",
+        libshunt().display()
+    )
+}
+
+/// Namespace `s` (shunt: veth0 up, no kernel address) and `k` (kernel:
+/// veth1 with 192.0.2.2/24).
+fn pair(tb: &mut Testbed) -> (String, String) {
+    let s = tb.ns("s");
+    let k = tb.ns("k");
+    let o = tb.sh(
+        &s,
+        "ip link add veth0 type veth peer name veth1 && \
+         echo 1 > /proc/sys/net/ipv6/conf/veth0/addr_gen_mode",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tb.sh(
+        &s,
+        &format!("ip link set veth1 netns {k} && ip link set veth0 up"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    tb.addr(&k, "veth1", "192.0.2.2/24");
+    let o = tb.sh(&k, "ip link set veth1 up");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tb.sh(&s, "ip -o addr show dev veth0");
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("inet"),
+        "the shunt side has a kernel address: {}",
+        text(&o)
+    );
+    (s, k)
+}
+
+/// Kernel clients, in parallel: each sends its own 300 KB, half-closes,
+/// and must read back exactly what it sent.
+const PY_CLIENTS: &str = r#"
+import socket, sys, threading, time
+N, SIZE = 5, 300_000
+res = {}
+def client(i):
+    data = bytes((j * 7 + i * 13) % 251 for j in range(SIZE))
+    for attempt in range(100):
+        try:
+            s = socket.create_connection(("192.0.2.1", 7010), timeout=30)
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        res[i] = "no connection"
+        return
+    def send():
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+    t = threading.Thread(target=send)
+    t.start()
+    got = bytearray()
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    t.join()
+    s.close()
+    res[i] = "ok" if bytes(got) == data else "got %d bytes, want %d (equal prefix: %s)" % (
+        len(got), len(data), bytes(got) == data[:len(got)])
+ts = [threading.Thread(target=client, args=(i,)) for i in range(N)]
+for t in ts: t.start()
+for t in ts: t.join()
+for i in range(N):
+    print(i, res.get(i))
+sys.exit(0 if all(res.get(i) == "ok" for i in range(N)) else 1)
+"#;
+
+#[test]
+fn socat_fork_server_over_shunt_echoes_to_several_kernel_clients() {
+    require("socat");
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    // The parent accepts and forks; the child serves the accepted socket
+    // through `cat` and the parent closes its copy at once.
+    tb.spawn_sh(
+        &s,
+        &format!(
+            "{} exec socat TCP-LISTEN:7010,fork,reuseaddr EXEC:cat",
+            shunt_env()
+        ),
+    );
+    let py = python();
+    let o = tb
+        .cmd(&k, "timeout")
+        .args(["90", py, "-c", PY_CLIENTS])
+        .output()
+        .expect("cannot run python3");
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(" ok")).count(),
+        5,
+        "{}",
+        text(&o)
+    );
+}
+
+/// Under shunt: one connection to a kernel echo server; children that
+/// exit without touching it, close it, write on it, or make their own
+/// round trip on it; after each, the parent's connection still echoes
+/// byte-exactly.
+const PY_PARENT: &str = r#"
+import os, socket, sys
+s = socket.create_connection(("192.0.2.2", 7011), timeout=20)
+def roundtrip(msg):
+    s.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        b = s.recv(65536)
+        assert b, "EOF after %d of %d bytes" % (len(got), len(msg))
+        got += b
+    assert got == msg, "echo differs (%d bytes)" % len(got)
+roundtrip(b"before\n")
+# A child that exits at once, without running exit handlers.
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+assert os.waitpid(pid, 0)[1] == 0
+roundtrip(bytes(range(256)) * 800)
+# A child that closes its copy and exits normally (exit handlers run).
+pid = os.fork()
+if pid == 0:
+    s.close()
+    sys.exit(0)
+assert os.waitpid(pid, 0)[1] == 0
+roundtrip(b"x" * 200_000)
+# A child that writes on the inherited socket: the parent reads the echo.
+pid = os.fork()
+if pid == 0:
+    s.sendall(b"from the child\n")
+    os._exit(0)
+assert os.waitpid(pid, 0)[1] == 0
+got = b""
+while len(got) < 15:
+    b = s.recv(100)
+    assert b, "EOF"
+    got += b
+assert got == b"from the child\n", got
+# A child that makes its own round trip while the parent keeps its fd.
+pid = os.fork()
+if pid == 0:
+    try:
+        roundtrip(b"the child asks, the server answers\n" * 4000)
+    except BaseException:
+        import traceback; traceback.print_exc()
+        os._exit(1)
+    os._exit(0)
+assert os.waitpid(pid, 0)[1] == 0, "the round trip of the child failed"
+roundtrip(b"after\n" * 1000)
+print("intact")
+"#;
+
+#[test]
+fn forked_children_leave_the_parents_connection_intact() {
+    require("socat");
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    tb.spawn_sh(&k, "exec socat TCP-LISTEN:7011,reuseaddr PIPE");
+    let o = tb.sh(
+        &k,
+        "for i in $(seq 200); do ss -ltn | grep -q ':7011 ' && break; sleep 0.05; done",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let py = python();
+    let o = tb.sh(
+        &s,
+        &format!("{} timeout 60 {py} -c '{PY_PARENT}'", shunt_env()),
+    );
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("intact"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// Under shunt: a prefork server. The parent listens and never accepts;
+/// three children accept on the listener they inherited (one waits in
+/// select first) and answer each connection with the peer's address (as
+/// accept gave it) and the bytes.
+const PY_PREFORK: &str = r#"
+import os, select, socket, sys
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("0.0.0.0", 7012))
+l.listen(16)
+kids = []
+for i in range(3):
+    pid = os.fork()
+    if pid == 0:
+        while True:
+            if i == 2:
+                # This one waits in select(2) first, as event-driven
+                # servers do.
+                select.select([l], [], [])
+            c, peer = l.accept()
+            data = b""
+            while not data.endswith(b"\n"):
+                b = c.recv(65536)
+                if not b:
+                    break
+                data += b
+            c.sendall(("%s:%d " % peer).encode() + data)
+            c.close()
+    kids.append(pid)
+os.waitpid(kids[0], 0)
+"#;
+
+/// Kernel clients, in parallel: each must get back its own address (as the
+/// server saw it) and its 100 KB.
+const PY_PREFORK_CLIENTS: &str = r#"
+import socket, sys, threading, time
+N = 8
+res = {}
+def client(i):
+    data = bytes(97 + (j * 7 + i) % 26 for j in range(100_000)) + b"\n"
+    for attempt in range(100):
+        try:
+            s = socket.create_connection(("192.0.2.1", 7012), timeout=30)
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        res[i] = "no connection"
+        return
+    me = "%s:%d " % s.getsockname()
+    s.sendall(data)
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    s.close()
+    want = me.encode() + data
+    res[i] = "ok" if got == want else "got %r..., want %r..." % (got[:40], want[:40])
+ts = [threading.Thread(target=client, args=(i,)) for i in range(N)]
+for t in ts: t.start()
+for t in ts: t.join()
+for i in range(N):
+    print(i, res.get(i))
+sys.exit(0 if all(res.get(i) == "ok" for i in range(N)) else 1)
+"#;
+
+#[test]
+fn prefork_children_accept_on_an_inherited_listener_over_shunt() {
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    let py = python();
+    tb.spawn_sh(&s, &format!("{} exec {py} -c '{PY_PREFORK}'", shunt_env()));
+    let o = tb
+        .cmd(&k, "timeout")
+        .args(["60", py, "-c", PY_PREFORK_CLIENTS])
+        .output()
+        .expect("cannot run python3");
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(" ok")).count(),
+        8,
+        "{}",
+        text(&o)
+    );
+}
