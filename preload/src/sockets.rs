@@ -52,6 +52,9 @@ struct Sock {
     /// SO_RCVBUF/SO_SNDBUF (or their FORCE variants) were set: the kernel
     /// socket holds the value Linux reports.
     bufs_set: bool,
+    /// TCP_CONGESTION was set: the kernel socket holds the name (the stack
+    /// runs cubic or reno), and accepted sockets take it over as Linux's do.
+    cc_set: bool,
     /// Tells this socket from a later one in the same slot.
     serial: u64,
     /// A wildcard listener whose kernel socket listens too (loopback and
@@ -1104,6 +1107,23 @@ fn kernel_int(fd: c_int, level: c_int, name: c_int) -> i32 {
     }
 }
 
+/// Gives kernel socket `to` the TCP_CONGESTION name of kernel socket
+/// `from` (an accepted connection runs its listener's algorithm).
+fn copy_congestion(from: c_int, to: c_int) {
+    let mut name = [0u8; 16];
+    let mut l = name.len() as socklen_t;
+    let (Some(get), Some(set)) = (real::getsockopt(), real::setsockopt()) else {
+        return;
+    };
+    // SAFETY: the real getsockopt into our buffer of `l` bytes.
+    if unsafe { get(from, libc::IPPROTO_TCP, libc::TCP_CONGESTION, name.as_mut_ptr().cast(), &mut l) } != 0 {
+        return;
+    }
+    let n = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+    // SAFETY: the real setsockopt from our buffer of `n` bytes.
+    let _ = unsafe { set(to, libc::IPPROTO_TCP, libc::TCP_CONGESTION, name.as_ptr().cast(), n as socklen_t) };
+}
+
 /// bind(2) on the backing kernel socket.
 fn kernel_bind(fd: c_int, a: SocketAddrV4) -> c_int {
     let sin = sin_bytes(a);
@@ -1177,6 +1197,7 @@ unsafe impl ShuntSockets for Shunt {
             rcvtimeo: None,
             sndtimeo: None,
             bufs_set: false,
+            cc_set: false,
             serial: 0,
             klisten: false,
             inflight: 0,
@@ -1343,6 +1364,10 @@ unsafe impl ShuntSockets for Shunt {
                 g.stack.tcp(now, |l, cx| l.close(cx, child));
                 return Err(err);
             }
+            let cc_set = g.t.get(id).is_some_and(|s| s.cc_set);
+            if cc_set {
+                copy_congestion(lfd, nfd);
+            }
             let s = Sock {
                 proto: Proto::Tcp(child),
                 refs: 1,
@@ -1351,6 +1376,7 @@ unsafe impl ShuntSockets for Shunt {
                 rcvtimeo: None,
                 sndtimeo: None,
                 bufs_set: false,
+                cc_set,
                 serial: 0,
                 klisten: false,
                 inflight: 0,
@@ -1676,6 +1702,9 @@ unsafe impl ShuntSockets for Shunt {
                 g.stack.tcp(now, |lay, _| lay.set_linger(t, v)).map_err(se)
             }
             (Proto::Tcp(t), libc::IPPROTO_TCP, libc::TCP_CONGESTION) => {
+                if let Some(s) = g.t.get_mut(id) {
+                    s.cc_set = true;
+                }
                 let n = (len as usize).min(16);
                 // SAFETY: the kernel accepted `len` bytes.
                 let b = unsafe { core::slice::from_raw_parts(val.cast::<u8>(), n) };

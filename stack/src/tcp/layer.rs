@@ -227,6 +227,17 @@ struct Socket {
     kind: Kind,
 }
 
+impl Socket {
+    /// Drops an automatically chosen port; an address bind() chose stays
+    /// (Linux's SOCK_BINDADDR_LOCK), so a later listen or connect reuses it.
+    fn forget_port(&mut self) {
+        self.local = match self.local {
+            Some(l) if self.explicit_addr => Some(SockAddr::new(l.ip, 0)),
+            _ => None,
+        };
+    }
+}
+
 struct TimeWait {
     key: ConnKey,
     snd_nxt: SeqNum,
@@ -561,9 +572,9 @@ impl TcpLayer {
             }
             let s = self.sock_at(i).expect("socket");
             if !s.explicit_port {
-                s.local = None;
                 s.connect_port = false;
                 self.release_port(i);
+                self.sock_at(i).expect("socket").forget_port();
             }
         }
     }
@@ -1013,10 +1024,13 @@ impl TcpLayer {
         now: Instant,
     ) {
         let lid = self.id_of(li);
-        let (domain, opts, reuse) = {
+        let (domain, mut opts, reuse) = {
             let s = self.sock_at(li).expect("listener");
             (s.domain, s.opts.clone(), s.opts.reuseaddr)
         };
+        // The accept queue's settings stay with the listener
+        // (inet_csk_clone_lock clears icsk_accept_queue).
+        opts.defer_accept = 0;
         let _ = reuse;
         let i = self.alloc(Slot::Free(None));
         let id = self.id_of(i);
@@ -1233,7 +1247,9 @@ impl TcpLayer {
         addr: SockAddr,
     ) -> Result<(), Errno> {
         let s = self.sock(id)?;
-        if s.local.is_some() || !matches!(s.kind, Kind::Idle) {
+        // An address kept without its port (after a disconnect) does not
+        // count as bound: Linux checks inet_num.
+        if s.local.is_some_and(|l| l.port != 0) || !matches!(s.kind, Kind::Idle) {
             return Err(Errno::EINVAL);
         }
         let wire = Self::wire_addr(s.domain, s.opts.v6only, addr)?;
@@ -1300,17 +1316,17 @@ impl TcpLayer {
         }
         let (domain, local) = (s.domain, s.local);
         let local = match local {
-            Some(l) => l,
-            None => {
-                let any = match domain {
+            Some(l) if l.port != 0 => l,
+            _ => {
+                let ip = local.map(|l| l.ip).unwrap_or(match domain {
                     Domain::V4 => IpAddr::V4_ANY,
                     Domain::V6 => IpAddr::V6_ANY,
-                };
+                });
                 let port = self.pick_free_port(ctx).ok_or(Errno::EADDRINUSE)?;
                 let s = self.sock_mut(id)?;
-                s.local = Some(SockAddr::new(any, port));
+                s.local = Some(SockAddr::new(ip, port));
                 self.add_port(id.index, port);
-                SockAddr::new(any, port)
+                SockAddr::new(ip, port)
             }
         };
         let mut u = self.port_use_for(id, local.ip);
@@ -1499,8 +1515,8 @@ impl TcpLayer {
         s.shut_rd = false;
         s.shut_wr = false;
         if !s.explicit_port && s.in_ports {
-            s.local = None;
             self.release_port(id.index);
+            self.sock_mut(id)?.forget_port();
         }
         Ok(())
     }
@@ -1542,8 +1558,8 @@ impl TcpLayer {
         }
         let s = self.sock_at(i).expect("socket");
         if !s.explicit_port {
-            s.local = None;
             self.release_port(i);
+            self.sock_at(i).expect("socket").forget_port();
         }
     }
 
@@ -1987,7 +2003,7 @@ impl TcpLayer {
                     o.user_timeout = val as u32;
                 }
                 SockOpt::QuickAck => o.quickack = on,
-                SockOpt::DeferAccept => o.defer_accept = val.max(0) as u32,
+                SockOpt::DeferAccept => o.defer_accept = u32::from(secs_to_retrans(val)),
                 SockOpt::Ttl => {
                     if val == -1 {
                         o.ttl = 0;
@@ -2084,7 +2100,7 @@ impl TcpLayer {
             }
             SockOpt::UserTimeout => o.user_timeout as i32,
             SockOpt::QuickAck => b(o.quickack),
-            SockOpt::DeferAccept => o.defer_accept as i32,
+            SockOpt::DeferAccept => retrans_to_secs(o.defer_accept as u8),
             SockOpt::Ttl => {
                 if o.ttl == 0 {
                     64
@@ -2160,9 +2176,91 @@ impl Slot {
     }
 }
 
+/// TCP_DEFER_ACCEPT seconds as SYN-ACK retransmissions (Linux's
+/// secs_to_retrans with a 1 s initial timeout doubling up to 120 s).
+fn secs_to_retrans(secs: i32) -> u8 {
+    let (mut timeout, mut period, mut n) = (1i32, 1i32, 1u8);
+    if secs <= 0 {
+        return 0;
+    }
+    while secs > period && n < 255 {
+        n += 1;
+        timeout = (timeout * 2).min(120);
+        period += timeout;
+    }
+    n
+}
+
+/// The seconds getsockopt reports for `n` retransmissions (retrans_to_secs).
+fn retrans_to_secs(n: u8) -> i32 {
+    let (mut timeout, mut period) = (1i32, 0i32);
+    if n > 0 {
+        period = 1;
+        for _ in 1..n {
+            timeout = (timeout * 2).min(120);
+            period += timeout;
+        }
+    }
+    period
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defer_accept_rounds_as_linux() {
+        let round = |s| retrans_to_secs(secs_to_retrans(s));
+        // Measured on Linux: 1 -> 1, 2..3 -> 3, 4..7 -> 7, 5 -> 7, 8 -> 15.
+        let want = [(-5, 0), (0, 0), (1, 1), (2, 3), (3, 3), (4, 7), (5, 7), (7, 7), (8, 15)];
+        for (secs, got) in want {
+            assert_eq!(round(secs), got, "{secs} s");
+        }
+        // 1+2+4+...+64 = 127, then 120 s steps.
+        assert_eq!(round(128), 247);
+        assert_eq!(secs_to_retrans(i32::MAX), 255);
+    }
+
+    #[test]
+    fn listener_shut_rd_keeps_bound_address() {
+        let mut f = Fake {
+            now: Instant::ZERO,
+            rng: 3,
+        };
+        let mut t = TcpLayer::new(TcpConfig::default(), &mut f);
+        let ip = IpAddr::V4(crate::Ipv4Addr::new(192, 0, 2, 1));
+        let l = t.socket(Domain::V4);
+        t.bind(&mut f, l, SockAddr::new(ip, 0)).unwrap();
+        t.listen(&mut f, l, 4).unwrap();
+        t.shutdown(&mut f, l, Shutdown::Read).unwrap();
+        // The port bind() chose is gone, the address it was given stays.
+        assert_eq!(t.local_addr(l).unwrap(), SockAddr::new(ip, 0));
+        t.listen(&mut f, l, 4).unwrap();
+        let a = t.local_addr(l).unwrap();
+        assert_eq!(a.ip, ip);
+        assert_ne!(a.port, 0);
+        // A wildcard-bound listener forgets everything, as before.
+        let w = t.socket(Domain::V4);
+        t.bind(&mut f, w, SockAddr::new(IpAddr::V4_ANY, 0)).unwrap();
+        t.listen(&mut f, w, 4).unwrap();
+        t.shutdown(&mut f, w, Shutdown::Read).unwrap();
+        assert_eq!(t.local_addr(w).unwrap().port, 0);
+        assert!(t.local_addr(w).unwrap().ip.is_unspecified());
+    }
+
+    #[test]
+    fn defer_accept_option_reads_rounded() {
+        let mut f = Fake {
+            now: Instant::ZERO,
+            rng: 5,
+        };
+        let mut t = TcpLayer::new(TcpConfig::default(), &mut f);
+        let s = t.socket(Domain::V4);
+        t.set_option(&mut f, s, SockOpt::DeferAccept, 5).unwrap();
+        assert_eq!(t.get_option(s, SockOpt::DeferAccept).unwrap(), 7);
+        t.set_option(&mut f, s, SockOpt::DeferAccept, -1).unwrap();
+        assert_eq!(t.get_option(s, SockOpt::DeferAccept).unwrap(), 0);
+    }
     use crate::context::{InstantContext, RngContext};
     use crate::tcp::{Route, SendError, Transmit};
 

@@ -370,6 +370,7 @@ pub struct SockOpts {
     pub cc: CcAlgo,
     pub ttl: u8,
     pub tos: u8,
+    /// TCP_DEFER_ACCEPT as SYN-ACK retransmissions (Linux keeps it so).
     pub defer_accept: u32,
     pub oobinline: bool,
 }
