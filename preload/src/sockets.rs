@@ -756,14 +756,54 @@ impl Shunt {
             m.msg_namelen = 0;
         }
         let mut mflags = if r.truncated { libc::MSG_TRUNC } else { 0 };
-        let pktinfo = self
-            .e
-            .inner_lock()
-            .stack
-            .udp_options(h)
-            .is_ok_and(|o| o.recv_pktinfo);
+        let (opts, now) = {
+            let g = self.e.inner_lock();
+            (g.stack.udp_options(h).unwrap_or_default(), g.now())
+        };
         let mut used = 0usize;
-        if let (true, Some(std::net::IpAddr::V4(dst))) = (pktinfo, r.dst) {
+        // udp_recvmsg's order: the timestamp, then ip_cmsg_recv's
+        // PKTINFO, TTL, TOS.
+        if opts.timestamp != shunt_stack::RxTimestamp::Off && r.src.is_some() {
+            let (sec, nsec) = realtime_of(now, r.info.at);
+            if opts.timestamp == shunt_stack::RxTimestamp::Nanos {
+                let ts = libc::timespec {
+                    tv_sec: sec,
+                    tv_nsec: nsec,
+                };
+                // SAFETY: timespec is plain data of 16 bytes.
+                let data: [u8; 16] = unsafe { core::mem::transmute(ts) };
+                // SAFETY: the program's control buffer of msg_controllen bytes.
+                used += unsafe {
+                    put_cmsg(
+                        m,
+                        used,
+                        &mut mflags,
+                        libc::SOL_SOCKET,
+                        libc::SCM_TIMESTAMPNS,
+                        &data,
+                    )
+                };
+            } else {
+                let tv = libc::timeval {
+                    tv_sec: sec,
+                    tv_usec: nsec / 1000,
+                };
+                // SAFETY: timeval is plain data of 16 bytes.
+                let data: [u8; 16] = unsafe { core::mem::transmute(tv) };
+                // SAFETY: the program's control buffer of msg_controllen bytes.
+                used += unsafe {
+                    put_cmsg(
+                        m,
+                        used,
+                        &mut mflags,
+                        libc::SOL_SOCKET,
+                        libc::SCM_TIMESTAMP,
+                        &data,
+                    )
+                };
+            }
+        }
+        if let (true, Some(std::net::IpAddr::V4(dst))) = (opts.recv_pktinfo, r.dst) {
             let a = libc::in_addr {
                 s_addr: u32::from(dst).to_be(),
             };
@@ -775,7 +815,34 @@ impl Shunt {
             // SAFETY: in_pktinfo is plain data.
             let data: [u8; 12] = unsafe { core::mem::transmute(pi) };
             // SAFETY: the program's control buffer of msg_controllen bytes.
-            used = unsafe { put_cmsg(m, &mut mflags, libc::IPPROTO_IP, libc::IP_PKTINFO, &data) };
+            used += unsafe {
+                put_cmsg(
+                    m,
+                    used,
+                    &mut mflags,
+                    libc::IPPROTO_IP,
+                    libc::IP_PKTINFO,
+                    &data,
+                )
+            };
+        }
+        if opts.recv_ttl && r.src.is_some() {
+            let ttl = i32::from(r.info.ttl).to_ne_bytes();
+            // SAFETY: the program's control buffer of msg_controllen bytes.
+            used += unsafe { put_cmsg(m, used, &mut mflags, libc::IPPROTO_IP, libc::IP_TTL, &ttl) };
+        }
+        if opts.recv_tos && r.src.is_some() {
+            // SAFETY: the program's control buffer of msg_controllen bytes.
+            used += unsafe {
+                put_cmsg(
+                    m,
+                    used,
+                    &mut mflags,
+                    libc::IPPROTO_IP,
+                    libc::IP_TOS,
+                    &[r.info.tos],
+                )
+            };
         }
         m.msg_controllen = used as _;
         m.msg_flags = mflags;
@@ -822,6 +889,23 @@ impl Shunt {
             drop(g);
             return None;
         }
+        // SAFETY: the program's msghdr, read above.
+        let (tos, ttl) = match unsafe { ip_send_cmsgs(m) } {
+            Ok(x) => x,
+            Err(x) => return Some(Err(x)),
+        };
+        // A per-datagram TOS / TTL: the socket's own, swapped in for this
+        // send only (under the lock, so no other send sees it).
+        let saved = if tos.is_some() || ttl.is_some() {
+            let o = g.stack.udp_options(h).ok();
+            let _ = g.stack.udp_set_options(h, |o| {
+                o.tos = tos.unwrap_or(o.tos);
+                o.ttl = ttl.or(o.ttl);
+            });
+            o
+        } else {
+            None
+        };
         let now = g.now();
         let r = if v.len() <= 1 {
             let buf: &[u8] = match v.first() {
@@ -846,6 +930,12 @@ impl Shunt {
             g.t.scratch = scratch;
             r
         };
+        if let Some(o) = saved {
+            let _ = g.stack.udp_set_options(h, |x| {
+                x.tos = o.tos;
+                x.ttl = o.ttl;
+            });
+        }
         self.e.done(g);
         let r = r.map_err(se);
         if r == Err(Errno::PIPE) && flags & libc::MSG_NOSIGNAL == 0 {
@@ -993,37 +1083,107 @@ impl Shunt {
     }
 }
 
-/// Write one control message at the start of `m`'s control buffer as
-/// Linux's put_cmsg: MSG_CTRUNC when it does not fit. Returns the bytes
-/// used.
+/// The IP_TOS and IP_TTL control messages of a sendmsg (ip_cmsg_send: an
+/// int or a single byte; out of range is EINVAL).
 ///
 /// # Safety
 /// `m.msg_control` is null or the program's buffer of `msg_controllen`.
-unsafe fn put_cmsg(m: &msghdr, flags: &mut c_int, level: c_int, ty: c_int, data: &[u8]) -> usize {
+unsafe fn ip_send_cmsgs(m: &msghdr) -> SysResult<(Option<u8>, Option<u8>)> {
+    let (mut tos, mut ttl) = (None, None);
+    if m.msg_control.is_null() {
+        return Ok((tos, ttl));
+    }
+    let hdr = core::mem::size_of::<libc::cmsghdr>();
+    let (base, total) = (m.msg_control.cast::<u8>(), m.msg_controllen);
+    let mut at = 0usize;
+    while at + hdr <= total {
+        // SAFETY: a header within the program's buffer.
+        let c: libc::cmsghdr = unsafe { core::ptr::read_unaligned(base.add(at).cast()) };
+        let len = c.cmsg_len;
+        if len < hdr || at + len > total {
+            return Err(Errno::INVAL);
+        }
+        let data_len = len - hdr;
+        if c.cmsg_level == libc::IPPROTO_IP && matches!(c.cmsg_type, libc::IP_TOS | libc::IP_TTL) {
+            let v: i32 = match data_len {
+                // SAFETY: four bytes of the program's data.
+                4 => unsafe { core::ptr::read_unaligned(base.add(at + hdr).cast::<i32>()) },
+                // SAFETY: one byte of the program's data.
+                1 if c.cmsg_type == libc::IP_TOS => i32::from(unsafe { *base.add(at + hdr) }),
+                _ => return Err(Errno::INVAL),
+            };
+            if c.cmsg_type == libc::IP_TOS {
+                if !(0..=255).contains(&v) {
+                    return Err(Errno::INVAL);
+                }
+                tos = Some(v as u8);
+            } else {
+                if !(1..=255).contains(&v) {
+                    return Err(Errno::INVAL);
+                }
+                ttl = Some(v as u8);
+            }
+        }
+        at += (len + 7) & !7;
+    }
+    Ok((tos, ttl))
+}
+
+/// Write one control message `at` bytes into `m`'s control buffer as
+/// Linux's put_cmsg: no room for a header, or a message cut short, is
+/// MSG_CTRUNC. Returns the bytes used.
+///
+/// # Safety
+/// `m.msg_control` is null or the program's buffer of `msg_controllen`.
+unsafe fn put_cmsg(
+    m: &msghdr,
+    at: usize,
+    flags: &mut c_int,
+    level: c_int,
+    ty: c_int,
+    data: &[u8],
+) -> usize {
     let hdr = core::mem::size_of::<libc::cmsghdr>();
     let len = hdr + data.len();
     let space = (len + 7) & !7;
     let room = if m.msg_control.is_null() {
         0
     } else {
-        m.msg_controllen
+        m.msg_controllen.saturating_sub(at)
     };
-    if room < len {
+    if room < hdr {
         *flags |= libc::MSG_CTRUNC;
         return 0;
     }
+    let cut = len.min(room);
+    if cut < len {
+        *flags |= libc::MSG_CTRUNC;
+    }
     let c = libc::cmsghdr {
-        cmsg_len: len as _,
+        cmsg_len: cut as _,
         cmsg_level: level,
         cmsg_type: ty,
     };
-    let p = m.msg_control.cast::<u8>();
-    // SAFETY: `len` bytes fit the program's buffer (checked above).
+    // SAFETY: `at` is within the program's buffer (room > 0).
+    let p = unsafe { m.msg_control.cast::<u8>().add(at) };
+    // SAFETY: `cut` bytes fit the program's buffer (checked above).
     unsafe {
         core::ptr::copy_nonoverlapping((&c as *const libc::cmsghdr).cast::<u8>(), p, hdr);
-        core::ptr::copy_nonoverlapping(data.as_ptr(), p.add(hdr), data.len());
+        core::ptr::copy_nonoverlapping(data.as_ptr(), p.add(hdr), cut - hdr);
     }
     space.min(room)
+}
+
+/// The CLOCK_REALTIME (seconds, nanoseconds) of stack instant `at`, given
+/// that the stack's clock reads `now`: the realtime clock now, less the age.
+fn realtime_of(now: shunt_stack::time::Instant, at: shunt_stack::time::Instant) -> (i64, i64) {
+    let rt = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    let ns =
+        (rt.tv_sec as i128 * 1_000_000_000 + rt.tv_nsec as i128) - (now - at).as_nanos() as i128;
+    (
+        ns.div_euclid(1_000_000_000) as i64,
+        ns.rem_euclid(1_000_000_000) as i64,
+    )
 }
 
 /// A socket's protocol, O_NONBLOCK, SO_RCVTIMEO, SO_SNDTIMEO, and the
@@ -1116,12 +1276,29 @@ fn copy_congestion(from: c_int, to: c_int) {
         return;
     };
     // SAFETY: the real getsockopt into our buffer of `l` bytes.
-    if unsafe { get(from, libc::IPPROTO_TCP, libc::TCP_CONGESTION, name.as_mut_ptr().cast(), &mut l) } != 0 {
+    if unsafe {
+        get(
+            from,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_mut_ptr().cast(),
+            &mut l,
+        )
+    } != 0
+    {
         return;
     }
     let n = name.iter().position(|&c| c == 0).unwrap_or(name.len());
     // SAFETY: the real setsockopt from our buffer of `n` bytes.
-    let _ = unsafe { set(to, libc::IPPROTO_TCP, libc::TCP_CONGESTION, name.as_ptr().cast(), n as socklen_t) };
+    let _ = unsafe {
+        set(
+            to,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr().cast(),
+            n as socklen_t,
+        )
+    };
 }
 
 /// bind(2) on the backing kernel socket.
@@ -1777,6 +1954,22 @@ unsafe impl ShuntSockets for Shunt {
                         .stack
                         .udp_set_options(h, |o| o.recv_pktinfo = on)
                         .map_err(se),
+                    (libc::IPPROTO_IP, libc::IP_RECVTOS) => {
+                        g.stack.udp_set_options(h, |o| o.recv_tos = on).map_err(se)
+                    }
+                    (libc::IPPROTO_IP, libc::IP_RECVTTL) => {
+                        g.stack.udp_set_options(h, |o| o.recv_ttl = on).map_err(se)
+                    }
+                    // sock_set_timestamp: NS on sets both flags, plain on
+                    // clears NS, either off clears both.
+                    (libc::SOL_SOCKET, libc::SO_TIMESTAMP | libc::SO_TIMESTAMPNS) => {
+                        let ts = match (on, nm == libc::SO_TIMESTAMPNS) {
+                            (false, _) => shunt_stack::RxTimestamp::Off,
+                            (true, false) => shunt_stack::RxTimestamp::Micros,
+                            (true, true) => shunt_stack::RxTimestamp::Nanos,
+                        };
+                        g.stack.udp_set_options(h, |o| o.timestamp = ts).map_err(se)
+                    }
                     _ => Ok(()),
                 }
             }

@@ -51,8 +51,8 @@ use crate::tcp::{
 };
 use crate::time::Instant;
 use crate::udp::{
-    Delivery, PmtuDisc, Readiness, RecvFlags, RecvMeta, Shutdown, UdpContext, UdpEvent, UdpOptions,
-    UdpSocketId, UdpSockets,
+    Delivery, PmtuDisc, Readiness, RecvFlags, RecvMeta, RxInfo, Shutdown, UdpContext, UdpEvent,
+    UdpOptions, UdpSocketId, UdpSockets,
 };
 use crate::wire::icmpv4::{self, Icmpv4Message, Icmpv4Packet};
 use crate::wire::ipv4::{self, Ipv4Packet};
@@ -121,6 +121,9 @@ pub struct UdpRecv {
     /// `IPV6_PKTINFO`'s `ipi6_addr`; v4-mapped on an IPv6 socket for an
     /// IPv4 datagram). The interface index is the shim's one interface.
     pub dst: Option<IpAddr>,
+    /// TOS, TTL and arrival time (`IP_RECVTOS`, `IP_RECVTTL`,
+    /// `SO_TIMESTAMP*`).
+    pub info: RxInfo,
 }
 
 /// An ICMP echo reply that arrived for an echo request sent with
@@ -665,6 +668,11 @@ impl TcpContext for TcpCtx<'_> {
             .ip4
             .route(&d, src, core.device.mtu, core.now)
             .ok()?;
+        // tcp_v4_connect: a broadcast route (the subnet's broadcast
+        // address too, not only 255.255.255.255) is ENETUNREACH.
+        if r.is_broadcast() {
+            return None;
+        }
         Some(tcp::Route {
             src: tcp::IpAddr::V4(r.src),
             mtu: r.mtu,
@@ -1319,28 +1327,19 @@ impl Stack {
             }
         };
         let group = kind != DstKind::Local;
+        let info = RxInfo {
+            tos: p.dscp() << 2 | p.ecn(),
+            ttl: p.ttl(),
+            at: self.core.now,
+        };
         let (sockets, mut ctx) = self.udp_ctx();
-        let mut d = sockets.deliver(
-            &mut ctx,
-            src,
-            u.src_port(),
-            dst,
-            u.dst_port(),
-            group,
-            u.payload(),
-        );
+        let (sp, dp) = (u.src_port(), u.dst_port());
+        let mut d = sockets.deliver_with(&mut ctx, (src, sp), (dst, dp), group, u.payload(), info);
         if d == Delivery::NoSocket {
             // A dual-stack IPv6 socket takes IPv4 datagrams, v4-mapped.
             let (sockets, mut ctx) = self.udp6_ctx();
-            d = sockets.deliver(
-                &mut ctx,
-                src.to_ipv6_mapped(),
-                u.src_port(),
-                dst.to_ipv6_mapped(),
-                u.dst_port(),
-                group,
-                u.payload(),
-            );
+            let (s6, d6) = (src.to_ipv6_mapped(), dst.to_ipv6_mapped());
+            d = sockets.deliver_with(&mut ctx, (s6, sp), (d6, dp), group, u.payload(), info);
         }
         if d == Delivery::NoSocket {
             if group {
@@ -1782,6 +1781,7 @@ impl Stack {
                 truncated: m.truncated,
                 src: m.src.map(sa6),
                 dst: m.dst.map(|a| IpAddr::V6(a.into())),
+                info: m.info,
             });
         }
         let (s, mut ctx) = self.udp_ctx();
@@ -1792,6 +1792,7 @@ impl Stack {
             truncated: m.truncated,
             src: m.src.map(sa),
             dst: m.dst.map(|a| IpAddr::V4(a.into())),
+            info: m.info,
         })
     }
 

@@ -48,6 +48,7 @@ use crate::counters::Counter;
 use crate::errno::Errno;
 use crate::ip::{Ip, IpAddress};
 use crate::ip_layer::{IpExt, NextHop, RouteResult};
+use crate::time::Instant;
 
 /// `epoll` event bits as Linux defines them, so that the shim passes them
 /// through.
@@ -162,6 +163,21 @@ pub struct RecvMeta<A> {
     /// The datagram's destination address (`IP_PKTINFO`'s
     /// `ipi_addr`).
     pub dst: Option<A>,
+    /// What the IP header and the arrival said (`IP_TOS`, `IP_TTL`,
+    /// `SO_TIMESTAMP*` control messages); default for the 0 after
+    /// `SHUT_RD`.
+    pub info: RxInfo,
+}
+
+/// Per-datagram facts from the IP header and the moment it arrived.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxInfo {
+    /// The TOS byte (IPv6: the traffic class).
+    pub tos: u8,
+    /// The TTL (IPv6: the hop limit).
+    pub ttl: u8,
+    /// When the frame came in (the `now` of `Stack::receive`).
+    pub at: Instant,
 }
 
 /// A socket handle. Generation-checked: a handle of a closed socket never
@@ -222,6 +238,7 @@ pub const EPHEMERAL: (u16, u16) = (32768, 60999);
 struct Datagram<A> {
     src: (A, u16),
     dst: A,
+    info: RxInfo,
     buf: Vec<u8>,
     truesize: usize,
 }
@@ -250,6 +267,22 @@ pub struct UdpOptions {
     /// destination address of each datagram ([`RecvMeta::dst`], always
     /// filled) only when this is set.
     pub recv_pktinfo: bool,
+    /// `IP_RECVTOS`, `IP_RECVTTL`, `SO_TIMESTAMP` / `SO_TIMESTAMPNS`: the
+    /// control messages the shim builds from [`RecvMeta::info`].
+    pub recv_tos: bool,
+    pub recv_ttl: bool,
+    pub timestamp: RxTimestamp,
+}
+
+/// Which arrival timestamp a socket asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RxTimestamp {
+    #[default]
+    Off,
+    /// `SO_TIMESTAMP`: `SCM_TIMESTAMP`, a timeval.
+    Micros,
+    /// `SO_TIMESTAMPNS`: `SCM_TIMESTAMPNS`, a timespec.
+    Nanos,
 }
 
 impl Default for UdpOptions {
@@ -266,6 +299,9 @@ impl Default for UdpOptions {
             pmtudisc: PmtuDisc::Want,
             v6only: false,
             recv_pktinfo: false,
+            recv_tos: false,
+            recv_ttl: false,
+            timestamp: RxTimestamp::Off,
         }
     }
 }
@@ -763,6 +799,7 @@ impl<I: IpExt> UdpSockets<I> {
                     truncated: false,
                     src: None,
                     dst: None,
+                    info: RxInfo::default(),
                 });
             }
             return Err(Errno::EAGAIN);
@@ -775,6 +812,7 @@ impl<I: IpExt> UdpSockets<I> {
             truncated: d.buf.len() > buf.len(),
             src: Some(d.src),
             dst: Some(d.dst),
+            info: d.info,
         };
         if !flags.peek {
             if let Some(d) = s.rx.pop_front() {
@@ -866,6 +904,7 @@ impl<I: IpExt> UdpSockets<I> {
         src: (I::Addr, u16),
         dst: I::Addr,
         payload: &[u8],
+        info: RxInfo,
     ) -> bool {
         let Some(Some(s)) = self.slots.get_mut(index as usize) else {
             return false;
@@ -882,6 +921,7 @@ impl<I: IpExt> UdpSockets<I> {
         s.rx.push_back(Datagram {
             src,
             dst,
+            info,
             buf,
             truesize,
         });
@@ -903,10 +943,24 @@ impl<I: IpExt> UdpSockets<I> {
         group: bool,
         payload: &[u8],
     ) -> Delivery {
+        let info = RxInfo::default();
+        self.deliver_with(ctx, (src, sport), (dst, dport), group, payload, info)
+    }
+
+    /// [`Self::deliver`] with the datagram's TOS, TTL and arrival time.
+    pub fn deliver_with<C: UdpContext<I>>(
+        &mut self,
+        ctx: &mut C,
+        (src, sport): (I::Addr, u16),
+        (dst, dport): (I::Addr, u16),
+        group: bool,
+        payload: &[u8],
+        info: RxInfo,
+    ) -> Delivery {
         if !group {
             return match self.lookup(&src, sport, &dst, dport) {
                 Some(id) => {
-                    self.enqueue(ctx, id.index, (src, sport), dst, payload);
+                    self.enqueue(ctx, id.index, (src, sport), dst, payload, info);
                     Delivery::Delivered
                 }
                 None => Delivery::NoSocket,
@@ -929,7 +983,7 @@ impl<I: IpExt> UdpSockets<I> {
             return Delivery::NoSocket;
         }
         for i in targets {
-            self.enqueue(ctx, i, (src, sport), dst, payload);
+            self.enqueue(ctx, i, (src, sport), dst, payload, info);
         }
         Delivery::Delivered
     }
