@@ -124,7 +124,10 @@ fn connect_to_a_broadcast_address_is_unreachable() {
     let now = shunt_stack::time::Instant::ZERO;
     // tcp_v4_connect refuses a broadcast route: the subnet's broadcast
     // address as well as the limited one.
-    for dst in [Ipv4Addr::new(192, 0, 2, 255), Ipv4Addr::new(255, 255, 255, 255)] {
+    for dst in [
+        Ipv4Addr::new(192, 0, 2, 255),
+        Ipv4Addr::new(255, 255, 255, 255),
+    ] {
         let r = s.tcp(now, |t, cx| {
             let c = t.socket(Domain::V4);
             t.connect(cx, c, addr(dst, 80))
@@ -136,7 +139,10 @@ fn connect_to_a_broadcast_address_is_unreachable() {
         let c = t.socket(Domain::V4);
         t.connect(cx, c, addr(B, 80))
     });
-    assert!(r.is_ok() || r == Err(shunt_stack::Errno::EINPROGRESS), "{r:?}");
+    assert!(
+        r.is_ok() || r == Err(shunt_stack::Errno::EINPROGRESS),
+        "{r:?}"
+    );
 }
 
 #[test]

@@ -2212,7 +2212,17 @@ mod tests {
     fn defer_accept_rounds_as_linux() {
         let round = |s| retrans_to_secs(secs_to_retrans(s));
         // Measured on Linux: 1 -> 1, 2..3 -> 3, 4..7 -> 7, 5 -> 7, 8 -> 15.
-        let want = [(-5, 0), (0, 0), (1, 1), (2, 3), (3, 3), (4, 7), (5, 7), (7, 7), (8, 15)];
+        let want = [
+            (-5, 0),
+            (0, 0),
+            (1, 1),
+            (2, 3),
+            (3, 3),
+            (4, 7),
+            (5, 7),
+            (7, 7),
+            (8, 15),
+        ];
         for (secs, got) in want {
             assert_eq!(round(secs), got, "{secs} s");
         }
