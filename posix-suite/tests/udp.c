@@ -554,6 +554,33 @@ TEST(udp_cork_joins, "UDP_CORK gathers several sends into one datagram, sent whe
     CHECK(memcmp(b, "abcd", 4) == 0);
 }
 
+TEST(udp_cork_oversize_drops_all, "a corked datagram that would pass 65507 bytes fails EMSGSIZE and is dropped whole", "udp(7) UDP_CORK, net/ipv4/udp.c udp_sendmsg") {
+    int fd = echo_udp();
+    static char big[40000];
+    memset(big, 'z', sizeof big);
+    CHECK_EQ(send(fd, big, sizeof big, MSG_MORE), (ssize_t)sizeof big);
+    CHECK_ERR(send(fd, big, sizeof big, MSG_MORE), EMSGSIZE);
+    /* What was gathered is gone: the next datagram is only this one. */
+    CHECK_EQ(send(fd, "q", 1, 0), 1);
+    wait_readable(fd);
+    char b[8];
+    CHECK_EQ(recv(fd, b, sizeof b, MSG_TRUNC), 1);
+    CHECK_EQ(b[0], 'q');
+}
+
+TEST(udp_cork_first_destination, "a corked datagram goes to the first send's address; later sendto addresses are ignored", "udp(7) UDP_CORK, net/ipv4/udp.c udp_sendmsg") {
+    int fd = udp4_bound();
+    int on = 1, off = 0;
+    CHECK_OK(setsockopt(fd, IPPROTO_UDP, UDP_CORK, &on, sizeof on));
+    CHECK_EQ(send_to(fd, "ab", 2, ps_peer4(), PORT_ECHO), 2);
+    CHECK_EQ(send_to(fd, "cd", 2, ps_peer4(), 9), 2);
+    CHECK_OK(setsockopt(fd, IPPROTO_UDP, UDP_CORK, &off, sizeof off));
+    wait_readable(fd);
+    char b[8];
+    CHECK_EQ(recv(fd, b, sizeof b, 0), 4);
+    CHECK(memcmp(b, "abcd", 4) == 0);
+}
+
 TEST(udp_poll_readable, "a UDP socket polls POLLOUT when idle and POLLIN|POLLOUT with a datagram queued", "poll(2), udp(7)") {
     int fd = echo_udp();
     CHECK_EQ(poll1(fd, POLLIN | POLLOUT, 0), POLLOUT);

@@ -690,9 +690,7 @@ impl Shunt {
         let m = unsafe { &mut *msg };
         // SAFETY: the program's iovecs.
         let v = unsafe { iovs(m.msg_iov, m.msg_iovlen, true) }?;
-        if flags & libc::MSG_OOB != 0 {
-            return Err(Errno::OPNOTSUPP);
-        }
+        // MSG_OOB means nothing to udp_recvmsg: the datagram comes.
         if flags & libc::MSG_ERRQUEUE != 0 {
             return Err(Errno::AGAIN);
         }
@@ -907,6 +905,7 @@ impl Shunt {
             None
         };
         let now = g.now();
+        let more = flags & libc::MSG_MORE != 0;
         let r = if v.len() <= 1 {
             let buf: &[u8] = match v.first() {
                 // SAFETY: the program's buffer.
@@ -915,7 +914,8 @@ impl Shunt {
                 },
                 None => &[],
             };
-            g.stack.udp_send_to(h, buf, dst.map(SocketAddr::V4), now)
+            g.stack
+                .udp_send_more(h, buf, dst.map(SocketAddr::V4), now, more)
         } else {
             let mut scratch = core::mem::take(&mut g.t.scratch);
             scratch.clear();
@@ -926,7 +926,7 @@ impl Shunt {
             });
             let r = g
                 .stack
-                .udp_send_to(h, &scratch, dst.map(SocketAddr::V4), now);
+                .udp_send_more(h, &scratch, dst.map(SocketAddr::V4), now, more);
             g.t.scratch = scratch;
             r
         };
@@ -1954,6 +1954,9 @@ unsafe impl ShuntSockets for Shunt {
                         .stack
                         .udp_set_options(h, |o| o.recv_pktinfo = on)
                         .map_err(se),
+                    (libc::IPPROTO_UDP, libc::UDP_CORK) => {
+                        g.stack.udp_set_cork(h, on, now).map_err(se)
+                    }
                     (libc::IPPROTO_IP, libc::IP_RECVTOS) => {
                         g.stack.udp_set_options(h, |o| o.recv_tos = on).map_err(se)
                     }

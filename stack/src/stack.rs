@@ -50,6 +50,7 @@ use crate::tcp::{
     self, SendError, TcpConfig, TcpContext, TcpCounter, TcpEvent, TcpLayer, Transmit,
 };
 use crate::time::Instant;
+use crate::udp::cork::Corks;
 use crate::udp::{
     Delivery, PmtuDisc, Readiness, RecvFlags, RecvMeta, RxInfo, Shutdown, UdpContext, UdpEvent,
     UdpOptions, UdpSocketId, UdpSockets,
@@ -751,6 +752,7 @@ pub struct Stack {
     ndp: NeighborTable<Ipv6>,
     icmp6: IcmpState<Ipv6>,
     udp6: UdpSockets<Ipv6>,
+    udp_cork: Corks<UdpHandle>,
     nd: NdState,
     tcp: TcpLayer,
 }
@@ -829,6 +831,7 @@ impl Stack {
             ndp,
             icmp6: IcmpState::default(),
             udp6: UdpSockets::default(),
+            udp_cork: Corks::default(),
             nd,
             tcp,
         }
@@ -1717,6 +1720,73 @@ impl Stack {
         s.connect(&mut ctx, h.0, remote)
     }
 
+    /// `sendto(2)` with `MSG_MORE` (`more`) and `UDP_CORK` honoured: the
+    /// data joins the socket's pending datagram, which goes out when
+    /// neither holds it back (see [`crate::udp::cork`]).
+    pub fn udp_send_more(
+        &mut self,
+        h: UdpHandle,
+        data: &[u8],
+        dst: Option<SocketAddr>,
+        now: Instant,
+        more: bool,
+    ) -> Result<usize, Errno> {
+        let hold = more || self.udp_options(h)?.cork;
+        if !hold && !self.udp_cork.has(h) {
+            return self.udp_send_to(h, data, dst, now);
+        }
+        self.core.now = now;
+        if !self.udp_cork.has(h) {
+            // The first piece is checked as a whole send would be (route,
+            // SO_BROADCAST, a pending error, SHUT_WR), as Linux checks
+            // before ip_append_data.
+            self.udp_check_send(h, dst, data.len())?;
+        }
+        let max = match h.1 {
+            IpVersion::V4 => crate::udp::MAX_PAYLOAD_V4,
+            IpVersion::V6 => crate::udp::MAX_PAYLOAD_V4 + 20,
+        };
+        self.udp_cork.append(h, dst, data, max)?;
+        if !hold {
+            self.udp_push_pending(h, now)?;
+        }
+        Ok(data.len())
+    }
+
+    /// `UDP_CORK`: clearing it sends what was gathered (errors are lost,
+    /// as udp_push_pending_frames' are in udp_lib_setsockopt).
+    pub fn udp_set_cork(&mut self, h: UdpHandle, on: bool, now: Instant) -> Result<(), Errno> {
+        self.udp_set_options(h, |o| o.cork = on)?;
+        if !on {
+            let _ = self.udp_push_pending(h, now);
+        }
+        Ok(())
+    }
+
+    fn udp_push_pending(&mut self, h: UdpHandle, now: Instant) -> Result<(), Errno> {
+        let Some(p) = self.udp_cork.take(h) else {
+            return Ok(());
+        };
+        self.udp_send_to(h, &p.buf, p.dst, now).map(|_| ())
+    }
+
+    fn udp_check_send(
+        &mut self,
+        h: UdpHandle,
+        dst: Option<SocketAddr>,
+        len: usize,
+    ) -> Result<(), Errno> {
+        match h.1 {
+            IpVersion::V4 => {
+                let dst = dst.map(v4_of).transpose()?;
+                let (s, mut ctx) = self.udp_ctx();
+                s.prepare_send(&mut ctx, h.0, dst, len).map(|_| ())
+            }
+            // IPv6 sockets are checked when the datagram goes.
+            IpVersion::V6 => Ok(()),
+        }
+    }
+
     /// `sendto(2)` (`dst: None`: `send(2)` on a connected socket).
     pub fn udp_send_to(
         &mut self,
@@ -1797,6 +1867,9 @@ impl Stack {
     }
 
     pub fn udp_close(&mut self, h: UdpHandle) -> Result<(), Errno> {
+        // A gathered datagram dies with its socket (udp_destroy_sock
+        // flushes it away unsent).
+        self.udp_cork.take(h);
         if h.1 == IpVersion::V6 {
             let (s, mut ctx) = self.udp6_ctx();
             return s.close(&mut ctx, h.0);

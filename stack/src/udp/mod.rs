@@ -50,6 +50,8 @@ use crate::ip::{Ip, IpAddress};
 use crate::ip_layer::{IpExt, NextHop, RouteResult};
 use crate::time::Instant;
 
+pub mod cork;
+
 /// `epoll` event bits as Linux defines them, so that the shim passes them
 /// through.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -272,6 +274,8 @@ pub struct UdpOptions {
     pub recv_tos: bool,
     pub recv_ttl: bool,
     pub timestamp: RxTimestamp,
+    /// `UDP_CORK`: sends gather until it is cleared ([`cork`]).
+    pub cork: bool,
 }
 
 /// Which arrival timestamp a socket asked for.
@@ -302,6 +306,7 @@ impl Default for UdpOptions {
             recv_tos: false,
             recv_ttl: false,
             timestamp: RxTimestamp::Off,
+            cork: false,
         }
     }
 }
