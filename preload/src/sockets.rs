@@ -692,7 +692,8 @@ impl Shunt {
         let v = unsafe { iovs(m.msg_iov, m.msg_iovlen, true) }?;
         // MSG_OOB means nothing to udp_recvmsg: the datagram comes.
         if flags & libc::MSG_ERRQUEUE != 0 {
-            return Err(Errno::AGAIN);
+            // SAFETY: the program's msghdr and iovecs, as above.
+            return unsafe { self.recv_udp_err(h, m, &v) };
         }
         let nb = nonblock || flags & libc::MSG_DONTWAIT != 0;
         let rf = shunt_stack::RecvFlags {
@@ -845,6 +846,68 @@ impl Shunt {
         m.msg_controllen = used as _;
         m.msg_flags = mflags;
         Ok(r.ret as isize)
+    }
+
+    /// `recvmsg(MSG_ERRQUEUE)` (ip_recv_error): the offending payload, its
+    /// destination as the name, and an IP_RECVERR control message with the
+    /// `sock_extended_err` and the ICMP sender. Never blocks.
+    ///
+    /// # Safety
+    /// `m` and `v` are the program's msghdr and its iovecs.
+    unsafe fn recv_udp_err(
+        &self,
+        h: UdpHandle,
+        m: &mut msghdr,
+        v: &[libc::iovec],
+    ) -> SysResult<isize> {
+        let cap = iov_total(v).min(65536);
+        let mut buf = vec![0u8; cap];
+        let e = {
+            let mut g = self.e.lock();
+            let r = g.stack.udp_recv_err(h, &mut buf);
+            self.e.done(g);
+            r.map_err(se)?
+        };
+        let mut off = 0;
+        each_buf(v, 0, |p, len| {
+            let k = len.min(e.ret - off);
+            // SAFETY: `k` bytes into the program's buffer.
+            unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr().add(off), p, k) };
+            off += k;
+            off < e.ret
+        });
+        let dst = SocketAddrV4::new(e.dst.0.into(), e.dst.1);
+        if !m.msg_name.is_null() {
+            let mut l = m.msg_namelen;
+            // SAFETY: the program's name buffer of msg_namelen bytes.
+            unsafe { write_sin(m.msg_name.cast(), &mut l, dst) }?;
+            m.msg_namelen = l;
+        }
+        let ee = libc::sock_extended_err {
+            ee_errno: e.errno.0 as u32,
+            ee_origin: libc::SO_EE_ORIGIN_ICMP,
+            ee_type: e.origin.icmp_type,
+            ee_code: e.origin.code,
+            ee_pad: 0,
+            ee_info: e.origin.info,
+            ee_data: 0,
+        };
+        let offender = sin_bytes(SocketAddrV4::new(e.origin.offender.into(), 0));
+        let mut data = [0u8; 32];
+        // SAFETY: sock_extended_err is 16 bytes of plain data.
+        data[..16].copy_from_slice(&unsafe { core::mem::transmute::<_, [u8; 16]>(ee) });
+        // SAFETY: sockaddr_in is 16 bytes of plain data.
+        data[16..].copy_from_slice(&unsafe { core::mem::transmute::<_, [u8; 16]>(offender) });
+        let mut mflags = libc::MSG_ERRQUEUE;
+        if e.truncated {
+            mflags |= libc::MSG_TRUNC;
+        }
+        // SAFETY: the program's control buffer of msg_controllen bytes.
+        let used =
+            unsafe { put_cmsg(m, 0, &mut mflags, libc::IPPROTO_IP, libc::IP_RECVERR, &data) };
+        m.msg_controllen = used as _;
+        m.msg_flags = mflags;
+        Ok(e.ret as isize)
     }
 
     unsafe fn send_udp(
@@ -1954,6 +2017,9 @@ unsafe impl ShuntSockets for Shunt {
                         .stack
                         .udp_set_options(h, |o| o.recv_pktinfo = on)
                         .map_err(se),
+                    (libc::IPPROTO_IP, libc::IP_RECVERR) => {
+                        g.stack.udp_set_options(h, |o| o.recverr = on).map_err(se)
+                    }
                     (libc::IPPROTO_UDP, libc::UDP_CORK) => {
                         g.stack.udp_set_cork(h, on, now).map_err(se)
                     }

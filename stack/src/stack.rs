@@ -51,6 +51,7 @@ use crate::tcp::{
 };
 use crate::time::Instant;
 use crate::udp::cork::Corks;
+use crate::udp::errqueue::{ErrRecv, IcmpOrigin};
 use crate::udp::{
     Delivery, PmtuDisc, Readiness, RecvFlags, RecvMeta, RxInfo, Shutdown, UdpContext, UdpEvent,
     UdpOptions, UdpSocketId, UdpSockets,
@@ -1450,7 +1451,18 @@ impl Stack {
             }
             m => {
                 if let Some((k, quote)) = icmp::v4::received_error(&m) {
-                    self.icmp4_error_received(k, quote);
+                    let h = p.payload();
+                    let origin = IcmpOrigin {
+                        offender: p.src(),
+                        icmp_type: h.first().copied().unwrap_or(0),
+                        code: h.get(1).copied().unwrap_or(0),
+                        info: match k {
+                            IcmpErrorKind::PacketTooBig { mtu } => mtu,
+                            IcmpErrorKind::ParameterProblem { pointer } => pointer,
+                            _ => 0,
+                        },
+                    };
+                    self.icmp4_error_received(k, quote, origin);
                 }
             }
         }
@@ -1458,7 +1470,12 @@ impl Stack {
     }
 
     /// An ICMP error about a datagram we sent: path MTU, then the socket.
-    fn icmp4_error_received(&mut self, kind: IcmpErrorKind, quote: &[u8]) {
+    fn icmp4_error_received(
+        &mut self,
+        kind: IcmpErrorKind,
+        quote: &[u8],
+        origin: IcmpOrigin<Ipv4Addr>,
+    ) {
         let Ok(q) = Ipv4Packet::parse_quote(quote) else {
             self.core.counters.increment(Counter::IcmpInErrors);
             return;
@@ -1496,7 +1513,10 @@ impl Stack {
                     }
                     self.learn_pmtu(remote.0, mtu);
                 }
-                self.udp4.deliver_error(local, remote, errno, hard);
+                // IP_RECVERR gets the quoted payload, after the UDP header.
+                let ext = (origin, &q.payload()[8..]);
+                self.udp4
+                    .deliver_error_ext(local, remote, errno, hard, Some(ext));
             }
             IpProto::TCP => {
                 let err = match kind {
@@ -1751,6 +1771,20 @@ impl Stack {
             self.udp_push_pending(h, now)?;
         }
         Ok(data.len())
+    }
+
+    /// `recvmsg(MSG_ERRQUEUE)` on an IPv4 socket: the oldest ICMP error
+    /// queued by `IP_RECVERR` (`EAGAIN` if none; IPv6 sockets queue none
+    /// yet).
+    pub fn udp_recv_err(
+        &mut self,
+        h: UdpHandle,
+        buf: &mut [u8],
+    ) -> Result<ErrRecv<Ipv4Addr>, Errno> {
+        match h.1 {
+            IpVersion::V4 => self.udp4.recv_err(h.0, buf),
+            IpVersion::V6 => Err(Errno::EAGAIN),
+        }
     }
 
     /// `UDP_CORK`: clearing it sends what was gathered (errors are lost,

@@ -51,6 +51,9 @@ use crate::ip_layer::{IpExt, NextHop, RouteResult};
 use crate::time::Instant;
 
 pub mod cork;
+pub mod errqueue;
+
+use errqueue::{ErrQueue, ErrRecv, ExtErr, IcmpOrigin};
 
 /// `epoll` event bits as Linux defines them, so that the shim passes them
 /// through.
@@ -276,6 +279,9 @@ pub struct UdpOptions {
     pub timestamp: RxTimestamp,
     /// `UDP_CORK`: sends gather until it is cleared ([`cork`]).
     pub cork: bool,
+    /// `IP_RECVERR`: ICMP errors are queued ([`errqueue`]) and reported on
+    /// unconnected sockets too. Clearing it empties the queue.
+    pub recverr: bool,
 }
 
 /// Which arrival timestamp a socket asked for.
@@ -307,6 +313,7 @@ impl Default for UdpOptions {
             recv_ttl: false,
             timestamp: RxTimestamp::Off,
             cork: false,
+            recverr: false,
         }
     }
 }
@@ -327,6 +334,7 @@ struct Socket<I: Ip> {
     opts: UdpOptions,
     rx: VecDeque<Datagram<I::Addr>>,
     rx_mem: usize,
+    errq: ErrQueue<I::Addr>,
     error: Option<Errno>,
     shut_rd: bool,
     shut_wr: bool,
@@ -430,6 +438,7 @@ impl<I: IpExt> UdpSockets<I> {
             opts: UdpOptions::default(),
             rx: VecDeque::new(),
             rx_mem: 0,
+            errq: ErrQueue::default(),
             error: None,
             shut_rd: false,
             shut_wr: false,
@@ -633,6 +642,9 @@ impl<I: IpExt> UdpSockets<I> {
         let s = self.get_mut(id)?;
         let before = s.opts;
         f(&mut s.opts);
+        if before.recverr && !s.opts.recverr {
+            s.errq.clear();
+        }
         if s.opts.rcvbuf != before.rcvbuf {
             s.opts.rcvbuf = (s.opts.rcvbuf.min(RMEM_MAX) * 2).max(MIN_RCVBUF);
         }
@@ -711,7 +723,7 @@ impl<I: IpExt> UdpSockets<I> {
     pub fn readiness(&self, id: UdpSocketId) -> R<Readiness> {
         let s = self.get(id)?;
         let mut r = Readiness::OUT | Readiness::WRNORM | Readiness::WRBAND;
-        if s.error.is_some() {
+        if s.error.is_some() || !s.errq.is_empty() {
             r |= Readiness::ERR;
         }
         if s.shut_rd {
@@ -1002,12 +1014,48 @@ impl<I: IpExt> UdpSockets<I> {
         errno: Errno,
         hard: bool,
     ) -> Option<UdpSocketId> {
+        self.deliver_error_ext(local, remote, errno, hard, None)
+    }
+
+    /// [`Self::deliver_error`] with the ICMP message's origin and the
+    /// quoted payload, for `IP_RECVERR` (`ext`; without it nothing is
+    /// queued).
+    pub fn deliver_error_ext(
+        &mut self,
+        local: (I::Addr, u16),
+        remote: (I::Addr, u16),
+        errno: Errno,
+        hard: bool,
+        ext: Option<(IcmpOrigin<I::Addr>, &[u8])>,
+    ) -> Option<UdpSocketId> {
         let id = self.lookup(&remote.0, remote.1, &local.0, local.1)?;
         let s = self.get_mut(id).ok()?;
-        if hard && s.remote.is_some() {
+        if s.opts.recverr {
+            // __udp4_lib_err: with IP_RECVERR every error is queued and
+            // becomes the socket's error, connected or not.
+            if let Some((origin, payload)) = ext {
+                let e = ExtErr {
+                    errno,
+                    origin,
+                    dst: remote,
+                    payload: payload.to_vec(),
+                };
+                s.errq.push(e, s.opts.rcvbuf);
+            }
+            s.error = Some(errno);
+        } else if hard && s.remote.is_some() {
             s.error = Some(errno);
         }
         Some(id)
+    }
+
+    /// `recvmsg(MSG_ERRQUEUE)`: the oldest queued error (`EAGAIN` if
+    /// none; it never blocks).
+    pub fn recv_err(&mut self, id: UdpSocketId, buf: &mut [u8]) -> R<ErrRecv<I::Addr>> {
+        let s = self.get_mut(id)?;
+        let (r, next) = s.errq.pop(buf).ok_or(Errno::EAGAIN)?;
+        s.error = next;
+        Ok(r)
     }
 }
 
