@@ -10,7 +10,8 @@
 //! - [`config`]: the pure `SHUNT_*` parser;
 //! - [`lock`]: the per-(interface, address) ownership lock;
 //! - [`socket`]: the internal API the stack integration implements;
-//! - [`log`]: one-line messages on stderr through raw `write(2)`.
+//! - [`log`]: one-line messages on stderr through raw `write(2)`;
+//! - [`usermem`]: `EFAULT` for the program's bad buffers.
 //!
 //! - [`engine`]: the driver: the process's stack on the AF_PACKET device,
 //!   inline progress, the progress thread, blocking waits;
@@ -32,3 +33,4 @@ pub mod log;
 pub mod real;
 pub mod socket;
 pub mod sockets;
+pub mod usermem;

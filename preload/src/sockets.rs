@@ -514,6 +514,9 @@ impl Shunt {
         if flags & libc::MSG_OOB != 0 {
             return Err(Errno::INVAL);
         }
+        if flags & libc::MSG_TRUNC == 0 {
+            crate::usermem::check(v, true)?;
+        }
         let total = iov_total(v);
         let peek = flags & libc::MSG_PEEK != 0;
         let trunc = flags & libc::MSG_TRUNC != 0;
@@ -621,6 +624,7 @@ impl Shunt {
         if flags & libc::MSG_OOB != 0 {
             return Err(Errno::OPNOTSUPP);
         }
+        crate::usermem::check(v, false)?;
         let total = iov_total(v);
         let nb = nonblock || flags & libc::MSG_DONTWAIT != 0;
         let sf = SendFlags {
@@ -690,6 +694,7 @@ impl Shunt {
         let m = unsafe { &mut *msg };
         // SAFETY: the program's iovecs.
         let v = unsafe { iovs(m.msg_iov, m.msg_iovlen, true) }?;
+        crate::usermem::check(v, true)?;
         // MSG_OOB means nothing to udp_recvmsg: the datagram comes.
         if flags & libc::MSG_ERRQUEUE != 0 {
             // SAFETY: the program's msghdr and iovecs, as above.
@@ -924,6 +929,9 @@ impl Shunt {
             Ok(v) => v,
             Err(x) => return Some(Err(x)),
         };
+        if let Err(x) = crate::usermem::check(v, false) {
+            return Some(Err(x));
+        }
         if flags & libc::MSG_OOB != 0 {
             return Some(Err(Errno::OPNOTSUPP));
         }
