@@ -298,6 +298,21 @@ TEST(reuseport_other_user, "SO_REUSEPORT does not share a port with another user
     CHECK_ERR(bind4_r(b, local4(p)), EADDRINUSE);
 }
 
+TEST(reuseport_udp_other_user, "UDP SO_REUSEPORT does not share a port with another user's socket, but does with the same user's", "socket(7) SO_REUSEPORT, net/ipv4/udp.c udp_lib_lport_inuse") {
+    int a = udp4();
+    seti(a, SOL_SOCKET, SO_REUSEPORT, 1);
+    bind4(a, local4(0));
+    uint16_t p = ps_local_port(a);
+    int same = udp4();
+    seti(same, SOL_SOCKET, SO_REUSEPORT, 1);
+    CHECK_OK(bind4_r(same, local4(p)));
+    CHECK_OK(setgid(65534));
+    CHECK_OK(setuid(65534));
+    int b = udp4();
+    seti(b, SOL_SOCKET, SO_REUSEPORT, 1);
+    CHECK_ERR(bind4_r(b, local4(p)), EADDRINUSE);
+}
+
 TEST(reuseport_listeners_both_accept, "connections to a SO_REUSEPORT group all arrive, spread over the listeners", "socket(7) SO_REUSEPORT") {
     int a = tcp4(), b = tcp4();
     seti(a, SOL_SOCKET, SO_REUSEPORT, 1);

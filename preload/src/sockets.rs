@@ -1372,6 +1372,14 @@ fn copy_congestion(from: c_int, to: c_int) {
     };
 }
 
+/// This thread's filesystem uid (what the kernel stamps a socket with),
+/// asked with setfsuid(-1), which changes nothing.
+fn fsuid() -> Option<u32> {
+    // SAFETY: setfsuid with an invalid id only reports the current one.
+    let r = unsafe { libc::syscall(libc::SYS_setfsuid, -1i32 as libc::c_long) };
+    (r >= 0).then_some(r as u32)
+}
+
 /// bind(2) on the backing kernel socket.
 fn kernel_bind(fd: c_int, a: SocketAddrV4) -> c_int {
     let sin = sin_bytes(a);
@@ -1437,6 +1445,17 @@ unsafe impl ShuntSockets for Shunt {
             (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => Proto::Udp(g.stack.udp_socket()),
             _ => return None,
         };
+        // The socket's user, as the kernel's sk_uid: the fsuid at socket().
+        let uid = fsuid().unwrap_or_else(|| rustix::process::geteuid().as_raw());
+        match proto {
+            Proto::Tcp(t) => {
+                let now = g.now();
+                let _ = g.stack.tcp(now, |l, _| l.set_owner(t, uid));
+            }
+            Proto::Udp(h) => {
+                let _ = g.stack.udp_set_options(h, |o| o.owner = uid);
+            }
+        }
         let s = Sock {
             proto,
             refs: 1,

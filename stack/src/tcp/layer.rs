@@ -276,6 +276,7 @@ struct PortUse {
     reuseport: bool,
     listening: bool,
     connect_port: bool,
+    owner: u32,
 }
 
 pub struct TcpLayer {
@@ -803,6 +804,7 @@ impl TcpLayer {
                     reuseport: s.opts.reuseport,
                     listening: matches!(s.kind, Kind::Listen(_)),
                     connect_port: s.connect_port,
+                    owner: s.opts.owner,
                 })
             }
             Slot::Tw(t) => Some(PortUse {
@@ -812,6 +814,7 @@ impl TcpLayer {
                 reuseport: false,
                 listening: false,
                 connect_port: false,
+                owner: 0,
             }),
             Slot::Free(_) => None,
         }
@@ -1144,7 +1147,9 @@ impl TcpLayer {
             if !addrs_overlap(u, &o) {
                 continue;
             }
-            if u.reuseport && o.reuseport {
+            // inet_bind_conflict: SO_REUSEPORT only among one user's
+            // sockets.
+            if u.reuseport && o.reuseport && u.owner == o.owner {
                 continue;
             }
             if u.reuseaddr && o.reuseaddr && !o.listening {
@@ -1281,6 +1286,7 @@ impl TcpLayer {
             dual: s.domain == Domain::V6 && !s.opts.v6only && ip == IpAddr::V6_ANY,
             reuseaddr: s.opts.reuseaddr,
             reuseport: s.opts.reuseport,
+            owner: s.opts.owner,
             listening: false,
             connect_port: false,
         }
@@ -2123,6 +2129,12 @@ impl TcpLayer {
         Ok(())
     }
 
+    /// The user that created the socket (its `sk_uid`), for SO_REUSEPORT.
+    pub fn set_owner(&mut self, id: SocketId, uid: u32) -> Result<(), Errno> {
+        self.sock_mut(id)?.opts.owner = uid;
+        Ok(())
+    }
+
     pub fn linger(&self, id: SocketId) -> Result<Option<u32>, Errno> {
         Ok(self.sock(id)?.opts.linger)
     }
@@ -2256,6 +2268,31 @@ mod tests {
         t.shutdown(&mut f, w, Shutdown::Read).unwrap();
         assert_eq!(t.local_addr(w).unwrap().port, 0);
         assert!(t.local_addr(w).unwrap().ip.is_unspecified());
+    }
+
+    #[test]
+    fn reuseport_only_between_one_users_sockets() {
+        let mut f = Fake {
+            now: Instant::ZERO,
+            rng: 9,
+        };
+        let mut t = TcpLayer::new(TcpConfig::default(), &mut f);
+        let ip = IpAddr::V4(crate::Ipv4Addr::new(192, 0, 2, 1));
+        let open = |t: &mut TcpLayer, f: &mut Fake, uid: u32| {
+            let s = t.socket(Domain::V4);
+            t.set_option(f, s, SockOpt::ReusePort, 1).unwrap();
+            t.set_owner(s, uid).unwrap();
+            s
+        };
+        let a = open(&mut t, &mut f, 0);
+        t.bind(&mut f, a, SockAddr::new(ip, 5000)).unwrap();
+        let b = open(&mut t, &mut f, 0);
+        t.bind(&mut f, b, SockAddr::new(ip, 5000)).unwrap();
+        let c = open(&mut t, &mut f, 65534);
+        assert_eq!(
+            t.bind(&mut f, c, SockAddr::new(ip, 5000)),
+            Err(Errno::EADDRINUSE)
+        );
     }
 
     #[test]

@@ -373,6 +373,9 @@ pub struct SockOpts {
     /// TCP_DEFER_ACCEPT as SYN-ACK retransmissions (Linux keeps it so).
     pub defer_accept: u32,
     pub oobinline: bool,
+    /// The creating user (`sk_uid`): SO_REUSEPORT shares a port only
+    /// between sockets of one user.
+    pub owner: u32,
 }
 
 impl SockOpts {
@@ -401,6 +404,7 @@ impl SockOpts {
             ttl: 0,
             tos: 0,
             defer_accept: 0,
+            owner: 0,
             oobinline: false,
         }
     }

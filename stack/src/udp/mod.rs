@@ -279,6 +279,9 @@ pub struct UdpOptions {
     pub timestamp: RxTimestamp,
     /// `UDP_CORK`: sends gather until it is cleared ([`cork`]).
     pub cork: bool,
+    /// The creating user (`sk_uid`): SO_REUSEPORT shares a port only
+    /// between sockets of one user (udp_lib_lport_inuse).
+    pub owner: u32,
     /// `IP_RECVERR`: ICMP errors are queued ([`errqueue`]) and reported on
     /// unconnected sockets too. Clearing it empties the queue.
     pub recverr: bool,
@@ -313,6 +316,7 @@ impl Default for UdpOptions {
             recv_ttl: false,
             timestamp: RxTimestamp::Off,
             cork: false,
+            owner: 0,
             recverr: false,
         }
     }
@@ -492,7 +496,7 @@ impl<I: IpExt> UdpSockets<I> {
             };
             j == index
                 || (o.opts.reuseaddr && me.opts.reuseaddr)
-                || (o.opts.reuseport && me.opts.reuseport)
+                || (o.opts.reuseport && me.opts.reuseport && o.opts.owner == me.opts.owner)
                 || !(o.rcv_addr == *addr || o.rcv_addr.is_unspecified() || addr.is_unspecified())
         })
     }
