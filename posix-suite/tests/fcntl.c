@@ -409,6 +409,30 @@ TEST(o_async_sigio, "O_ASYNC with F_SETOWN delivers SIGIO when data arrives", "f
     CHECK(got_sigio);
 }
 
+TEST(o_async_sigio_udp, "O_ASYNC on a UDP socket: SIGIO when a datagram arrives, none after O_ASYNC is cleared", "fcntl(2) O_ASYNC") {
+    int fd = udp4();
+    CHECK_OK(connect4_r(fd, peer4(PORT_ECHO)));
+    signal(SIGIO, on_sigio);
+    CHECK_OK(fcntl(fd, F_SETOWN, getpid()));
+    int fl = fcntl(fd, F_GETFL);
+    CHECK_OK(fcntl(fd, F_SETFL, fl | O_ASYNC));
+    CHECK(fcntl(fd, F_GETFL) & O_ASYNC);
+    got_sigio = 0;
+    CHECK_EQ(send(fd, "a", 1, 0), 1);
+    long t0 = ps_now_ms();
+    while (!got_sigio && ps_now_ms() - t0 < 3000) ps_sleep_ms(5);
+    CHECK(got_sigio);
+    wait_readable(fd, 3000);
+    char b[4];
+    CHECK_EQ(recv(fd, b, sizeof b, 0), 1);
+    CHECK_OK(fcntl(fd, F_SETFL, fl));
+    got_sigio = 0;
+    CHECK_EQ(send(fd, "b", 1, 0), 1);
+    wait_readable(fd, 3000);
+    ps_sleep_ms(50);
+    CHECK(!got_sigio);
+}
+
 TEST(fcntl_badf, "fcntl and ioctl on a closed fd fail EBADF", "fcntl(2) ERRORS") {
     int fd = tcp4();
     close(fd);

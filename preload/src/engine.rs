@@ -150,6 +150,7 @@ impl Inner {
         busy |= self.transmit() > 0;
         if busy {
             self.notify();
+            self.t.signal_async(&self.stack);
         }
         busy
     }

@@ -66,6 +66,11 @@ struct Sock {
     /// then), with `zombie` set.
     inflight: u32,
     zombie: bool,
+    /// O_ASYNC: SIGIO (or F_SETSIG's signal) to the F_SETOWN owner when
+    /// the socket becomes readable or writable, or more data comes;
+    /// `async_seen` is the readiness and queued bytes last signalled.
+    async_io: bool,
+    async_seen: (u32, usize),
 }
 
 struct Member {
@@ -94,6 +99,8 @@ pub struct Tables {
     epolls: Vec<Option<EpollSet>>,
     scratch: Vec<u8>,
     serial: u64,
+    /// Sockets with O_ASYNC set: none, and a turn looks at none.
+    async_n: usize,
 }
 
 impl Tables {
@@ -120,7 +127,67 @@ impl Tables {
     fn remove(&mut self, id: SocketId) -> Option<Sock> {
         let s = self.socks.get_mut(id as usize)?.take()?;
         self.free.push(id);
+        if s.async_io {
+            self.async_n -= 1;
+        }
         Some(s)
+    }
+
+    fn set_async(&mut self, id: SocketId, on: bool) {
+        let Some(s) = self.get_mut(id) else { return };
+        let was = core::mem::replace(&mut s.async_io, on);
+        s.async_seen = (0, 0);
+        match (was, on) {
+            (false, true) => self.async_n += 1,
+            (true, false) => self.async_n -= 1,
+            _ => {}
+        }
+    }
+
+    /// After a turn: signals the owners of O_ASYNC sockets that became
+    /// readable or writable, got more data, or an error (sk_data_ready,
+    /// sk_write_space, sk_error_report each call sk_wake_async).
+    pub fn signal_async(&mut self, stack: &shunt_stack::Stack) {
+        if self.async_n == 0 {
+            return;
+        }
+        for s in self.socks.iter_mut().flatten() {
+            if !s.async_io {
+                continue;
+            }
+            let (r, n) = match s.proto {
+                Proto::Tcp(t) => (
+                    stack.tcp_layer().poll(t).0,
+                    stack.tcp_layer().readable_bytes(t).unwrap_or(0),
+                ),
+                Proto::Udp(h) => (
+                    stack.udp_readiness(h).map(|r| r.0).unwrap_or(0),
+                    stack.udp_queued(h).unwrap_or(0),
+                ),
+            };
+            let bits = (libc::POLLIN | libc::POLLOUT) as u32 | POLLERR | POLLHUP;
+            let (seen, seen_n) = s.async_seen;
+            s.async_seen = (r, n);
+            let gained = r & bits & !seen != 0;
+            if !gained && n <= seen_n {
+                continue;
+            }
+            let Some(&fd) = s.fds.first() else { continue };
+            let owner = kernel_fcntl(fd, libc::F_GETOWN, 0);
+            if owner == 0 || owner == -1 {
+                continue;
+            }
+            // F_GETSIG (linux/fcntl.h's 11, missing from the libc crate).
+            let sig = match kernel_fcntl(fd, 11, 0) {
+                x if x > 0 => x,
+                _ => libc::SIGIO,
+            };
+            // SAFETY: kill(2) with plain integers; a negative owner is a
+            // process group, as F_SETOWN means it.
+            let _ = unsafe {
+                libc::syscall(libc::SYS_kill, owner as libc::c_long, sig as libc::c_long)
+            };
+        }
     }
 }
 
@@ -1469,6 +1536,8 @@ unsafe impl ShuntSockets for Shunt {
             klisten: false,
             inflight: 0,
             zombie: false,
+            async_io: false,
+            async_seen: (0, 0),
         };
         let Some(id) = g.t.insert(s) else {
             close_proto(&mut g, proto);
@@ -1648,6 +1717,8 @@ unsafe impl ShuntSockets for Shunt {
                 klisten: false,
                 inflight: 0,
                 zombie: false,
+                async_io: false,
+                async_seen: (0, 0),
             };
             let Some(cid) = g.t.insert(s) else {
                 g.stack.tcp(now, |l, cx| l.close(cx, child));
@@ -2324,6 +2395,9 @@ unsafe impl ShuntSockets for Shunt {
             return None;
         }
         let mut g = self.e.inner_lock();
+        if cmd == libc::F_SETFL {
+            g.t.set_async(id, arg as c_int & libc::O_ASYNC != 0);
+        }
         let s = g.t.get_mut(id)?;
         let klisten = s.klisten;
         if cmd == libc::F_SETFL {

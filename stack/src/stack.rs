@@ -1986,6 +1986,14 @@ impl Stack {
             IpVersion::V6 => self.udp6.next_len(h.0),
         }
     }
+
+    /// Datagrams queued for reading.
+    pub fn udp_queued(&self, h: UdpHandle) -> Result<usize, Errno> {
+        match h.1 {
+            IpVersion::V4 => self.udp4.queued(h.0),
+            IpVersion::V6 => self.udp6.queued(h.0),
+        }
+    }
 }
 
 impl core::fmt::Debug for Stack {
