@@ -565,6 +565,43 @@ impl Shunt {
         }
     }
 
+    /// recv(MSG_OOB) on TCP: the urgent byte, never blocking (tcp_recv_urg
+    /// answers at once: EINVAL with none, EAGAIN before it arrives).
+    ///
+    /// # Safety
+    /// `m` and `v` are the program's msghdr and its iovecs.
+    unsafe fn recv_tcp_oob(
+        &self,
+        tid: TcpId,
+        m: &mut msghdr,
+        v: &[libc::iovec],
+        flags: c_int,
+    ) -> SysResult<isize> {
+        let peek = flags & libc::MSG_PEEK != 0;
+        let r = {
+            let mut g = self.e.lock();
+            let now = g.now();
+            let r = g.stack.tcp(now, |l, _| l.recv_oob(tid, peek));
+            self.e.done(g);
+            r.map_err(se)?
+        };
+        m.msg_flags = libc::MSG_OOB;
+        m.msg_controllen = 0;
+        m.msg_namelen = 0;
+        let Some(first) = v.iter().find(|x| x.iov_len > 0) else {
+            // No room: the byte is gone all the same (tcp_recv_urg).
+            m.msg_flags |= libc::MSG_TRUNC;
+            return Ok(0);
+        };
+        if flags & libc::MSG_TRUNC != 0 {
+            return Ok(1);
+        }
+        crate::usermem::check(core::slice::from_ref(first), true)?;
+        // SAFETY: one byte of the program's buffer, checked above.
+        unsafe { first.iov_base.cast::<u8>().write(r) };
+        Ok(1)
+    }
+
     unsafe fn recv_tcp(
         &self,
         tid: TcpId,
@@ -579,7 +616,8 @@ impl Shunt {
         // needed).
         let v = unsafe { iovs(m.msg_iov, m.msg_iovlen, flags & libc::MSG_TRUNC == 0) }?;
         if flags & libc::MSG_OOB != 0 {
-            return Err(Errno::INVAL);
+            // SAFETY: the program's msghdr and iovecs, as above.
+            return unsafe { self.recv_tcp_oob(tid, m, v, flags) };
         }
         if flags & libc::MSG_TRUNC == 0 {
             crate::usermem::check(v, true)?;
@@ -688,14 +726,12 @@ impl Shunt {
         let m = unsafe { &*msg };
         // SAFETY: the program's iovecs.
         let v = unsafe { iovs(m.msg_iov, m.msg_iovlen, true) }?;
-        if flags & libc::MSG_OOB != 0 {
-            return Err(Errno::OPNOTSUPP);
-        }
         crate::usermem::check(v, false)?;
         let total = iov_total(v);
         let nb = nonblock || flags & libc::MSG_DONTWAIT != 0;
         let sf = SendFlags {
             more: flags & libc::MSG_MORE != 0,
+            oob: flags & libc::MSG_OOB != 0,
         };
         let mut sent = 0usize;
         let r = loop {
@@ -2451,6 +2487,23 @@ unsafe impl ShuntSockets for Shunt {
                     }
                 }
                 None
+            }
+            // SIOCATMARK (asm-generic/sockios.h; not in the libc crate).
+            0x8905 => {
+                let g = self.e.lock();
+                let Proto::Tcp(t) = g.t.get(id)?.proto else {
+                    return None;
+                };
+                let v = g.stack.tcp_layer().at_mark(t).map_err(se);
+                drop(g);
+                Some(v.and_then(|v| {
+                    if p.is_null() {
+                        return Err(Errno::FAULT);
+                    }
+                    // SAFETY: the program's int.
+                    unsafe { p.write_unaligned(c_int::from(v)) };
+                    Ok(0)
+                }))
             }
             libc::FIONREAD | libc::TIOCOUTQ | 0x894B => {
                 let g = self.e.lock();

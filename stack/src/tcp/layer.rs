@@ -90,6 +90,8 @@ impl core::fmt::Debug for Poll {
 pub struct SendFlags {
     /// `MSG_MORE`: cork for this call.
     pub more: bool,
+    /// `MSG_OOB`: the last byte is urgent data.
+    pub oob: bool,
 }
 
 /// recv(2) flags TCP acts on.
@@ -682,6 +684,7 @@ impl TcpLayer {
             window: t.window(),
             payload: t.payload(),
             opts: t.options().summary(),
+            urgent: t.urgent_ptr(),
         };
         let key = ConnKey {
             local: SockAddr::new(dst, t.dst_port()),
@@ -1598,7 +1601,13 @@ impl TcpLayer {
             return Ok(0);
         }
         let n = self
-            .with_conn(id.index, |c, env| c.send(ctx, env, data, flags.more, now))
+            .with_conn(id.index, |c, env| {
+                if flags.oob {
+                    c.send_urgent(ctx, env, data, now)
+                } else {
+                    c.send(ctx, env, data, flags.more, now)
+                }
+            })
             .unwrap_or(0);
         self.post(ctx, id.index);
         if n == 0 {
@@ -1642,11 +1651,56 @@ impl TcpLayer {
             }
             return Err(Errno::EAGAIN);
         }
+        // Urgent data out of line: skip the byte at the mark, stop a read
+        // at the next one.
+        let inline = s.opts.oobinline;
+        let copied = c.rcv_nxt - c.rcv.len() as u32;
+        let (skip, max) = c.urg.plan_read(copied, c.rcv.len(), inline);
+        if skip > 0 && flags.peek {
+            let n = buf.len().min(max);
+            return match c.rcv.read_at(skip, &mut buf[..n]) {
+                0 => Err(Errno::EAGAIN),
+                n => Ok(n),
+            };
+        }
+        c.rcv.consume(skip);
+        if max == 0 {
+            c.urg.consumed(c.rcv_nxt - c.rcv.len() as u32);
+            return Err(Errno::EAGAIN);
+        }
+        let buf_len = buf.len().min(max);
+        let buf = &mut buf[..buf_len];
         let n = self
-            .with_conn(id.index, |c, env| c.recv(ctx, env, buf, flags.peek, now))
+            .with_conn(id.index, |c, env| {
+                let n = c.recv(ctx, env, buf, flags.peek, now);
+                c.urg.consumed(c.rcv_nxt - c.rcv.len() as u32);
+                n
+            })
             .unwrap_or(0);
         self.post(ctx, id.index);
         Ok(n)
+    }
+
+    /// recv(MSG_OOB): the urgent byte (tcp_recv_urg).
+    pub fn recv_oob(&mut self, id: SocketId, peek: bool) -> Result<u8, Errno> {
+        let s = self.sock_mut(id)?;
+        let inline = s.opts.oobinline;
+        let Kind::Conn(c) = &mut s.kind else {
+            return Err(Errno::EINVAL);
+        };
+        match c.urg.recv_oob(peek, inline) {
+            Ok(b) => Ok(b),
+            Err(super::urgent::UrgError::NotYet) => Err(Errno::EAGAIN),
+            Err(super::urgent::UrgError::Invalid) => Err(Errno::EINVAL),
+        }
+    }
+
+    /// SIOCATMARK: the next byte to read is the urgent one.
+    pub fn at_mark(&self, id: SocketId) -> Result<bool, Errno> {
+        Ok(match &self.sock(id)?.kind {
+            Kind::Conn(c) => c.urg.at_mark(c.rcv_nxt - c.rcv.len() as u32),
+            _ => false,
+        })
     }
 
     /// shutdown(2), as Linux's inet_shutdown.
@@ -1800,8 +1854,15 @@ impl TcpLayer {
                     m |= Poll::IN | Poll::RDNORM | Poll::RDHUP;
                 }
                 if !matches!(c.state, TcpState::SynSent | TcpState::SynRecv) {
-                    if c.rcv.len() >= s.opts.rcvlowat.max(1) {
+                    // tcp_poll: the out-of-line urgent byte at the head
+                    // does not count as readable data.
+                    let copied = c.rcv_nxt - c.rcv.len() as u32;
+                    let urg = usize::from(!s.opts.oobinline && c.urg.at_mark(copied));
+                    if c.rcv.len() >= s.opts.rcvlowat.max(1) + urg {
                         m |= Poll::IN | Poll::RDNORM;
+                    }
+                    if c.urg.pri() {
+                        m |= Poll::PRI;
                     }
                     if c.snd_shutdown || c.state == TcpState::Close || c.writable() {
                         m |= Poll::OUT | Poll::WRNORM;

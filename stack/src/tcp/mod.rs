@@ -70,6 +70,7 @@ mod ring;
 pub mod rtt;
 mod scoreboard;
 mod siphash;
+pub mod urgent;
 
 pub use crate::errno::Errno;
 pub use addr::{ConnKey, Domain, IpAddr, SockAddr};
