@@ -801,7 +801,7 @@ impl Shunt {
         // MSG_OOB means nothing to udp_recvmsg: the datagram comes.
         if flags & libc::MSG_ERRQUEUE != 0 {
             // SAFETY: the program's msghdr and iovecs, as above.
-            return unsafe { self.recv_udp_err(h, m, &v) };
+            return unsafe { self.recv_udp_err(h, m, v) };
         }
         let nb = nonblock || flags & libc::MSG_DONTWAIT != 0;
         let rf = shunt_stack::RecvFlags {
@@ -1003,9 +1003,13 @@ impl Shunt {
         let offender = sin_bytes(SocketAddrV4::new(e.origin.offender.into(), 0));
         let mut data = [0u8; 32];
         // SAFETY: sock_extended_err is 16 bytes of plain data.
-        data[..16].copy_from_slice(&unsafe { core::mem::transmute::<_, [u8; 16]>(ee) });
+        data[..16].copy_from_slice(&unsafe {
+            core::mem::transmute::<libc::sock_extended_err, [u8; 16]>(ee)
+        });
         // SAFETY: sockaddr_in is 16 bytes of plain data.
-        data[16..].copy_from_slice(&unsafe { core::mem::transmute::<_, [u8; 16]>(offender) });
+        data[16..].copy_from_slice(&unsafe {
+            core::mem::transmute::<libc::sockaddr_in, [u8; 16]>(offender)
+        });
         let mut mflags = libc::MSG_ERRQUEUE;
         if e.truncated {
             mflags |= libc::MSG_TRUNC;
