@@ -452,6 +452,19 @@ TEST(unprivileged_port0, "an unprivileged user may bind port 0 and ports from 10
     CHECK(ps_local_port(fd) >= 1024);
 }
 
+TEST(setresuid_then_udp_echo, "after setresgid/setresuid to nobody, a new UDP socket still reaches the peer", "setresuid(2), udp(7)") {
+    CHECK_OK(setresgid(65534, 65534, 65534));
+    CHECK_OK(setresuid(65534, 65534, 65534));
+    int u = udp4();
+    CHECK_OK(connect4_r(u, peer4(PORT_ECHO)));
+    CHECK_EQ(send(u, "np", 2, 0), 2);
+    struct pollfd p = {.fd = u, .events = POLLIN};
+    CHECK_EQ(poll(&p, 1, 3000), 1);
+    char b[4];
+    CHECK_EQ(recv(u, b, sizeof b, 0), 2);
+    CHECK(memcmp(b, "np", 2) == 0);
+}
+
 TEST(bind_badf, "bind on a bad descriptor fails EBADF, on a pipe ENOTSOCK", "bind(2) ERRORS") {
     struct sockaddr_in a = local4(0);
     CHECK_ERR(bind(999, SA(&a), sizeof a), EBADF);

@@ -1623,6 +1623,9 @@ unsafe impl ShuntSockets for Shunt {
             }
             return Some(Err(Errno::ADDRNOTAVAIL));
         }
+        if !crate::privdrop::port_allowed(a.port()) {
+            return Some(Err(Errno::ACCESS));
+        }
         // A wildcard name with a port reserves the port in the kernel too,
         // so kernel sockets (IPv6 dual-stack ones, loopback) conflict with
         // it as in Linux.
