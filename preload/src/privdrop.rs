@@ -104,6 +104,10 @@ macro_rules! real_fn {
 
 macro_rules! drop_hook {
     ($name:ident($($a:ident: $t:ty),*)) => {
+        #[doc = concat!("`", stringify!($name), "`, after starting shunt while it still can.")]
+        ///
+        /// # Safety
+        /// The program's arguments, passed on to libc as given.
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name($($a: $t),*) -> c_int {
             let _ = std::panic::catch_unwind(before_drop);
