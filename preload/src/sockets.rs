@@ -865,7 +865,10 @@ impl Shunt {
         let mut mflags = if r.truncated { libc::MSG_TRUNC } else { 0 };
         let (opts, now) = {
             let g = self.e.inner_lock();
-            (g.stack.udp_options(h).unwrap_or_default(), g.now())
+            let o = g.stack.udp_options(h).unwrap_or_default();
+            // The clock only for a timestamp.
+            let now = (o.timestamp != shunt_stack::RxTimestamp::Off).then(|| g.now());
+            (o, now.unwrap_or_default())
         };
         let mut used = 0usize;
         // udp_recvmsg's order: the timestamp, then ip_cmsg_recv's

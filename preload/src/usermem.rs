@@ -100,17 +100,7 @@ fn probe(start: usize, end: usize, write: bool) -> Result<(), Errno> {
         };
         // SAFETY: reads into our own buffer of `n` bytes; the remote
         // ranges are only read by the kernel, which checks them.
-        let got = unsafe {
-            libc::syscall(
-                libc::SYS_process_vm_readv,
-                pid,
-                &local,
-                1,
-                remote.as_ptr(),
-                n,
-                0,
-            )
-        };
+        let got = unsafe { vm_rw(libc::SYS_process_vm_readv, pid, &local, &remote[..n]) };
         if got < 0 {
             // The first page failed; any other error (a sandbox without
             // the call) is no answer: the buffer is taken as good, as shunt
@@ -126,17 +116,7 @@ fn probe(start: usize, end: usize, write: bool) -> Result<(), Errno> {
         if write {
             // SAFETY: writes back the bytes just read; the kernel checks the
             // remote ranges for write access.
-            let put = unsafe {
-                libc::syscall(
-                    libc::SYS_process_vm_writev,
-                    pid,
-                    &local,
-                    1,
-                    remote.as_ptr(),
-                    n,
-                    0,
-                )
-            };
+            let put = unsafe { vm_rw(libc::SYS_process_vm_writev, pid, &local, &remote[..n]) };
             if (put < 0 && errno() == libc::EFAULT) || (put >= 0 && put as usize != n) {
                 return Err(Errno::FAULT);
             }
@@ -144,6 +124,28 @@ fn probe(start: usize, end: usize, write: bool) -> Result<(), Errno> {
         page += n * PAGE;
     }
     Ok(())
+}
+
+/// process_vm_readv / process_vm_writev between our `local` buffer and
+/// `remote` in this process. Every argument goes as a full register: the
+/// kernel reads `flags` as an unsigned long, and a variadic int leaves the
+/// upper half undefined (EINVAL).
+///
+/// # Safety
+/// `local` is our buffer; `remote` ranges are checked by the kernel.
+unsafe fn vm_rw(nr: libc::c_long, pid: i32, local: &iovec, remote: &[iovec]) -> libc::c_long {
+    // SAFETY: per the contract.
+    unsafe {
+        libc::syscall(
+            nr,
+            pid as libc::c_long,
+            local as *const iovec,
+            1 as libc::c_ulong,
+            remote.as_ptr(),
+            remote.len() as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    }
 }
 
 fn errno() -> i32 {
