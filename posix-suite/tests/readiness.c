@@ -867,6 +867,29 @@ TEST(epoll_exclusive_wakes_one, "with EPOLLEXCLUSIVE, one connection wakes one o
     CHECK_EQ(wakeups(EPOLLEXCLUSIVE), 1);
 }
 
+TEST(epoll_exclusive_level, "an EPOLLEXCLUSIVE member is level-triggered in its set: ready when added, reported until drained", "epoll_ctl(2) EPOLLEXCLUSIVE") {
+    int l = ps_tcp_listen4(ps_local4(), 0, 4);
+    int c = ps_tcp_connect4(ps_local4(), ps_local_port(l));
+    struct epoll_event ev;
+    /* ready before it is added: on the ready list at once */
+    struct pollfd p = {.fd = l, .events = POLLIN};
+    CHECK_EQ(poll(&p, 1, 3000), 1);
+    int ep = ep_create();
+    ep_add(ep, l, EPOLLIN | EPOLLEXCLUSIVE);
+    CHECK_EQ(ep_wait1(ep, &ev, 1000), 1);
+    CHECK_EQ(ev.data.fd, l);
+    CHECK_EQ(ep_wait1(ep, &ev, 0), 1);
+    int a = CHECK_OK(accept(l, NULL, NULL));
+    CHECK_EQ(ep_wait1(ep, &ev, 100), 0);
+    /* a new connection is an event for it again */
+    int c2 = ps_tcp_connect4(ps_local4(), ps_local_port(l));
+    CHECK_EQ(ep_wait1(ep, &ev, 3000), 1);
+    CHECK_EQ(ev.data.fd, l);
+    close(a);
+    close(c);
+    close(c2);
+}
+
 TEST(epoll_nonexclusive_wakes_all, "without EPOLLEXCLUSIVE, one connection wakes both blocked epoll_wait callers", "epoll(7)") {
     CHECK_EQ(wakeups(0), 2);
 }

@@ -71,6 +71,9 @@ struct Sock {
     /// `async_seen` is the readiness and queued bytes last signalled.
     async_io: bool,
     async_seen: (u32, usize),
+    /// EPOLLEXCLUSIVE: the readiness and queue length last seen, to tell
+    /// a new event (which wakes one set) from a state that lasts.
+    excl_seen: (u32, usize),
 }
 
 struct Member {
@@ -84,11 +87,16 @@ struct Member {
     /// Edge-triggered: what was reported last.
     last: u32,
     last_bytes: usize,
+    /// EPOLLEXCLUSIVE: on this set's ready list (an event was given to
+    /// this set, or the socket was ready when added); off when not ready.
+    excl_pending: bool,
 }
 
 #[derive(Default)]
 struct EpollSet {
     members: Vec<Member>,
+    /// Threads in epoll_wait on this set now.
+    waiters: u32,
 }
 
 /// Shunt's sockets and epoll interest lists.
@@ -543,6 +551,79 @@ impl Shunt {
             got != 0
                 && (m.events & libc::EPOLLET as u32 == 0 || got != m.last || bytes > m.last_bytes)
         })
+    }
+
+    fn set_waiting(&self, ep: EpollId, on: bool) {
+        let mut g = self.e.inner_lock();
+        if let Some(Some(set)) = g.t.epolls.get_mut(ep as usize) {
+            if on {
+                set.waiters += 1;
+            } else {
+                set.waiters = set.waiters.saturating_sub(1);
+            }
+        }
+    }
+
+    /// What grows with each new event on a socket: the accept queue of a
+    /// listener, queued bytes or datagrams otherwise.
+    fn excl_count(g: &Inner, id: SocketId) -> usize {
+        match g.t.get(id).map(|s| s.proto) {
+            Some(Proto::Tcp(t)) => match g.stack.tcp_layer().listen_queues(t) {
+                Ok((_, accept)) => accept,
+                Err(_) => g.stack.tcp_layer().readable_bytes(t).unwrap_or(0),
+            },
+            Some(Proto::Udp(h)) => g.stack.udp_queued(h).unwrap_or(0),
+            None => 0,
+        }
+    }
+
+    /// EPOLLEXCLUSIVE (ep_poll_callback with exclusive wake-ups): a new
+    /// event on a socket that exclusive members watch goes to one set: the
+    /// set now looking (`evaluating`) if it has one, else the first with a
+    /// thread waiting, else every set (none was waiting to be woken).
+    fn excl_scan(g: &mut Inner, evaluating: EpollId) {
+        let excl = libc::EPOLLEXCLUSIVE as u32;
+        let mut sids: Vec<SocketId> = Vec::new();
+        for set in g.t.epolls.iter().flatten() {
+            for m in &set.members {
+                if m.events & excl != 0 && !sids.contains(&m.sid) {
+                    sids.push(m.sid);
+                }
+            }
+        }
+        for sid in sids {
+            let (r, _) = Self::readiness(g, sid);
+            let n = Self::excl_count(g, sid);
+            let Some(s) = g.t.get_mut(sid) else { continue };
+            let (seen_r, seen_n) = core::mem::replace(&mut s.excl_seen, (r, n));
+            if r & !seen_r == 0 && n <= seen_n {
+                continue;
+            }
+            let has = |set: &EpollSet| {
+                set.members
+                    .iter()
+                    .any(|m| m.sid == sid && m.events & excl != 0)
+            };
+            let target = match g.t.epolls.get(evaluating as usize) {
+                Some(Some(set)) if has(set) => Some(evaluating as usize),
+                _ => {
+                    g.t.epolls
+                        .iter()
+                        .position(|x| x.as_ref().is_some_and(|set| set.waiters > 0 && has(set)))
+                }
+            };
+            for (i, set) in g.t.epolls.iter_mut().enumerate() {
+                let Some(set) = set else { continue };
+                if target.is_some_and(|t| t != i) {
+                    continue;
+                }
+                for m in set.members.iter_mut() {
+                    if m.sid == sid && m.events & excl != 0 {
+                        m.excl_pending = true;
+                    }
+                }
+            }
+        }
     }
 
     fn readiness(g: &Inner, id: SocketId) -> (u32, usize) {
@@ -1581,6 +1662,7 @@ unsafe impl ShuntSockets for Shunt {
             zombie: false,
             async_io: false,
             async_seen: (0, 0),
+            excl_seen: (0, 0),
         };
         let Some(id) = g.t.insert(s) else {
             close_proto(&mut g, proto);
@@ -1765,6 +1847,7 @@ unsafe impl ShuntSockets for Shunt {
                 zombie: false,
                 async_io: false,
                 async_seen: (0, 0),
+                excl_seen: (0, 0),
             };
             let Some(cid) = g.t.insert(s) else {
                 g.stack.tcp(now, |l, cx| l.close(cx, child));
@@ -2855,6 +2938,15 @@ unsafe impl ShuntSockets for Shunt {
             }
         };
         let serial = g.t.get(sid).map_or(0, |s| s.serial);
+        // ep_insert: an exclusive member ready now is on the ready list.
+        let excl_ready = op == libc::EPOLL_CTL_ADD && events & excl != 0 && {
+            let (r, _) = Self::readiness(&g, sid);
+            let now = (r, Self::excl_count(&g, sid));
+            if let Some(s) = g.t.get_mut(sid) {
+                s.excl_seen = now;
+            }
+            r & (events | POLLERR | POLLHUP) != 0
+        };
         let Some(set) = g.t.epolls[ep as usize].as_mut() else {
             return Err(Errno::BADF);
         };
@@ -2876,6 +2968,7 @@ unsafe impl ShuntSockets for Shunt {
                     disabled: false,
                     last: 0,
                     last_bytes: 0,
+                    excl_pending: excl_ready,
                 });
             }
             libc::EPOLL_CTL_MOD => {
@@ -2932,11 +3025,13 @@ unsafe impl ShuntSockets for Shunt {
             };
             wake.extend(kernel_listeners(&g, fds.into_iter()));
         }
+        self.set_waiting(ep, true);
         let dl = deadline(timeout);
         // SAFETY: the program's signal mask, null or valid.
         let mask = unsafe { sigmask.as_ref() };
         let r = self.e.wait(dl, &mut wake, mask, |g| {
             let mut n = 0usize;
+            Self::excl_scan(g, ep);
             let mut set = g.t.epolls.get_mut(ep as usize).and_then(|s| s.take())?;
             // A registration lives as long as the socket (any of its fds).
             set.members
@@ -2954,6 +3049,14 @@ unsafe impl ShuntSockets for Shunt {
                     | POLLERR
                     | POLLHUP;
                 let got = r & want;
+                if m.events & libc::EPOLLEXCLUSIVE as u32 != 0 {
+                    // Reported only by the set an event went to, while the
+                    // socket stays ready (level-triggered re-queueing).
+                    m.excl_pending &= got != 0;
+                    if !m.excl_pending {
+                        continue;
+                    }
+                }
                 let et = m.events & libc::EPOLLET as u32 != 0;
                 let report = got != 0 && (!et || got != m.last || bytes > m.last_bytes);
                 if et {
@@ -2989,6 +3092,7 @@ unsafe impl ShuntSockets for Shunt {
             }
             (n > 0).then_some(n as c_int)
         });
+        self.set_waiting(ep, false);
         match r {
             Ok(n) => Ok(n),
             Err(WaitEnd::Timeout) => Ok(0),
