@@ -1665,7 +1665,12 @@ impl TcpLayer {
         }
         c.rcv.consume(skip);
         if max == 0 {
+            // Only the out-of-line byte was queued: nothing to read yet,
+            // or the end of the stream.
             c.urg.consumed(c.rcv_nxt - c.rcv.len() as u32);
+            if c.rcv_shutdown || c.done {
+                return Ok(0);
+            }
             return Err(Errno::EAGAIN);
         }
         let buf_len = buf.len().min(max);
