@@ -212,7 +212,8 @@ pub fn holds_lock() -> bool {
 
 /// The locked state (see [`Engine::lock`]).
 pub struct Locked<'a> {
-    g: MutexGuard<'a, Inner>,
+    /// Released by hand in `drop`, before the O_ASYNC signals go.
+    g: core::mem::ManuallyDrop<MutexGuard<'a, Inner>>,
 }
 
 impl core::ops::Deref for Locked<'_> {
@@ -230,7 +231,12 @@ impl core::ops::DerefMut for Locked<'_> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
+        let kills = self.g.t.take_async_signals();
+        // SAFETY: the guard is dropped once, here, and never used again.
+        unsafe { core::mem::ManuallyDrop::drop(&mut self.g) };
         let _ = HOLDS.try_with(|h| h.set(false));
+        // After the lock: a SIGIO handler may read the socket at once.
+        crate::sockets::send_async_signals(kills);
     }
 }
 
@@ -425,7 +431,9 @@ impl Engine {
     pub fn inner_lock(&self) -> Locked<'_> {
         let g = self.inner.lock();
         HOLDS.with(|h| h.set(true));
-        Locked { g }
+        Locked {
+            g: core::mem::ManuallyDrop::new(g),
+        }
     }
 
     /// After an operation that may have changed what others wait for.
@@ -475,11 +483,12 @@ impl Engine {
             if self.forked.load(Ordering::Acquire) {
                 return;
             }
-            let timeout = {
+            let (timeout, due) = {
                 let mut g = self.inner.lock();
                 g.turn();
-                g.stack_wait()
+                (g.stack_wait(), g.t.take_async_signals())
             };
+            crate::sockets::send_async_signals(due);
             if timeout.is_some_and(|t| t.is_zero()) {
                 continue;
             }

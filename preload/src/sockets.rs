@@ -109,6 +109,9 @@ pub struct Tables {
     serial: u64,
     /// Sockets with O_ASYNC set: none, and a turn looks at none.
     async_n: usize,
+    /// Signals (owner, signal) due to O_ASYNC owners, sent when the lock
+    /// is released.
+    async_due: Vec<(i32, i32)>,
 }
 
 impl Tables {
@@ -190,12 +193,26 @@ impl Tables {
                 x if x > 0 => x,
                 _ => libc::SIGIO,
             };
-            // SAFETY: kill(2) with plain integers; a negative owner is a
-            // process group, as F_SETOWN means it.
-            let _ = unsafe {
-                libc::syscall(libc::SYS_kill, owner as libc::c_long, sig as libc::c_long)
-            };
+            if !self.async_due.contains(&(owner, sig)) {
+                self.async_due.push((owner, sig));
+            }
         }
+    }
+
+    /// The O_ASYNC signals due, for [`send_async_signals`] once the lock
+    /// is released (a handler that reads the socket must find it free).
+    pub fn take_async_signals(&mut self) -> Vec<(i32, i32)> {
+        core::mem::take(&mut self.async_due)
+    }
+}
+
+/// kill(2) for each (owner, signal); a negative owner is a process group,
+/// as F_SETOWN means it.
+pub fn send_async_signals(due: Vec<(i32, i32)>) {
+    for (owner, sig) in due {
+        // SAFETY: kill(2) with plain integers.
+        let _ =
+            unsafe { libc::syscall(libc::SYS_kill, owner as libc::c_long, sig as libc::c_long) };
     }
 }
 
