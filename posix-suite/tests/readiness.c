@@ -367,6 +367,25 @@ TEST(urgent_to_kernel_peer, "an urgent byte sent to the peer's ECHO is taken out
     CHECK(memcmp(b, "abcd", 4) == 0);
 }
 
+static volatile sig_atomic_t got_sigurg;
+static void on_sigurg(int sig) { (void)sig; got_sigurg = 1; }
+
+TEST(urgent_sigurg_to_owner, "urgent data sends SIGURG to the F_SETOWN owner (no O_ASYNC needed)", "tcp(7) urgent data, fcntl(2) F_SETOWN") {
+    int c, s;
+    tcp_pair(&c, &s);
+    signal(SIGURG, on_sigurg);
+    got_sigurg = 0;
+    CHECK_OK(fcntl(c, F_SETOWN, getpid()));
+    CHECK_EQ(send(s, "a", 1, 0), 1);
+    poll_until(c, POLLIN, POLLIN);
+    ps_sleep_ms(20);
+    CHECK(!got_sigurg);
+    CHECK_EQ(send(s, "!", 1, MSG_OOB), 1);
+    long t0 = ps_now_ms();
+    while (!got_sigurg && ps_now_ms() - t0 < 3000) ps_sleep_ms(5);
+    CHECK(got_sigurg);
+}
+
 TEST(urgent_oobinline, "with SO_OOBINLINE the urgent byte stays in the stream, a read still stops at the mark, MSG_OOB is EINVAL", "tcp(7) SO_OOBINLINE") {
     int c, s;
     tcp_pair(&c, &s);

@@ -440,6 +440,8 @@ impl Engine {
     pub fn done(&self, mut g: Locked<'_>) {
         g.transmit();
         g.notify();
+        let Inner { t, stack, .. } = &mut *g;
+        t.signal_async(stack);
         drop(g);
     }
 

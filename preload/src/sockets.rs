@@ -71,6 +71,10 @@ struct Sock {
     /// `async_seen` is the readiness and queued bytes last signalled.
     async_io: bool,
     async_seen: (u32, usize),
+    /// F_SETOWN was used: urgent data signals the owner (SIGURG) whether
+    /// or not O_ASYNC is set; `urg_seen` counts the pointers signalled.
+    owner_set: bool,
+    urg_seen: u32,
     /// EPOLLEXCLUSIVE: the readiness and queue length last seen, to tell
     /// a new event (which wakes one set) from a state that lasts.
     excl_seen: (u32, usize),
@@ -107,8 +111,10 @@ pub struct Tables {
     epolls: Vec<Option<EpollSet>>,
     scratch: Vec<u8>,
     serial: u64,
-    /// Sockets with O_ASYNC set: none, and a turn looks at none.
+    /// Sockets with O_ASYNC set, or an F_SETOWN owner: none, and a turn
+    /// looks at none.
     async_n: usize,
+    owner_n: usize,
     /// Signals (owner, signal) due to O_ASYNC owners, sent when the lock
     /// is released.
     async_due: Vec<(i32, i32)>,
@@ -141,7 +147,19 @@ impl Tables {
         if s.async_io {
             self.async_n -= 1;
         }
+        if s.owner_set {
+            self.owner_n -= 1;
+        }
         Some(s)
+    }
+
+    fn set_owner(&mut self, id: SocketId) {
+        if let Some(s) = self.get_mut(id)
+            && !s.owner_set
+        {
+            s.owner_set = true;
+            self.owner_n += 1;
+        }
     }
 
     fn set_async(&mut self, id: SocketId, on: bool) {
@@ -159,10 +177,27 @@ impl Tables {
     /// readable or writable, got more data, or an error (sk_data_ready,
     /// sk_write_space, sk_error_report each call sk_wake_async).
     pub fn signal_async(&mut self, stack: &shunt_stack::Stack) {
-        if self.async_n == 0 {
+        if self.async_n == 0 && self.owner_n == 0 {
             return;
         }
         for s in self.socks.iter_mut().flatten() {
+            if s.owner_set
+                && let Proto::Tcp(t) = s.proto
+            {
+                let n = stack.tcp_layer().urgent_signals(t);
+                if n != s.urg_seen {
+                    s.urg_seen = n;
+                    if let Some(&fd) = s.fds.first() {
+                        let owner = kernel_fcntl(fd, libc::F_GETOWN, 0);
+                        if owner != 0
+                            && owner != -1
+                            && !self.async_due.contains(&(owner, libc::SIGURG))
+                        {
+                            self.async_due.push((owner, libc::SIGURG));
+                        }
+                    }
+                }
+            }
             if !s.async_io {
                 continue;
             }
@@ -1679,6 +1714,8 @@ unsafe impl ShuntSockets for Shunt {
             zombie: false,
             async_io: false,
             async_seen: (0, 0),
+            owner_set: false,
+            urg_seen: 0,
             excl_seen: (0, 0),
         };
         let Some(id) = g.t.insert(s) else {
@@ -1864,6 +1901,8 @@ unsafe impl ShuntSockets for Shunt {
                 zombie: false,
                 async_io: false,
                 async_seen: (0, 0),
+                owner_set: false,
+                urg_seen: 0,
                 excl_seen: (0, 0),
             };
             let Some(cid) = g.t.insert(s) else {
@@ -2537,7 +2576,17 @@ unsafe impl ShuntSockets for Shunt {
     }
 
     fn fcntl(&self, id: SocketId, fd: c_int, cmd: c_int, arg: usize) -> Served<c_int> {
-        if self.forked() || !matches!(cmd, libc::F_SETFL | libc::F_GETFL) {
+        if self.forked() {
+            return None;
+        }
+        // F_SETOWN, F_SETOWN_EX (15: linux/fcntl.h, not in the libc crate).
+        if matches!(cmd, libc::F_SETOWN | 15) {
+            // The kernel socket keeps the owner; shunt notes that there is
+            // one to signal.
+            self.e.inner_lock().t.set_owner(id);
+            return None;
+        }
+        if !matches!(cmd, libc::F_SETFL | libc::F_GETFL) {
             return None;
         }
         let mut g = self.e.inner_lock();

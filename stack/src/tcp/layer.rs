@@ -1700,6 +1700,14 @@ impl TcpLayer {
         }
     }
 
+    /// How many urgent pointers the connection took (SIGURG each).
+    pub fn urgent_signals(&self, id: SocketId) -> u32 {
+        match self.sock(id).map(|s| &s.kind) {
+            Ok(Kind::Conn(c)) => c.urg.signals,
+            _ => 0,
+        }
+    }
+
     /// SIOCATMARK: the next byte to read is the urgent one.
     pub fn at_mark(&self, id: SocketId) -> Result<bool, Errno> {
         Ok(match &self.sock(id)?.kind {

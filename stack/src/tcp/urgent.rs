@@ -29,6 +29,9 @@ pub struct Urgent {
     pub snd_up: Option<SeqNum>,
     /// Receive side: the urgent byte's sequence number and state.
     pub rcv: Option<(SeqNum, UrgState)>,
+    /// Urgent pointers taken (each one is a SIGURG for the socket's owner,
+    /// sk_send_sigurg).
+    pub signals: u32,
 }
 
 impl Urgent {
@@ -67,6 +70,7 @@ impl Urgent {
                 || self.rcv.is_some_and(|(s, _)| !ptr.after(s));
             if !stale {
                 self.rcv = Some((ptr, UrgState::NotYet));
+                self.signals = self.signals.wrapping_add(1);
             }
         }
         if let Some((s, UrgState::NotYet)) = self.rcv {
@@ -170,6 +174,7 @@ mod tests {
         u.on_segment(Some(3), s(10), b"ab!", s(10), s(10));
         assert_eq!(u.rcv, Some((s(12), UrgState::Valid(b'!'))));
         assert!(u.pri());
+        assert_eq!(u.signals, 1);
         // A read stops at the mark, the next skips the byte.
         assert_eq!(u.plan_read(s(10), 3, false), (0, 2));
         assert!(u.at_mark(s(12)));
@@ -196,5 +201,6 @@ mod tests {
         // A retransmission with the old pointer changes nothing.
         u.on_segment(Some(10), s(0), b"abc", s(0), s(10));
         assert_eq!(u.rcv, Some((s(9), UrgState::Valid(b'j'))));
+        assert_eq!(u.signals, 1);
     }
 }
