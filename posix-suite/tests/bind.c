@@ -298,6 +298,21 @@ TEST(reuseport_other_user, "SO_REUSEPORT does not share a port with another user
     CHECK_ERR(bind4_r(b, local4(p)), EADDRINUSE);
 }
 
+TEST(reuseport_udp_other_user, "UDP SO_REUSEPORT does not share a port with another user's socket, but does with the same user's", "socket(7) SO_REUSEPORT, net/ipv4/udp.c udp_lib_lport_inuse") {
+    int a = udp4();
+    seti(a, SOL_SOCKET, SO_REUSEPORT, 1);
+    bind4(a, local4(0));
+    uint16_t p = ps_local_port(a);
+    int same = udp4();
+    seti(same, SOL_SOCKET, SO_REUSEPORT, 1);
+    CHECK_OK(bind4_r(same, local4(p)));
+    CHECK_OK(setgid(65534));
+    CHECK_OK(setuid(65534));
+    int b = udp4();
+    seti(b, SOL_SOCKET, SO_REUSEPORT, 1);
+    CHECK_ERR(bind4_r(b, local4(p)), EADDRINUSE);
+}
+
 TEST(reuseport_listeners_both_accept, "connections to a SO_REUSEPORT group all arrive, spread over the listeners", "socket(7) SO_REUSEPORT") {
     int a = tcp4(), b = tcp4();
     seti(a, SOL_SOCKET, SO_REUSEPORT, 1);
@@ -435,6 +450,19 @@ TEST(unprivileged_port0, "an unprivileged user may bind port 0 and ports from 10
     int fd = tcp4();
     bind4(fd, local4(0));
     CHECK(ps_local_port(fd) >= 1024);
+}
+
+TEST(setresuid_then_udp_echo, "after setresgid/setresuid to nobody, a new UDP socket still reaches the peer", "setresuid(2), udp(7)") {
+    CHECK_OK(setresgid(65534, 65534, 65534));
+    CHECK_OK(setresuid(65534, 65534, 65534));
+    int u = udp4();
+    CHECK_OK(connect4_r(u, peer4(PORT_ECHO)));
+    CHECK_EQ(send(u, "np", 2, 0), 2);
+    struct pollfd p = {.fd = u, .events = POLLIN};
+    CHECK_EQ(poll(&p, 1, 3000), 1);
+    char b[4];
+    CHECK_EQ(recv(u, b, sizeof b, 0), 2);
+    CHECK(memcmp(b, "np", 2) == 0);
 }
 
 TEST(bind_badf, "bind on a bad descriptor fails EBADF, on a pipe ENOTSOCK", "bind(2) ERRORS") {

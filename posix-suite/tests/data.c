@@ -3,6 +3,7 @@
  * sendmmsg/recvmmsg, sendfile, large transfers with integrity. */
 #include "../harness.h"
 
+#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <limits.h>
 
@@ -546,6 +547,24 @@ TEST(recvfrom_tcp_no_address, "recvfrom() on TCP fills no address: *addrlen beco
 TEST(send_efault, "send() from an invalid buffer fails with EFAULT", "send(2) EFAULT") {
     int fd = echo4();
     CHECK_ERR(send(fd, (void *)8, 16, MSG_NOSIGNAL), EFAULT);
+}
+
+TEST(recv_efault_keeps_data, "TCP recv into a read-only buffer fails with EFAULT and the data stays queued", "recv(2) EFAULT, net/ipv4/tcp.c tcp_recvmsg") {
+    int fd = echo4();
+    ps_write_all(fd, "abc", 3);
+    wait_readable(fd);
+    /* a read-only page, then a hole */
+    char *ro = mmap(NULL, 8192, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(ro != MAP_FAILED);
+    CHECK_OK(munmap(ro + 4096, 4096));
+    CHECK_ERR(recv(fd, ro, 16, 0), EFAULT);
+    /* a send that runs off the end of the mapping sends nothing */
+    CHECK_ERR(send(fd, ro + 4096 - 16, 32, MSG_NOSIGNAL), EFAULT);
+    char b[8];
+    CHECK_EQ(recv(fd, b, sizeof b, 0), 3);
+    CHECK(memcmp(b, "abc", 3) == 0);
+    CHECK_ERR(recv(fd, b, sizeof b, MSG_DONTWAIT), EAGAIN);
+    munmap(ro, 4096);
 }
 
 TEST(send_ebadf_enotsock, "send on a closed fd gives EBADF; on a pipe, ENOTSOCK", "send(2) ERRORS") {

@@ -409,6 +409,54 @@ TEST(o_async_sigio, "O_ASYNC with F_SETOWN delivers SIGIO when data arrives", "f
     CHECK(got_sigio);
 }
 
+TEST(o_async_sigio_udp, "O_ASYNC on a UDP socket: SIGIO when a datagram arrives, none after O_ASYNC is cleared", "fcntl(2) O_ASYNC") {
+    int fd = udp4();
+    CHECK_OK(connect4_r(fd, peer4(PORT_ECHO)));
+    signal(SIGIO, on_sigio);
+    CHECK_OK(fcntl(fd, F_SETOWN, getpid()));
+    int fl = fcntl(fd, F_GETFL);
+    CHECK_OK(fcntl(fd, F_SETFL, fl | O_ASYNC));
+    CHECK(fcntl(fd, F_GETFL) & O_ASYNC);
+    got_sigio = 0;
+    CHECK_EQ(send(fd, "a", 1, 0), 1);
+    long t0 = ps_now_ms();
+    while (!got_sigio && ps_now_ms() - t0 < 3000) ps_sleep_ms(5);
+    CHECK(got_sigio);
+    wait_readable(fd, 3000);
+    char b[4];
+    CHECK_EQ(recv(fd, b, sizeof b, 0), 1);
+    CHECK_OK(fcntl(fd, F_SETFL, fl));
+    got_sigio = 0;
+    CHECK_EQ(send(fd, "b", 1, 0), 1);
+    wait_readable(fd, 3000);
+    ps_sleep_ms(50);
+    CHECK(!got_sigio);
+}
+
+static int sigio_fd = -1;
+static volatile sig_atomic_t sigio_read;
+static void on_sigio_read(int sig) {
+    (void)sig;
+    char b[8];
+    int saved = errno;
+    ssize_t n = recv(sigio_fd, b, sizeof b, MSG_DONTWAIT);
+    if (n > 0) sigio_read += (sig_atomic_t)n;
+    errno = saved;
+}
+
+TEST(o_async_handler_reads, "a SIGIO handler can read the data that raised it", "fcntl(2) O_ASYNC") {
+    int fd = peer_tcp(PORT_ECHO);
+    sigio_fd = fd;
+    sigio_read = 0;
+    signal(SIGIO, on_sigio_read);
+    CHECK_OK(fcntl(fd, F_SETOWN, getpid()));
+    CHECK_OK(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC));
+    ps_write_all(fd, "hello", 5);
+    long t0 = ps_now_ms();
+    while (sigio_read < 5 && ps_now_ms() - t0 < 3000) ps_sleep_ms(5);
+    CHECK_EQ(sigio_read, 5);
+}
+
 TEST(fcntl_badf, "fcntl and ioctl on a closed fd fail EBADF", "fcntl(2) ERRORS") {
     int fd = tcp4();
     close(fd);

@@ -442,6 +442,57 @@ TEST(accept_inherits_options, "an accepted socket inherits SO_KEEPALIVE and TCP_
     close(ctl);
 }
 
+/* Whether `name` is in /proc/sys/net/ipv4/tcp_allowed_congestion_control. */
+static int cc_allowed(const char *name) {
+    char buf[256] = "";
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_allowed_congestion_control", "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    for (char *t = strtok(buf, " \n"); t; t = strtok(NULL, " \n"))
+        if (!strcmp(t, name)) return 1;
+    return 0;
+}
+
+static void cc_name(int fd, char *name, socklen_t cap) {
+    socklen_t l = cap;
+    memset(name, 0, cap);
+    CHECK_OK(getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, &l));
+}
+
+TEST(accept_inherits_congestion, "an accepted socket runs the listener's TCP_CONGESTION (every allowed algorithm)", "tcp(7) TCP_CONGESTION, net/ipv4/tcp_cong.c tcp_ca_openreq_child") {
+    static const char *algos[] = {"reno", "cubic", "bbr"};
+    int tried = 0;
+    for (size_t i = 0; i < sizeof algos / sizeof *algos; i++) {
+        if (!cc_allowed(algos[i])) continue;
+        tried++;
+        int l = listen_local(4);
+        CHECK_OK(setsockopt(l, IPPROTO_TCP, TCP_CONGESTION, algos[i], strlen(algos[i])));
+        char name[16];
+        cc_name(l, name, sizeof name);
+        if (strcmp(name, algos[i])) FAIL("listener reads %s after setting %s", name, algos[i]);
+        int ctl = ps_callback(0, ps_local_port(l), 1);
+        int c = accept_ms(l, NULL, NULL, 3000);
+        cc_name(c, name, sizeof name);
+        if (strcmp(name, algos[i])) FAIL("accepted socket reads %s, listener set %s", name, algos[i]);
+        close(c);
+        close(ctl);
+        close(l);
+    }
+    CHECK(tried > 0);
+}
+
+TEST(accept_defer_accept_not_inherited, "an accepted socket reads TCP_DEFER_ACCEPT 0; the listener reads the rounded value", "tcp(7) TCP_DEFER_ACCEPT, net/ipv4/inet_connection_sock.c inet_csk_clone_lock") {
+    int l = listen_local(4);
+    seti(l, IPPROTO_TCP, TCP_DEFER_ACCEPT, 2);
+    CHECK_EQ(geti(l, IPPROTO_TCP, TCP_DEFER_ACCEPT), 3);
+    int ctl = ps_callback(0, ps_local_port(l), 1);
+    int c = accept_ms(l, NULL, NULL, 5000);
+    CHECK_EQ(geti(c, IPPROTO_TCP, TCP_DEFER_ACCEPT), 0);
+    close(ctl);
+}
+
 TEST(accept_reset_before_accept, "a connection reset while queued is still accepted; reading it fails ECONNRESET", "accept(2), tcp(7)") {
     int l = listen_local(4);
     int cli = ps_tcp_connect4(ps_local4(), ps_local_port(l));

@@ -4,6 +4,7 @@
 #include "../harness.h"
 
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 
 /* ---- helpers (static: harness.h is shared) ---- */
@@ -326,6 +327,80 @@ TEST(poll_urgent_pollpri, "urgent data (MSG_OOB) makes the receiver poll POLLPRI
     char b;
     CHECK_EQ(recv(c, &b, 1, MSG_OOB), 1);
     CHECK_EQ(b, '!');
+}
+
+TEST(urgent_out_of_line, "the urgent byte leaves the stream: reads stop at the mark, SIOCATMARK, MSG_OOB reads it once, the next read skips it", "tcp(7) urgent data, SIOCATMARK") {
+    int c, s;
+    tcp_pair(&c, &s);
+    CHECK_EQ(send(s, "ab!", 3, MSG_OOB), 3);
+    CHECK_EQ(send(s, "cd", 2, 0), 2);
+    poll_until(c, POLLPRI, POLLPRI);
+    ps_sleep_ms(100);
+    int mark = -1;
+    CHECK_OK(ioctl(c, SIOCATMARK, &mark));
+    CHECK_EQ(mark, 0);
+    char b[8];
+    CHECK_EQ(recv(c, b, sizeof b, 0), 2);
+    CHECK(memcmp(b, "ab", 2) == 0);
+    CHECK_OK(ioctl(c, SIOCATMARK, &mark));
+    CHECK_EQ(mark, 1);
+    CHECK_EQ(recv(c, b, 1, MSG_OOB | MSG_PEEK), 1);
+    CHECK_EQ(b[0], '!');
+    CHECK_EQ(recv(c, b, 1, MSG_OOB), 1);
+    CHECK_EQ(b[0], '!');
+    CHECK_EQ(poll1(c, POLLPRI, 0) & POLLPRI, 0);
+    CHECK_ERR(recv(c, b, 1, MSG_OOB), EINVAL);
+    CHECK_EQ(recv(c, b, sizeof b, 0), 2);
+    CHECK(memcmp(b, "cd", 2) == 0);
+    CHECK_OK(ioctl(c, SIOCATMARK, &mark));
+    CHECK_EQ(mark, 0);
+}
+
+TEST(urgent_to_kernel_peer, "an urgent byte sent to the peer's ECHO is taken out of its stream: the echo lacks it", "tcp(7) urgent data, RFC 9293 3.8.5") {
+    int fd = echo4();
+    CHECK_EQ(send(fd, "ab!", 3, MSG_OOB), 3);
+    ps_sleep_ms(50);
+    CHECK_EQ(send(fd, "cd", 2, 0), 2);
+    wait_bytes(fd, 4);
+    char b[8];
+    CHECK_EQ(recv(fd, b, sizeof b, MSG_DONTWAIT), 4);
+    CHECK(memcmp(b, "abcd", 4) == 0);
+}
+
+static volatile sig_atomic_t got_sigurg;
+static void on_sigurg(int sig) { (void)sig; got_sigurg = 1; }
+
+TEST(urgent_sigurg_to_owner, "urgent data sends SIGURG to the F_SETOWN owner (no O_ASYNC needed)", "tcp(7) urgent data, fcntl(2) F_SETOWN") {
+    int c, s;
+    tcp_pair(&c, &s);
+    signal(SIGURG, on_sigurg);
+    got_sigurg = 0;
+    CHECK_OK(fcntl(c, F_SETOWN, getpid()));
+    CHECK_EQ(send(s, "a", 1, 0), 1);
+    poll_until(c, POLLIN, POLLIN);
+    ps_sleep_ms(20);
+    CHECK(!got_sigurg);
+    CHECK_EQ(send(s, "!", 1, MSG_OOB), 1);
+    long t0 = ps_now_ms();
+    while (!got_sigurg && ps_now_ms() - t0 < 3000) ps_sleep_ms(5);
+    CHECK(got_sigurg);
+}
+
+TEST(urgent_oobinline, "with SO_OOBINLINE the urgent byte stays in the stream, a read still stops at the mark, MSG_OOB is EINVAL", "tcp(7) SO_OOBINLINE") {
+    int c, s;
+    tcp_pair(&c, &s);
+    int one = 1;
+    CHECK_OK(setsockopt(c, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one));
+    CHECK_EQ(send(s, "x!", 2, MSG_OOB), 2);
+    CHECK_EQ(send(s, "y", 1, 0), 1);
+    poll_until(c, POLLPRI, POLLPRI);
+    ps_sleep_ms(100);
+    char b[8];
+    CHECK_ERR(recv(c, b, 1, MSG_OOB), EINVAL);
+    CHECK_EQ(recv(c, b, sizeof b, 0), 1);
+    CHECK_EQ(b[0], 'x');
+    CHECK_EQ(recv(c, b, sizeof b, 0), 2);
+    CHECK(memcmp(b, "!y", 2) == 0);
 }
 
 TEST(ppoll_timeout_and_event, "ppoll with a timespec times out with 0, and reports POLLIN when data is there", "ppoll(2)") {
@@ -809,6 +884,29 @@ static int wakeups(uint32_t flags) {
 
 TEST(epoll_exclusive_wakes_one, "with EPOLLEXCLUSIVE, one connection wakes one of two blocked epoll_wait callers", "epoll_ctl(2) EPOLLEXCLUSIVE") {
     CHECK_EQ(wakeups(EPOLLEXCLUSIVE), 1);
+}
+
+TEST(epoll_exclusive_level, "an EPOLLEXCLUSIVE member is level-triggered in its set: ready when added, reported until drained", "epoll_ctl(2) EPOLLEXCLUSIVE") {
+    int l = ps_tcp_listen4(ps_local4(), 0, 4);
+    int c = ps_tcp_connect4(ps_local4(), ps_local_port(l));
+    struct epoll_event ev;
+    /* ready before it is added: on the ready list at once */
+    struct pollfd p = {.fd = l, .events = POLLIN};
+    CHECK_EQ(poll(&p, 1, 3000), 1);
+    int ep = ep_create();
+    ep_add(ep, l, EPOLLIN | EPOLLEXCLUSIVE);
+    CHECK_EQ(ep_wait1(ep, &ev, 1000), 1);
+    CHECK_EQ(ev.data.fd, l);
+    CHECK_EQ(ep_wait1(ep, &ev, 0), 1);
+    int a = CHECK_OK(accept(l, NULL, NULL));
+    CHECK_EQ(ep_wait1(ep, &ev, 100), 0);
+    /* a new connection is an event for it again */
+    int c2 = ps_tcp_connect4(ps_local4(), ps_local_port(l));
+    CHECK_EQ(ep_wait1(ep, &ev, 3000), 1);
+    CHECK_EQ(ev.data.fd, l);
+    close(a);
+    close(c);
+    close(c2);
 }
 
 TEST(epoll_nonexclusive_wakes_all, "without EPOLLEXCLUSIVE, one connection wakes both blocked epoll_wait callers", "epoll(7)") {

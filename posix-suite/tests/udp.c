@@ -225,6 +225,37 @@ TEST(udp_recverr_errqueue, "with IP_RECVERR the ICMP error is queued: MSG_ERRQUE
     CHECK_ERR(recvmsg(fd, &m, MSG_ERRQUEUE | MSG_DONTWAIT), EAGAIN);
 }
 
+TEST(udp_recverr_unconnected_error, "with IP_RECVERR an unconnected socket reports the ICMP error on recv; reading the error queue clears it", "ip(7) IP_RECVERR, net/ipv4/udp.c __udp4_lib_err") {
+    int a = udp4_bound(), b = udp4_bound();
+    int one = 1;
+    CHECK_OK(setsockopt(a, IPPROTO_IP, IP_RECVERR, &one, sizeof one));
+    CHECK_OK(setsockopt(b, IPPROTO_IP, IP_RECVERR, &one, sizeof one));
+    CHECK_EQ(send_to(a, "1", 1, ps_peer4(), PORT_CLOSED), 1);
+    CHECK_EQ(send_to(b, "2", 1, ps_peer4(), PORT_CLOSED), 1);
+    wait_pollerr(a);
+    wait_pollerr(b);
+    char buf[8];
+    /* a: the error comes first on a plain recv (and is gone after it) */
+    CHECK_ERR(recv(a, buf, sizeof buf, MSG_DONTWAIT), ECONNREFUSED);
+    /* b: the error queue is read; the socket's error goes with it */
+    union { char c[256]; struct cmsghdr align; } cb;
+    struct iovec r = {buf, sizeof buf};
+    struct msghdr m = {.msg_iov = &r, .msg_iovlen = 1, .msg_control = cb.c, .msg_controllen = sizeof cb.c};
+    CHECK_EQ(recvmsg(b, &m, MSG_ERRQUEUE), 1);
+    CHECK_EQ(buf[0], '2');
+    int e = -1;
+    socklen_t l = sizeof e;
+    CHECK_OK(getsockopt(b, SOL_SOCKET, SO_ERROR, &e, &l));
+    CHECK_EQ(e, 0);
+    CHECK_EQ(poll1(b, 0, 0) & POLLERR, 0);
+    /* Without IP_RECVERR an unconnected socket ignores the error. */
+    int c = udp4_bound();
+    CHECK_EQ(send_to(c, "3", 1, ps_peer4(), PORT_CLOSED), 1);
+    ps_sleep_ms(200);
+    CHECK_EQ(poll1(c, 0, 0) & POLLERR, 0);
+    CHECK_ERR(recv(c, buf, sizeof buf, MSG_DONTWAIT), EAGAIN);
+}
+
 /* ---- sizes ---- */
 
 TEST(udp_zero_length_echo, "a zero-length datagram is sent, echoed and received as a 0-byte read with the source address", "udp(7), recv(2)") {
@@ -547,6 +578,33 @@ TEST(udp_cork_joins, "UDP_CORK gathers several sends into one datagram, sent whe
     CHECK_EQ(send(fd, "ab", 2, 0), 2);
     CHECK_EQ(send(fd, "cd", 2, 0), 2);
     CHECK_EQ(poll1(fd, POLLIN, 50), 0);
+    CHECK_OK(setsockopt(fd, IPPROTO_UDP, UDP_CORK, &off, sizeof off));
+    wait_readable(fd);
+    char b[8];
+    CHECK_EQ(recv(fd, b, sizeof b, 0), 4);
+    CHECK(memcmp(b, "abcd", 4) == 0);
+}
+
+TEST(udp_cork_oversize_drops_all, "a corked datagram that would pass 65507 bytes fails EMSGSIZE and is dropped whole", "udp(7) UDP_CORK, net/ipv4/udp.c udp_sendmsg") {
+    int fd = echo_udp();
+    static char big[40000];
+    memset(big, 'z', sizeof big);
+    CHECK_EQ(send(fd, big, sizeof big, MSG_MORE), (ssize_t)sizeof big);
+    CHECK_ERR(send(fd, big, sizeof big, MSG_MORE), EMSGSIZE);
+    /* What was gathered is gone: the next datagram is only this one. */
+    CHECK_EQ(send(fd, "q", 1, 0), 1);
+    wait_readable(fd);
+    char b[8];
+    CHECK_EQ(recv(fd, b, sizeof b, MSG_TRUNC), 1);
+    CHECK_EQ(b[0], 'q');
+}
+
+TEST(udp_cork_first_destination, "a corked datagram goes to the first send's address; later sendto addresses are ignored", "udp(7) UDP_CORK, net/ipv4/udp.c udp_sendmsg") {
+    int fd = udp4_bound();
+    int on = 1, off = 0;
+    CHECK_OK(setsockopt(fd, IPPROTO_UDP, UDP_CORK, &on, sizeof on));
+    CHECK_EQ(send_to(fd, "ab", 2, ps_peer4(), PORT_ECHO), 2);
+    CHECK_EQ(send_to(fd, "cd", 2, ps_peer4(), 9), 2);
     CHECK_OK(setsockopt(fd, IPPROTO_UDP, UDP_CORK, &off, sizeof off));
     wait_readable(fd);
     char b[8];

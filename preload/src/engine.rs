@@ -169,6 +169,7 @@ impl Inner {
         busy |= self.transmit() > 0;
         if busy {
             self.notify();
+            self.t.signal_async(&self.stack);
         }
         busy
     }
@@ -259,7 +260,8 @@ pub fn holds_lock() -> bool {
 
 /// The locked state (see [`Engine::lock`]).
 pub struct Locked<'a> {
-    g: MutexGuard<'a, Inner>,
+    /// Released by hand in `drop`, before the O_ASYNC signals go.
+    g: core::mem::ManuallyDrop<MutexGuard<'a, Inner>>,
 }
 
 impl core::ops::Deref for Locked<'_> {
@@ -277,7 +279,12 @@ impl core::ops::DerefMut for Locked<'_> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
+        let kills = self.g.t.take_async_signals();
+        // SAFETY: the guard is dropped once, here, and never used again.
+        unsafe { core::mem::ManuallyDrop::drop(&mut self.g) };
         let _ = HOLDS.try_with(|h| h.set(false));
+        // After the lock: a SIGIO handler may read the socket at once.
+        crate::sockets::send_async_signals(kills);
     }
 }
 
@@ -489,13 +496,17 @@ impl Engine {
     pub fn inner_lock(&self) -> Locked<'_> {
         let g = self.inner.lock();
         HOLDS.with(|h| h.set(true));
-        Locked { g }
+        Locked {
+            g: core::mem::ManuallyDrop::new(g),
+        }
     }
 
     /// After an operation that may have changed what others wait for.
     pub fn done(&self, mut g: Locked<'_>) {
         g.transmit();
         g.notify();
+        let Inner { t, stack, .. } = &mut *g;
+        t.signal_async(stack);
         drop(g);
     }
 
@@ -561,7 +572,7 @@ impl Engine {
                     revents: 0,
                 });
             }
-            let (timeout, text) = {
+            let (timeout, text, due) = {
                 let mut g = self.inner.lock();
                 let busy = g.turn();
                 // Relays move when their unix ends are ready too.
@@ -583,8 +594,9 @@ impl Engine {
                         timeout = Some(timeout.map_or(left, |t| t.min(left)));
                     }
                 }
-                (timeout, text)
+                (timeout, text, g.t.take_async_signals())
             };
+            crate::sockets::send_async_signals(due);
             if let (Some(x), Some(text)) = (&self.stat, text) {
                 x.submit(text);
             }

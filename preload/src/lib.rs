@@ -10,7 +10,9 @@
 //! - [`config`]: the pure `SHUNT_*` parser;
 //! - [`lock`]: the per-(interface, address) ownership lock;
 //! - [`socket`]: the internal API the stack integration implements;
-//! - [`log`]: one-line messages on stderr through raw `write(2)`.
+//! - [`log`]: one-line messages on stderr through raw `write(2)`;
+//! - [`usermem`]: `EFAULT` for the program's bad buffers;
+//! - [`privdrop`]: start before a privilege drop; the privileged-port rule.
 //!
 //! - [`engine`]: the driver: the process's stack on the AF_PACKET device,
 //!   inline progress, the progress thread, blocking waits;
@@ -34,9 +36,11 @@ pub mod hooks;
 pub mod init;
 pub mod lock;
 pub mod log;
+pub mod privdrop;
 pub mod real;
 pub mod relay;
 pub mod socket;
 pub mod sockets;
 pub mod stat;
 pub mod tap;
+pub mod usermem;

@@ -52,6 +52,9 @@ struct Sock {
     /// SO_RCVBUF/SO_SNDBUF (or their FORCE variants) were set: the kernel
     /// socket holds the value Linux reports.
     bufs_set: bool,
+    /// TCP_CONGESTION was set: the kernel socket holds the name (the stack
+    /// runs cubic or reno), and accepted sockets take it over as Linux's do.
+    cc_set: bool,
     /// Tells this socket from a later one in the same slot.
     serial: u64,
     /// A wildcard listener whose kernel socket listens too (loopback and
@@ -63,6 +66,18 @@ struct Sock {
     /// then), with `zombie` set.
     inflight: u32,
     zombie: bool,
+    /// O_ASYNC: SIGIO (or F_SETSIG's signal) to the F_SETOWN owner when
+    /// the socket becomes readable or writable, or more data comes;
+    /// `async_seen` is the readiness and queued bytes last signalled.
+    async_io: bool,
+    async_seen: (u32, usize),
+    /// F_SETOWN was used: urgent data signals the owner (SIGURG) whether
+    /// or not O_ASYNC is set; `urg_seen` counts the pointers signalled.
+    owner_set: bool,
+    urg_seen: u32,
+    /// EPOLLEXCLUSIVE: the readiness and queue length last seen, to tell
+    /// a new event (which wakes one set) from a state that lasts.
+    excl_seen: (u32, usize),
 }
 
 struct Member {
@@ -76,11 +91,16 @@ struct Member {
     /// Edge-triggered: what was reported last.
     last: u32,
     last_bytes: usize,
+    /// EPOLLEXCLUSIVE: on this set's ready list (an event was given to
+    /// this set, or the socket was ready when added); off when not ready.
+    excl_pending: bool,
 }
 
 #[derive(Default)]
 struct EpollSet {
     members: Vec<Member>,
+    /// Threads in epoll_wait on this set now.
+    waiters: u32,
 }
 
 /// Shunt's sockets and epoll interest lists.
@@ -91,6 +111,13 @@ pub struct Tables {
     epolls: Vec<Option<EpollSet>>,
     scratch: Vec<u8>,
     serial: u64,
+    /// Sockets with O_ASYNC set, or an F_SETOWN owner: none, and a turn
+    /// looks at none.
+    async_n: usize,
+    owner_n: usize,
+    /// Signals (owner, signal) due to O_ASYNC owners, sent when the lock
+    /// is released.
+    async_due: Vec<(i32, i32)>,
 }
 
 impl Tables {
@@ -117,7 +144,110 @@ impl Tables {
     fn remove(&mut self, id: SocketId) -> Option<Sock> {
         let s = self.socks.get_mut(id as usize)?.take()?;
         self.free.push(id);
+        if s.async_io {
+            self.async_n -= 1;
+        }
+        if s.owner_set {
+            self.owner_n -= 1;
+        }
         Some(s)
+    }
+
+    fn set_owner(&mut self, id: SocketId) {
+        if let Some(s) = self.get_mut(id)
+            && !s.owner_set
+        {
+            s.owner_set = true;
+            self.owner_n += 1;
+        }
+    }
+
+    fn set_async(&mut self, id: SocketId, on: bool) {
+        let Some(s) = self.get_mut(id) else { return };
+        let was = core::mem::replace(&mut s.async_io, on);
+        s.async_seen = (0, 0);
+        match (was, on) {
+            (false, true) => self.async_n += 1,
+            (true, false) => self.async_n -= 1,
+            _ => {}
+        }
+    }
+
+    /// After a turn: signals the owners of O_ASYNC sockets that became
+    /// readable or writable, got more data, or an error (sk_data_ready,
+    /// sk_write_space, sk_error_report each call sk_wake_async).
+    pub fn signal_async(&mut self, stack: &shunt_stack::Stack) {
+        if self.async_n == 0 && self.owner_n == 0 {
+            return;
+        }
+        for s in self.socks.iter_mut().flatten() {
+            if s.owner_set
+                && let Proto::Tcp(t) = s.proto
+            {
+                let n = stack.tcp_layer().urgent_signals(t);
+                if n != s.urg_seen {
+                    s.urg_seen = n;
+                    if let Some(&fd) = s.fds.first() {
+                        let owner = kernel_fcntl(fd, libc::F_GETOWN, 0);
+                        if owner != 0
+                            && owner != -1
+                            && !self.async_due.contains(&(owner, libc::SIGURG))
+                        {
+                            self.async_due.push((owner, libc::SIGURG));
+                        }
+                    }
+                }
+            }
+            if !s.async_io {
+                continue;
+            }
+            let (r, n) = match s.proto {
+                Proto::Tcp(t) => (
+                    stack.tcp_layer().poll(t).0,
+                    stack.tcp_layer().readable_bytes(t).unwrap_or(0),
+                ),
+                Proto::Udp(h) => (
+                    stack.udp_readiness(h).map(|r| r.0).unwrap_or(0),
+                    stack.udp_queued(h).unwrap_or(0),
+                ),
+            };
+            let bits = (libc::POLLIN | libc::POLLOUT) as u32 | POLLERR | POLLHUP;
+            let (seen, seen_n) = s.async_seen;
+            s.async_seen = (r, n);
+            let gained = r & bits & !seen != 0;
+            if !gained && n <= seen_n {
+                continue;
+            }
+            let Some(&fd) = s.fds.first() else { continue };
+            let owner = kernel_fcntl(fd, libc::F_GETOWN, 0);
+            if owner == 0 || owner == -1 {
+                continue;
+            }
+            // F_GETSIG (linux/fcntl.h's 11, missing from the libc crate).
+            let sig = match kernel_fcntl(fd, 11, 0) {
+                x if x > 0 => x,
+                _ => libc::SIGIO,
+            };
+            if !self.async_due.contains(&(owner, sig)) {
+                self.async_due.push((owner, sig));
+            }
+        }
+    }
+
+    /// The O_ASYNC signals due, for [`send_async_signals`] once the lock
+    /// is released (a handler that reads the socket must find it free).
+    pub fn take_async_signals(&mut self) -> Vec<(i32, i32)> {
+        core::mem::take(&mut self.async_due)
+    }
+}
+
+/// kill(2) for each (owner, signal); a negative owner is a process group,
+/// as F_SETOWN means it.
+pub fn send_async_signals(due: Vec<(i32, i32)>) {
+    for (owner, sig) in due {
+        // SAFETY: kill(2) with plain integers.
+        let _ =
+            unsafe { libc::syscall(libc::SYS_kill, owner as libc::c_long, sig as libc::c_long) };
     }
 }
 
@@ -475,6 +605,79 @@ impl Shunt {
         })
     }
 
+    fn set_waiting(&self, ep: EpollId, on: bool) {
+        let mut g = self.e.inner_lock();
+        if let Some(Some(set)) = g.t.epolls.get_mut(ep as usize) {
+            if on {
+                set.waiters += 1;
+            } else {
+                set.waiters = set.waiters.saturating_sub(1);
+            }
+        }
+    }
+
+    /// What grows with each new event on a socket: the accept queue of a
+    /// listener, queued bytes or datagrams otherwise.
+    fn excl_count(g: &Inner, id: SocketId) -> usize {
+        match g.t.get(id).map(|s| s.proto) {
+            Some(Proto::Tcp(t)) => match g.stack.tcp_layer().listen_queues(t) {
+                Ok((_, accept)) => accept,
+                Err(_) => g.stack.tcp_layer().readable_bytes(t).unwrap_or(0),
+            },
+            Some(Proto::Udp(h)) => g.stack.udp_queued(h).unwrap_or(0),
+            None => 0,
+        }
+    }
+
+    /// EPOLLEXCLUSIVE (ep_poll_callback with exclusive wake-ups): a new
+    /// event on a socket that exclusive members watch goes to one set: the
+    /// set now looking (`evaluating`) if it has one, else the first with a
+    /// thread waiting, else every set (none was waiting to be woken).
+    fn excl_scan(g: &mut Inner, evaluating: EpollId) {
+        let excl = libc::EPOLLEXCLUSIVE as u32;
+        let mut sids: Vec<SocketId> = Vec::new();
+        for set in g.t.epolls.iter().flatten() {
+            for m in &set.members {
+                if m.events & excl != 0 && !sids.contains(&m.sid) {
+                    sids.push(m.sid);
+                }
+            }
+        }
+        for sid in sids {
+            let (r, _) = Self::readiness(g, sid);
+            let n = Self::excl_count(g, sid);
+            let Some(s) = g.t.get_mut(sid) else { continue };
+            let (seen_r, seen_n) = core::mem::replace(&mut s.excl_seen, (r, n));
+            if r & !seen_r == 0 && n <= seen_n {
+                continue;
+            }
+            let has = |set: &EpollSet| {
+                set.members
+                    .iter()
+                    .any(|m| m.sid == sid && m.events & excl != 0)
+            };
+            let target = match g.t.epolls.get(evaluating as usize) {
+                Some(Some(set)) if has(set) => Some(evaluating as usize),
+                _ => {
+                    g.t.epolls
+                        .iter()
+                        .position(|x| x.as_ref().is_some_and(|set| set.waiters > 0 && has(set)))
+                }
+            };
+            for (i, set) in g.t.epolls.iter_mut().enumerate() {
+                let Some(set) = set else { continue };
+                if target.is_some_and(|t| t != i) {
+                    continue;
+                }
+                for m in set.members.iter_mut() {
+                    if m.sid == sid && m.events & excl != 0 {
+                        m.excl_pending = true;
+                    }
+                }
+            }
+        }
+    }
+
     fn readiness(g: &Inner, id: SocketId) -> (u32, usize) {
         match g.t.get(id).map(|s| s.proto) {
             Some(Proto::Tcp(t)) => {
@@ -495,6 +698,43 @@ impl Shunt {
         }
     }
 
+    /// recv(MSG_OOB) on TCP: the urgent byte, never blocking (tcp_recv_urg
+    /// answers at once: EINVAL with none, EAGAIN before it arrives).
+    ///
+    /// # Safety
+    /// `m` and `v` are the program's msghdr and its iovecs.
+    unsafe fn recv_tcp_oob(
+        &self,
+        tid: TcpId,
+        m: &mut msghdr,
+        v: &[libc::iovec],
+        flags: c_int,
+    ) -> SysResult<isize> {
+        let peek = flags & libc::MSG_PEEK != 0;
+        let r = {
+            let mut g = self.e.lock();
+            let now = g.now();
+            let r = g.stack.tcp(now, |l, _| l.recv_oob(tid, peek));
+            self.e.done(g);
+            r.map_err(se)?
+        };
+        m.msg_flags = libc::MSG_OOB;
+        m.msg_controllen = 0;
+        m.msg_namelen = 0;
+        let Some(first) = v.iter().find(|x| x.iov_len > 0) else {
+            // No room: the byte is gone all the same (tcp_recv_urg).
+            m.msg_flags |= libc::MSG_TRUNC;
+            return Ok(0);
+        };
+        if flags & libc::MSG_TRUNC != 0 {
+            return Ok(1);
+        }
+        crate::usermem::check(core::slice::from_ref(first), true)?;
+        // SAFETY: one byte of the program's buffer, checked above.
+        unsafe { first.iov_base.cast::<u8>().write(r) };
+        Ok(1)
+    }
+
     unsafe fn recv_tcp(
         &self,
         tid: TcpId,
@@ -509,7 +749,11 @@ impl Shunt {
         // needed).
         let v = unsafe { iovs(m.msg_iov, m.msg_iovlen, flags & libc::MSG_TRUNC == 0) }?;
         if flags & libc::MSG_OOB != 0 {
-            return Err(Errno::INVAL);
+            // SAFETY: the program's msghdr and iovecs, as above.
+            return unsafe { self.recv_tcp_oob(tid, m, v, flags) };
+        }
+        if flags & libc::MSG_TRUNC == 0 {
+            crate::usermem::check(v, true)?;
         }
         let total = iov_total(v);
         let peek = flags & libc::MSG_PEEK != 0;
@@ -615,13 +859,12 @@ impl Shunt {
         let m = unsafe { &*msg };
         // SAFETY: the program's iovecs.
         let v = unsafe { iovs(m.msg_iov, m.msg_iovlen, true) }?;
-        if flags & libc::MSG_OOB != 0 {
-            return Err(Errno::OPNOTSUPP);
-        }
+        crate::usermem::check(v, false)?;
         let total = iov_total(v);
         let nb = nonblock || flags & libc::MSG_DONTWAIT != 0;
         let sf = SendFlags {
             more: flags & libc::MSG_MORE != 0,
+            oob: flags & libc::MSG_OOB != 0,
         };
         let mut sent = 0usize;
         let r = loop {
@@ -687,11 +930,11 @@ impl Shunt {
         let m = unsafe { &mut *msg };
         // SAFETY: the program's iovecs.
         let v = unsafe { iovs(m.msg_iov, m.msg_iovlen, true) }?;
-        if flags & libc::MSG_OOB != 0 {
-            return Err(Errno::OPNOTSUPP);
-        }
+        crate::usermem::check(v, true)?;
+        // MSG_OOB means nothing to udp_recvmsg: the datagram comes.
         if flags & libc::MSG_ERRQUEUE != 0 {
-            return Err(Errno::AGAIN);
+            // SAFETY: the program's msghdr and iovecs, as above.
+            return unsafe { self.recv_udp_err(h, m, v) };
         }
         let nb = nonblock || flags & libc::MSG_DONTWAIT != 0;
         let rf = shunt_stack::RecvFlags {
@@ -753,14 +996,57 @@ impl Shunt {
             m.msg_namelen = 0;
         }
         let mut mflags = if r.truncated { libc::MSG_TRUNC } else { 0 };
-        let pktinfo = self
-            .e
-            .inner_lock()
-            .stack
-            .udp_options(h)
-            .is_ok_and(|o| o.recv_pktinfo);
+        let (opts, now) = {
+            let g = self.e.inner_lock();
+            let o = g.stack.udp_options(h).unwrap_or_default();
+            // The clock only for a timestamp.
+            let now = (o.timestamp != shunt_stack::RxTimestamp::Off).then(|| g.now());
+            (o, now.unwrap_or_default())
+        };
         let mut used = 0usize;
-        if let (true, Some(std::net::IpAddr::V4(dst))) = (pktinfo, r.dst) {
+        // udp_recvmsg's order: the timestamp, then ip_cmsg_recv's
+        // PKTINFO, TTL, TOS.
+        if opts.timestamp != shunt_stack::RxTimestamp::Off && r.src.is_some() {
+            let (sec, nsec) = realtime_of(now, r.info.at);
+            if opts.timestamp == shunt_stack::RxTimestamp::Nanos {
+                let ts = libc::timespec {
+                    tv_sec: sec,
+                    tv_nsec: nsec,
+                };
+                // SAFETY: timespec is plain data of 16 bytes.
+                let data: [u8; 16] = unsafe { core::mem::transmute(ts) };
+                // SAFETY: the program's control buffer of msg_controllen bytes.
+                used += unsafe {
+                    put_cmsg(
+                        m,
+                        used,
+                        &mut mflags,
+                        libc::SOL_SOCKET,
+                        libc::SCM_TIMESTAMPNS,
+                        &data,
+                    )
+                };
+            } else {
+                let tv = libc::timeval {
+                    tv_sec: sec,
+                    tv_usec: nsec / 1000,
+                };
+                // SAFETY: timeval is plain data of 16 bytes.
+                let data: [u8; 16] = unsafe { core::mem::transmute(tv) };
+                // SAFETY: the program's control buffer of msg_controllen bytes.
+                used += unsafe {
+                    put_cmsg(
+                        m,
+                        used,
+                        &mut mflags,
+                        libc::SOL_SOCKET,
+                        libc::SCM_TIMESTAMP,
+                        &data,
+                    )
+                };
+            }
+        }
+        if let (true, Some(std::net::IpAddr::V4(dst))) = (opts.recv_pktinfo, r.dst) {
             let a = libc::in_addr {
                 s_addr: u32::from(dst).to_be(),
             };
@@ -772,11 +1058,104 @@ impl Shunt {
             // SAFETY: in_pktinfo is plain data.
             let data: [u8; 12] = unsafe { core::mem::transmute(pi) };
             // SAFETY: the program's control buffer of msg_controllen bytes.
-            used = unsafe { put_cmsg(m, &mut mflags, libc::IPPROTO_IP, libc::IP_PKTINFO, &data) };
+            used += unsafe {
+                put_cmsg(
+                    m,
+                    used,
+                    &mut mflags,
+                    libc::IPPROTO_IP,
+                    libc::IP_PKTINFO,
+                    &data,
+                )
+            };
+        }
+        if opts.recv_ttl && r.src.is_some() {
+            let ttl = i32::from(r.info.ttl).to_ne_bytes();
+            // SAFETY: the program's control buffer of msg_controllen bytes.
+            used += unsafe { put_cmsg(m, used, &mut mflags, libc::IPPROTO_IP, libc::IP_TTL, &ttl) };
+        }
+        if opts.recv_tos && r.src.is_some() {
+            // SAFETY: the program's control buffer of msg_controllen bytes.
+            used += unsafe {
+                put_cmsg(
+                    m,
+                    used,
+                    &mut mflags,
+                    libc::IPPROTO_IP,
+                    libc::IP_TOS,
+                    &[r.info.tos],
+                )
+            };
         }
         m.msg_controllen = used as _;
         m.msg_flags = mflags;
         Ok(r.ret as isize)
+    }
+
+    /// `recvmsg(MSG_ERRQUEUE)` (ip_recv_error): the offending payload, its
+    /// destination as the name, and an IP_RECVERR control message with the
+    /// `sock_extended_err` and the ICMP sender. Never blocks.
+    ///
+    /// # Safety
+    /// `m` and `v` are the program's msghdr and its iovecs.
+    unsafe fn recv_udp_err(
+        &self,
+        h: UdpHandle,
+        m: &mut msghdr,
+        v: &[libc::iovec],
+    ) -> SysResult<isize> {
+        let cap = iov_total(v).min(65536);
+        let mut buf = vec![0u8; cap];
+        let e = {
+            let mut g = self.e.lock();
+            let r = g.stack.udp_recv_err(h, &mut buf);
+            self.e.done(g);
+            r.map_err(se)?
+        };
+        let mut off = 0;
+        each_buf(v, 0, |p, len| {
+            let k = len.min(e.ret - off);
+            // SAFETY: `k` bytes into the program's buffer.
+            unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr().add(off), p, k) };
+            off += k;
+            off < e.ret
+        });
+        let dst = SocketAddrV4::new(e.dst.0.into(), e.dst.1);
+        if !m.msg_name.is_null() {
+            let mut l = m.msg_namelen;
+            // SAFETY: the program's name buffer of msg_namelen bytes.
+            unsafe { write_sin(m.msg_name.cast(), &mut l, dst) }?;
+            m.msg_namelen = l;
+        }
+        let ee = libc::sock_extended_err {
+            ee_errno: e.errno.0 as u32,
+            ee_origin: libc::SO_EE_ORIGIN_ICMP,
+            ee_type: e.origin.icmp_type,
+            ee_code: e.origin.code,
+            ee_pad: 0,
+            ee_info: e.origin.info,
+            ee_data: 0,
+        };
+        let offender = sin_bytes(SocketAddrV4::new(e.origin.offender.into(), 0));
+        let mut data = [0u8; 32];
+        // SAFETY: sock_extended_err is 16 bytes of plain data.
+        data[..16].copy_from_slice(&unsafe {
+            core::mem::transmute::<libc::sock_extended_err, [u8; 16]>(ee)
+        });
+        // SAFETY: sockaddr_in is 16 bytes of plain data.
+        data[16..].copy_from_slice(&unsafe {
+            core::mem::transmute::<libc::sockaddr_in, [u8; 16]>(offender)
+        });
+        let mut mflags = libc::MSG_ERRQUEUE;
+        if e.truncated {
+            mflags |= libc::MSG_TRUNC;
+        }
+        // SAFETY: the program's control buffer of msg_controllen bytes.
+        let used =
+            unsafe { put_cmsg(m, 0, &mut mflags, libc::IPPROTO_IP, libc::IP_RECVERR, &data) };
+        m.msg_controllen = used as _;
+        m.msg_flags = mflags;
+        Ok(e.ret as isize)
     }
 
     unsafe fn send_udp(
@@ -793,6 +1172,9 @@ impl Shunt {
             Ok(v) => v,
             Err(x) => return Some(Err(x)),
         };
+        if let Err(x) = crate::usermem::check(v, false) {
+            return Some(Err(x));
+        }
         if flags & libc::MSG_OOB != 0 {
             return Some(Err(Errno::OPNOTSUPP));
         }
@@ -819,7 +1201,25 @@ impl Shunt {
             drop(g);
             return None;
         }
+        // SAFETY: the program's msghdr, read above.
+        let (tos, ttl) = match unsafe { ip_send_cmsgs(m) } {
+            Ok(x) => x,
+            Err(x) => return Some(Err(x)),
+        };
+        // A per-datagram TOS / TTL: the socket's own, swapped in for this
+        // send only (under the lock, so no other send sees it).
+        let saved = if tos.is_some() || ttl.is_some() {
+            let o = g.stack.udp_options(h).ok();
+            let _ = g.stack.udp_set_options(h, |o| {
+                o.tos = tos.unwrap_or(o.tos);
+                o.ttl = ttl.or(o.ttl);
+            });
+            o
+        } else {
+            None
+        };
         let now = g.now();
+        let more = flags & libc::MSG_MORE != 0;
         let r = if v.len() <= 1 {
             let buf: &[u8] = match v.first() {
                 // SAFETY: the program's buffer.
@@ -828,7 +1228,8 @@ impl Shunt {
                 },
                 None => &[],
             };
-            g.stack.udp_send_to(h, buf, dst.map(SocketAddr::V4), now)
+            g.stack
+                .udp_send_more(h, buf, dst.map(SocketAddr::V4), now, more)
         } else {
             let mut scratch = core::mem::take(&mut g.t.scratch);
             scratch.clear();
@@ -839,10 +1240,16 @@ impl Shunt {
             });
             let r = g
                 .stack
-                .udp_send_to(h, &scratch, dst.map(SocketAddr::V4), now);
+                .udp_send_more(h, &scratch, dst.map(SocketAddr::V4), now, more);
             g.t.scratch = scratch;
             r
         };
+        if let Some(o) = saved {
+            let _ = g.stack.udp_set_options(h, |x| {
+                x.tos = o.tos;
+                x.ttl = o.ttl;
+            });
+        }
         self.e.done(g);
         let r = r.map_err(se);
         if r == Err(Errno::PIPE) && flags & libc::MSG_NOSIGNAL == 0 {
@@ -990,37 +1397,107 @@ impl Shunt {
     }
 }
 
-/// Write one control message at the start of `m`'s control buffer as
-/// Linux's put_cmsg: MSG_CTRUNC when it does not fit. Returns the bytes
-/// used.
+/// The IP_TOS and IP_TTL control messages of a sendmsg (ip_cmsg_send: an
+/// int or a single byte; out of range is EINVAL).
 ///
 /// # Safety
 /// `m.msg_control` is null or the program's buffer of `msg_controllen`.
-unsafe fn put_cmsg(m: &msghdr, flags: &mut c_int, level: c_int, ty: c_int, data: &[u8]) -> usize {
+unsafe fn ip_send_cmsgs(m: &msghdr) -> SysResult<(Option<u8>, Option<u8>)> {
+    let (mut tos, mut ttl) = (None, None);
+    if m.msg_control.is_null() {
+        return Ok((tos, ttl));
+    }
+    let hdr = core::mem::size_of::<libc::cmsghdr>();
+    let (base, total) = (m.msg_control.cast::<u8>(), m.msg_controllen);
+    let mut at = 0usize;
+    while at + hdr <= total {
+        // SAFETY: a header within the program's buffer.
+        let c: libc::cmsghdr = unsafe { core::ptr::read_unaligned(base.add(at).cast()) };
+        let len = c.cmsg_len;
+        if len < hdr || at + len > total {
+            return Err(Errno::INVAL);
+        }
+        let data_len = len - hdr;
+        if c.cmsg_level == libc::IPPROTO_IP && matches!(c.cmsg_type, libc::IP_TOS | libc::IP_TTL) {
+            let v: i32 = match data_len {
+                // SAFETY: four bytes of the program's data.
+                4 => unsafe { core::ptr::read_unaligned(base.add(at + hdr).cast::<i32>()) },
+                // SAFETY: one byte of the program's data.
+                1 if c.cmsg_type == libc::IP_TOS => i32::from(unsafe { *base.add(at + hdr) }),
+                _ => return Err(Errno::INVAL),
+            };
+            if c.cmsg_type == libc::IP_TOS {
+                if !(0..=255).contains(&v) {
+                    return Err(Errno::INVAL);
+                }
+                tos = Some(v as u8);
+            } else {
+                if !(1..=255).contains(&v) {
+                    return Err(Errno::INVAL);
+                }
+                ttl = Some(v as u8);
+            }
+        }
+        at += (len + 7) & !7;
+    }
+    Ok((tos, ttl))
+}
+
+/// Write one control message `at` bytes into `m`'s control buffer as
+/// Linux's put_cmsg: no room for a header, or a message cut short, is
+/// MSG_CTRUNC. Returns the bytes used.
+///
+/// # Safety
+/// `m.msg_control` is null or the program's buffer of `msg_controllen`.
+unsafe fn put_cmsg(
+    m: &msghdr,
+    at: usize,
+    flags: &mut c_int,
+    level: c_int,
+    ty: c_int,
+    data: &[u8],
+) -> usize {
     let hdr = core::mem::size_of::<libc::cmsghdr>();
     let len = hdr + data.len();
     let space = (len + 7) & !7;
     let room = if m.msg_control.is_null() {
         0
     } else {
-        m.msg_controllen
+        m.msg_controllen.saturating_sub(at)
     };
-    if room < len {
+    if room < hdr {
         *flags |= libc::MSG_CTRUNC;
         return 0;
     }
+    let cut = len.min(room);
+    if cut < len {
+        *flags |= libc::MSG_CTRUNC;
+    }
     let c = libc::cmsghdr {
-        cmsg_len: len as _,
+        cmsg_len: cut as _,
         cmsg_level: level,
         cmsg_type: ty,
     };
-    let p = m.msg_control.cast::<u8>();
-    // SAFETY: `len` bytes fit the program's buffer (checked above).
+    // SAFETY: `at` is within the program's buffer (room > 0).
+    let p = unsafe { m.msg_control.cast::<u8>().add(at) };
+    // SAFETY: `cut` bytes fit the program's buffer (checked above).
     unsafe {
         core::ptr::copy_nonoverlapping((&c as *const libc::cmsghdr).cast::<u8>(), p, hdr);
-        core::ptr::copy_nonoverlapping(data.as_ptr(), p.add(hdr), data.len());
+        core::ptr::copy_nonoverlapping(data.as_ptr(), p.add(hdr), cut - hdr);
     }
     space.min(room)
+}
+
+/// The CLOCK_REALTIME (seconds, nanoseconds) of stack instant `at`, given
+/// that the stack's clock reads `now`: the realtime clock now, less the age.
+fn realtime_of(now: shunt_stack::time::Instant, at: shunt_stack::time::Instant) -> (i64, i64) {
+    let rt = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    let ns =
+        (rt.tv_sec as i128 * 1_000_000_000 + rt.tv_nsec as i128) - (now - at).as_nanos() as i128;
+    (
+        ns.div_euclid(1_000_000_000) as i64,
+        ns.rem_euclid(1_000_000_000) as i64,
+    )
 }
 
 /// A socket's protocol, O_NONBLOCK, SO_RCVTIMEO, SO_SNDTIMEO, and the
@@ -1106,6 +1583,48 @@ fn kernel_int(fd: c_int, level: c_int, name: c_int) -> i32 {
     }
 }
 
+/// Gives kernel socket `to` the TCP_CONGESTION name of kernel socket
+/// `from` (an accepted connection runs its listener's algorithm).
+fn copy_congestion(from: c_int, to: c_int) {
+    let mut name = [0u8; 16];
+    let mut l = name.len() as socklen_t;
+    let (Some(get), Some(set)) = (real::getsockopt(), real::setsockopt()) else {
+        return;
+    };
+    // SAFETY: the real getsockopt into our buffer of `l` bytes.
+    if unsafe {
+        get(
+            from,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_mut_ptr().cast(),
+            &mut l,
+        )
+    } != 0
+    {
+        return;
+    }
+    let n = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+    // SAFETY: the real setsockopt from our buffer of `n` bytes.
+    let _ = unsafe {
+        set(
+            to,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            name.as_ptr().cast(),
+            n as socklen_t,
+        )
+    };
+}
+
+/// This thread's filesystem uid (what the kernel stamps a socket with),
+/// asked with setfsuid(-1), which changes nothing.
+fn fsuid() -> Option<u32> {
+    // SAFETY: setfsuid with an invalid id only reports the current one.
+    let r = unsafe { libc::syscall(libc::SYS_setfsuid, -1i32 as libc::c_long) };
+    (r >= 0).then_some(r as u32)
+}
+
 /// bind(2) on the backing kernel socket.
 fn kernel_bind(fd: c_int, a: SocketAddrV4) -> c_int {
     let sin = sin_bytes(a);
@@ -1171,6 +1690,17 @@ unsafe impl ShuntSockets for Shunt {
             (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => Proto::Udp(g.stack.udp_socket()),
             _ => return None,
         };
+        // The socket's user, as the kernel's sk_uid: the fsuid at socket().
+        let uid = fsuid().unwrap_or_else(|| rustix::process::geteuid().as_raw());
+        match proto {
+            Proto::Tcp(t) => {
+                let now = g.now();
+                let _ = g.stack.tcp(now, |l, _| l.set_owner(t, uid));
+            }
+            Proto::Udp(h) => {
+                let _ = g.stack.udp_set_options(h, |o| o.owner = uid);
+            }
+        }
         let s = Sock {
             proto,
             refs: 1,
@@ -1179,10 +1709,16 @@ unsafe impl ShuntSockets for Shunt {
             rcvtimeo: None,
             sndtimeo: None,
             bufs_set: false,
+            cc_set: false,
             serial: 0,
             klisten: false,
             inflight: 0,
             zombie: false,
+            async_io: false,
+            async_seen: (0, 0),
+            owner_set: false,
+            urg_seen: 0,
+            excl_seen: (0, 0),
         };
         let Some(id) = g.t.insert(s) else {
             close_proto(&mut g, proto);
@@ -1227,6 +1763,9 @@ unsafe impl ShuntSockets for Shunt {
                 return None;
             }
             return Some(Err(Errno::ADDRNOTAVAIL));
+        }
+        if !crate::privdrop::port_allowed(a.port()) {
+            return Some(Err(Errno::ACCESS));
         }
         // A wildcard name with a port reserves the port in the kernel too,
         // so kernel sockets (IPv6 dual-stack ones, loopback) conflict with
@@ -1345,6 +1884,10 @@ unsafe impl ShuntSockets for Shunt {
                 g.stack.tcp(now, |l, cx| l.close(cx, child));
                 return Err(err);
             }
+            let cc_set = g.t.get(id).is_some_and(|s| s.cc_set);
+            if cc_set {
+                copy_congestion(lfd, nfd);
+            }
             let s = Sock {
                 proto: Proto::Tcp(child),
                 refs: 1,
@@ -1353,10 +1896,16 @@ unsafe impl ShuntSockets for Shunt {
                 rcvtimeo: None,
                 sndtimeo: None,
                 bufs_set: false,
+                cc_set,
                 serial: 0,
                 klisten: false,
                 inflight: 0,
                 zombie: false,
+                async_io: false,
+                async_seen: (0, 0),
+                owner_set: false,
+                urg_seen: 0,
+                excl_seen: (0, 0),
             };
             let Some(cid) = g.t.insert(s) else {
                 g.stack.tcp(now, |l, cx| l.close(cx, child));
@@ -1678,6 +2227,9 @@ unsafe impl ShuntSockets for Shunt {
                 g.stack.tcp(now, |lay, _| lay.set_linger(t, v)).map_err(se)
             }
             (Proto::Tcp(t), libc::IPPROTO_TCP, libc::TCP_CONGESTION) => {
+                if let Some(s) = g.t.get_mut(id) {
+                    s.cc_set = true;
+                }
                 let n = (len as usize).min(16);
                 // SAFETY: the kernel accepted `len` bytes.
                 let b = unsafe { core::slice::from_raw_parts(val.cast::<u8>(), n) };
@@ -1750,6 +2302,28 @@ unsafe impl ShuntSockets for Shunt {
                         .stack
                         .udp_set_options(h, |o| o.recv_pktinfo = on)
                         .map_err(se),
+                    (libc::IPPROTO_IP, libc::IP_RECVERR) => {
+                        g.stack.udp_set_options(h, |o| o.recverr = on).map_err(se)
+                    }
+                    (libc::IPPROTO_UDP, libc::UDP_CORK) => {
+                        g.stack.udp_set_cork(h, on, now).map_err(se)
+                    }
+                    (libc::IPPROTO_IP, libc::IP_RECVTOS) => {
+                        g.stack.udp_set_options(h, |o| o.recv_tos = on).map_err(se)
+                    }
+                    (libc::IPPROTO_IP, libc::IP_RECVTTL) => {
+                        g.stack.udp_set_options(h, |o| o.recv_ttl = on).map_err(se)
+                    }
+                    // sock_set_timestamp: NS on sets both flags, plain on
+                    // clears NS, either off clears both.
+                    (libc::SOL_SOCKET, libc::SO_TIMESTAMP | libc::SO_TIMESTAMPNS) => {
+                        let ts = match (on, nm == libc::SO_TIMESTAMPNS) {
+                            (false, _) => shunt_stack::RxTimestamp::Off,
+                            (true, false) => shunt_stack::RxTimestamp::Micros,
+                            (true, true) => shunt_stack::RxTimestamp::Nanos,
+                        };
+                        g.stack.udp_set_options(h, |o| o.timestamp = ts).map_err(se)
+                    }
                     _ => Ok(()),
                 }
             }
@@ -2004,10 +2578,23 @@ unsafe impl ShuntSockets for Shunt {
     }
 
     fn fcntl(&self, id: SocketId, fd: c_int, cmd: c_int, arg: usize) -> Served<c_int> {
-        if self.forked() || !matches!(cmd, libc::F_SETFL | libc::F_GETFL) {
+        if self.forked() {
+            return None;
+        }
+        // F_SETOWN, F_SETOWN_EX (15: linux/fcntl.h, not in the libc crate).
+        if matches!(cmd, libc::F_SETOWN | 15) {
+            // The kernel socket keeps the owner; shunt notes that there is
+            // one to signal.
+            self.e.inner_lock().t.set_owner(id);
+            return None;
+        }
+        if !matches!(cmd, libc::F_SETFL | libc::F_GETFL) {
             return None;
         }
         let mut g = self.e.inner_lock();
+        if cmd == libc::F_SETFL {
+            g.t.set_async(id, arg as c_int & libc::O_ASYNC != 0);
+        }
         let s = g.t.get_mut(id)?;
         let klisten = s.klisten;
         if cmd == libc::F_SETFL {
@@ -2061,6 +2648,23 @@ unsafe impl ShuntSockets for Shunt {
                     }
                 }
                 None
+            }
+            // SIOCATMARK (asm-generic/sockios.h; not in the libc crate).
+            0x8905 => {
+                let g = self.e.lock();
+                let Proto::Tcp(t) = g.t.get(id)?.proto else {
+                    return None;
+                };
+                let v = g.stack.tcp_layer().at_mark(t).map_err(se);
+                drop(g);
+                Some(v.and_then(|v| {
+                    if p.is_null() {
+                        return Err(Errno::FAULT);
+                    }
+                    // SAFETY: the program's int.
+                    unsafe { p.write_unaligned(c_int::from(v)) };
+                    Ok(0)
+                }))
             }
             libc::FIONREAD | libc::TIOCOUTQ | 0x894B => {
                 let g = self.e.lock();
@@ -2405,6 +3009,15 @@ unsafe impl ShuntSockets for Shunt {
             }
         };
         let serial = g.t.get(sid).map_or(0, |s| s.serial);
+        // ep_insert: an exclusive member ready now is on the ready list.
+        let excl_ready = op == libc::EPOLL_CTL_ADD && events & excl != 0 && {
+            let (r, _) = Self::readiness(&g, sid);
+            let now = (r, Self::excl_count(&g, sid));
+            if let Some(s) = g.t.get_mut(sid) {
+                s.excl_seen = now;
+            }
+            r & (events | POLLERR | POLLHUP) != 0
+        };
         let Some(set) = g.t.epolls[ep as usize].as_mut() else {
             return Err(Errno::BADF);
         };
@@ -2426,6 +3039,7 @@ unsafe impl ShuntSockets for Shunt {
                     disabled: false,
                     last: 0,
                     last_bytes: 0,
+                    excl_pending: excl_ready,
                 });
             }
             libc::EPOLL_CTL_MOD => {
@@ -2482,11 +3096,13 @@ unsafe impl ShuntSockets for Shunt {
             };
             wake.extend(kernel_listeners(&g, fds.into_iter()));
         }
+        self.set_waiting(ep, true);
         let dl = deadline(timeout);
         // SAFETY: the program's signal mask, null or valid.
         let mask = unsafe { sigmask.as_ref() };
         let r = self.e.wait(dl, &mut wake, mask, |g| {
             let mut n = 0usize;
+            Self::excl_scan(g, ep);
             let mut set = g.t.epolls.get_mut(ep as usize).and_then(|s| s.take())?;
             // A registration lives as long as the socket (any of its fds).
             set.members
@@ -2504,6 +3120,14 @@ unsafe impl ShuntSockets for Shunt {
                     | POLLERR
                     | POLLHUP;
                 let got = r & want;
+                if m.events & libc::EPOLLEXCLUSIVE as u32 != 0 {
+                    // Reported only by the set an event went to, while the
+                    // socket stays ready (level-triggered re-queueing).
+                    m.excl_pending &= got != 0;
+                    if !m.excl_pending {
+                        continue;
+                    }
+                }
                 let et = m.events & libc::EPOLLET as u32 != 0;
                 let report = got != 0 && (!et || got != m.last || bytes > m.last_bytes);
                 if et {
@@ -2539,6 +3163,7 @@ unsafe impl ShuntSockets for Shunt {
             }
             (n > 0).then_some(n as c_int)
         });
+        self.set_waiting(ep, false);
         match r {
             Ok(n) => Ok(n),
             Err(WaitEnd::Timeout) => Ok(0),
@@ -2768,10 +3393,16 @@ fn held_sock(proto: Proto) -> Sock {
         rcvtimeo: None,
         sndtimeo: None,
         bufs_set: false,
+        cc_set: false,
         serial: 0,
         klisten: false,
         inflight: 0,
         zombie: false,
+        async_io: false,
+        async_seen: (0, 0),
+        owner_set: false,
+        urg_seen: 0,
+        excl_seen: (0, 0),
     }
 }
 

@@ -39,5 +39,7 @@ pub use ip::{
 };
 pub use seq::SeqNum;
 pub use stack::{EchoReply, Stack, StackConfig, TcpCtx, UdpHandle, UdpRecv};
-pub use udp::{PmtuDisc, Readiness, RecvFlags, RecvMeta, Shutdown, UdpOptions};
+pub use udp::{
+    PmtuDisc, Readiness, RecvFlags, RecvMeta, RxInfo, RxTimestamp, Shutdown, UdpOptions,
+};
 pub use wire::{BuildError, Mac, ParseError};

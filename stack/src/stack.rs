@@ -50,9 +50,11 @@ use crate::tcp::{
     self, SendError, TcpConfig, TcpContext, TcpCounter, TcpEvent, TcpLayer, Transmit,
 };
 use crate::time::Instant;
+use crate::udp::cork::Corks;
+use crate::udp::errqueue::{ErrRecv, IcmpOrigin};
 use crate::udp::{
-    Delivery, PmtuDisc, Readiness, RecvFlags, RecvMeta, Shutdown, UdpContext, UdpEvent, UdpOptions,
-    UdpSocketId, UdpSockets,
+    Delivery, PmtuDisc, Readiness, RecvFlags, RecvMeta, RxInfo, Shutdown, UdpContext, UdpEvent,
+    UdpOptions, UdpSocketId, UdpSockets,
 };
 use crate::wire::icmpv4::{self, Icmpv4Message, Icmpv4Packet};
 use crate::wire::ipv4::{self, Ipv4Packet};
@@ -121,6 +123,9 @@ pub struct UdpRecv {
     /// `IPV6_PKTINFO`'s `ipi6_addr`; v4-mapped on an IPv6 socket for an
     /// IPv4 datagram). The interface index is the shim's one interface.
     pub dst: Option<IpAddr>,
+    /// TOS, TTL and arrival time (`IP_RECVTOS`, `IP_RECVTTL`,
+    /// `SO_TIMESTAMP*`).
+    pub info: RxInfo,
 }
 
 /// An ICMP echo reply that arrived for an echo request sent with
@@ -665,6 +670,11 @@ impl TcpContext for TcpCtx<'_> {
             .ip4
             .route(&d, src, core.device.mtu, core.now)
             .ok()?;
+        // tcp_v4_connect: a broadcast route (the subnet's broadcast
+        // address too, not only 255.255.255.255) is ENETUNREACH.
+        if r.is_broadcast() {
+            return None;
+        }
         Some(tcp::Route {
             src: tcp::IpAddr::V4(r.src),
             mtu: r.mtu,
@@ -799,6 +809,7 @@ pub struct Stack {
     ndp: NeighborTable<Ipv6>,
     icmp6: IcmpState<Ipv6>,
     udp6: UdpSockets<Ipv6>,
+    udp_cork: Corks<UdpHandle>,
     nd: NdState,
     tcp: TcpLayer,
 }
@@ -877,6 +888,7 @@ impl Stack {
             ndp,
             icmp6: IcmpState::default(),
             udp6: UdpSockets::default(),
+            udp_cork: Corks::default(),
             nd,
             tcp,
         }
@@ -1386,28 +1398,19 @@ impl Stack {
             }
         };
         let group = kind != DstKind::Local;
+        let info = RxInfo {
+            tos: p.dscp() << 2 | p.ecn(),
+            ttl: p.ttl(),
+            at: self.core.now,
+        };
         let (sockets, mut ctx) = self.udp_ctx();
-        let mut d = sockets.deliver(
-            &mut ctx,
-            src,
-            u.src_port(),
-            dst,
-            u.dst_port(),
-            group,
-            u.payload(),
-        );
+        let (sp, dp) = (u.src_port(), u.dst_port());
+        let mut d = sockets.deliver_with(&mut ctx, (src, sp), (dst, dp), group, u.payload(), info);
         if d == Delivery::NoSocket {
             // A dual-stack IPv6 socket takes IPv4 datagrams, v4-mapped.
             let (sockets, mut ctx) = self.udp6_ctx();
-            d = sockets.deliver(
-                &mut ctx,
-                src.to_ipv6_mapped(),
-                u.src_port(),
-                dst.to_ipv6_mapped(),
-                u.dst_port(),
-                group,
-                u.payload(),
-            );
+            let (s6, d6) = (src.to_ipv6_mapped(), dst.to_ipv6_mapped());
+            d = sockets.deliver_with(&mut ctx, (s6, sp), (d6, dp), group, u.payload(), info);
         }
         if d == Delivery::NoSocket {
             if group {
@@ -1515,7 +1518,18 @@ impl Stack {
             }
             m => {
                 if let Some((k, quote)) = icmp::v4::received_error(&m) {
-                    self.icmp4_error_received(k, quote);
+                    let h = p.payload();
+                    let origin = IcmpOrigin {
+                        offender: p.src(),
+                        icmp_type: h.first().copied().unwrap_or(0),
+                        code: h.get(1).copied().unwrap_or(0),
+                        info: match k {
+                            IcmpErrorKind::PacketTooBig { mtu } => mtu,
+                            IcmpErrorKind::ParameterProblem { pointer } => pointer,
+                            _ => 0,
+                        },
+                    };
+                    self.icmp4_error_received(k, quote, origin);
                 }
             }
         }
@@ -1523,7 +1537,12 @@ impl Stack {
     }
 
     /// An ICMP error about a datagram we sent: path MTU, then the socket.
-    fn icmp4_error_received(&mut self, kind: IcmpErrorKind, quote: &[u8]) {
+    fn icmp4_error_received(
+        &mut self,
+        kind: IcmpErrorKind,
+        quote: &[u8],
+        origin: IcmpOrigin<Ipv4Addr>,
+    ) {
         let Ok(q) = Ipv4Packet::parse_quote(quote) else {
             self.core.counters.increment(Counter::IcmpInErrors);
             return;
@@ -1561,7 +1580,10 @@ impl Stack {
                     }
                     self.learn_pmtu(remote.0, mtu);
                 }
-                self.udp4.deliver_error(local, remote, errno, hard);
+                // IP_RECVERR gets the quoted payload, after the UDP header.
+                let ext = (origin, &q.payload()[8..]);
+                self.udp4
+                    .deliver_error_ext(local, remote, errno, hard, Some(ext));
             }
             IpProto::TCP => {
                 let err = match kind {
@@ -1790,6 +1812,87 @@ impl Stack {
         s.connect(&mut ctx, h.0, remote)
     }
 
+    /// `sendto(2)` with `MSG_MORE` (`more`) and `UDP_CORK` honoured: the
+    /// data joins the socket's pending datagram, which goes out when
+    /// neither holds it back (see [`crate::udp::cork`]).
+    pub fn udp_send_more(
+        &mut self,
+        h: UdpHandle,
+        data: &[u8],
+        dst: Option<SocketAddr>,
+        now: Instant,
+        more: bool,
+    ) -> Result<usize, Errno> {
+        let hold = more || self.udp_options(h)?.cork;
+        if !hold && !self.udp_cork.has(h) {
+            return self.udp_send_to(h, data, dst, now);
+        }
+        self.core.now = now;
+        if !self.udp_cork.has(h) {
+            // The first piece is checked as a whole send would be (route,
+            // SO_BROADCAST, a pending error, SHUT_WR), as Linux checks
+            // before ip_append_data.
+            self.udp_check_send(h, dst, data.len())?;
+        }
+        let max = match h.1 {
+            IpVersion::V4 => crate::udp::MAX_PAYLOAD_V4,
+            IpVersion::V6 => crate::udp::MAX_PAYLOAD_V4 + 20,
+        };
+        self.udp_cork.append(h, dst, data, max)?;
+        if !hold {
+            self.udp_push_pending(h, now)?;
+        }
+        Ok(data.len())
+    }
+
+    /// `recvmsg(MSG_ERRQUEUE)` on an IPv4 socket: the oldest ICMP error
+    /// queued by `IP_RECVERR` (`EAGAIN` if none; IPv6 sockets queue none
+    /// yet).
+    pub fn udp_recv_err(
+        &mut self,
+        h: UdpHandle,
+        buf: &mut [u8],
+    ) -> Result<ErrRecv<Ipv4Addr>, Errno> {
+        match h.1 {
+            IpVersion::V4 => self.udp4.recv_err(h.0, buf),
+            IpVersion::V6 => Err(Errno::EAGAIN),
+        }
+    }
+
+    /// `UDP_CORK`: clearing it sends what was gathered (errors are lost,
+    /// as udp_push_pending_frames' are in udp_lib_setsockopt).
+    pub fn udp_set_cork(&mut self, h: UdpHandle, on: bool, now: Instant) -> Result<(), Errno> {
+        self.udp_set_options(h, |o| o.cork = on)?;
+        if !on {
+            let _ = self.udp_push_pending(h, now);
+        }
+        Ok(())
+    }
+
+    fn udp_push_pending(&mut self, h: UdpHandle, now: Instant) -> Result<(), Errno> {
+        let Some(p) = self.udp_cork.take(h) else {
+            return Ok(());
+        };
+        self.udp_send_to(h, &p.buf, p.dst, now).map(|_| ())
+    }
+
+    fn udp_check_send(
+        &mut self,
+        h: UdpHandle,
+        dst: Option<SocketAddr>,
+        len: usize,
+    ) -> Result<(), Errno> {
+        match h.1 {
+            IpVersion::V4 => {
+                let dst = dst.map(v4_of).transpose()?;
+                let (s, mut ctx) = self.udp_ctx();
+                s.prepare_send(&mut ctx, h.0, dst, len).map(|_| ())
+            }
+            // IPv6 sockets are checked when the datagram goes.
+            IpVersion::V6 => Ok(()),
+        }
+    }
+
     /// `sendto(2)` (`dst: None`: `send(2)` on a connected socket).
     pub fn udp_send_to(
         &mut self,
@@ -1854,6 +1957,7 @@ impl Stack {
                 truncated: m.truncated,
                 src: m.src.map(sa6),
                 dst: m.dst.map(|a| IpAddr::V6(a.into())),
+                info: m.info,
             });
         }
         let (s, mut ctx) = self.udp_ctx();
@@ -1864,10 +1968,14 @@ impl Stack {
             truncated: m.truncated,
             src: m.src.map(sa),
             dst: m.dst.map(|a| IpAddr::V4(a.into())),
+            info: m.info,
         })
     }
 
     pub fn udp_close(&mut self, h: UdpHandle) -> Result<(), Errno> {
+        // A gathered datagram dies with its socket (udp_destroy_sock
+        // flushes it away unsent).
+        self.udp_cork.take(h);
         if h.1 == IpVersion::V6 {
             let (s, mut ctx) = self.udp6_ctx();
             return s.close(&mut ctx, h.0);
@@ -1948,6 +2056,14 @@ impl Stack {
         match h.1 {
             IpVersion::V4 => self.udp4.next_len(h.0),
             IpVersion::V6 => self.udp6.next_len(h.0),
+        }
+    }
+
+    /// Datagrams queued for reading.
+    pub fn udp_queued(&self, h: UdpHandle) -> Result<usize, Errno> {
+        match h.1 {
+            IpVersion::V4 => self.udp4.queued(h.0),
+            IpVersion::V6 => self.udp6.queued(h.0),
         }
     }
 }

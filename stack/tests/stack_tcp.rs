@@ -119,6 +119,33 @@ fn closed_port_gets_rst_and_connect_fails() {
 }
 
 #[test]
+fn connect_to_a_broadcast_address_is_unreachable() {
+    let mut s = host(MAC_A, A, 11);
+    let now = shunt_stack::time::Instant::ZERO;
+    // tcp_v4_connect refuses a broadcast route: the subnet's broadcast
+    // address as well as the limited one.
+    for dst in [
+        Ipv4Addr::new(192, 0, 2, 255),
+        Ipv4Addr::new(255, 255, 255, 255),
+    ] {
+        let r = s.tcp(now, |t, cx| {
+            let c = t.socket(Domain::V4);
+            t.connect(cx, c, addr(dst, 80))
+        });
+        assert_eq!(r, Err(shunt_stack::Errno::ENETUNREACH), "{dst:?}");
+    }
+    // A neighbour on the same subnet is fine.
+    let r = s.tcp(now, |t, cx| {
+        let c = t.socket(Domain::V4);
+        t.connect(cx, c, addr(B, 80))
+    });
+    assert!(
+        r.is_ok() || r == Err(shunt_stack::Errno::EINPROGRESS),
+        "{r:?}"
+    );
+}
+
+#[test]
 fn self_connection_inside_one_stack() {
     let mut s = host(MAC_A, A, 9);
     let mut now = shunt_stack::time::Instant::ZERO;

@@ -881,16 +881,14 @@ impl Stack {
             }
         };
         let group = kind != DstKind::Local;
+        let info = RxInfo {
+            tos: p.traffic_class(),
+            ttl: p.hop_limit(),
+            at: self.core.now,
+        };
         let (sockets, mut ctx) = self.udp6_ctx();
-        let d = sockets.deliver(
-            &mut ctx,
-            src,
-            u.src_port(),
-            dst,
-            u.dst_port(),
-            group,
-            u.payload(),
-        );
+        let (sp, dp) = (u.src_port(), u.dst_port());
+        let d = sockets.deliver_with(&mut ctx, (src, sp), (dst, dp), group, u.payload(), info);
         if d == Delivery::NoSocket {
             if group {
                 self.core.counters.increment(Counter::Udp6IgnoredMulti);

@@ -15,6 +15,7 @@ use super::layer::{SocketId, TcpInfo};
 use super::ring::Ring;
 use super::rtt::{self, RttEstimator, retransmit_budget};
 use super::scoreboard::Scoreboard;
+use super::urgent::Urgent;
 use super::{
     Errno, IpAddr, SockAddr, SockOpts, TcpConfig, TcpContext, TcpCounter, TcpEvent, TcpState,
     Transmit, emit, mss_overhead,
@@ -36,6 +37,8 @@ pub(crate) struct Seg<'a> {
     pub window: u16,
     pub payload: &'a [u8],
     pub opts: TcpOptionSet,
+    /// The urgent pointer (meaningful with URG).
+    pub urgent: u16,
 }
 
 impl Seg<'_> {
@@ -127,6 +130,8 @@ pub(crate) struct Conn {
     pub local: SockAddr,
     pub remote: SockAddr,
     pub opts: SockOpts,
+    /// Urgent data, both directions (MSG_OOB).
+    pub urg: Urgent,
     /// The listener whose accept queue holds this connection.
     pub parent: Option<SocketId>,
 
@@ -287,6 +292,7 @@ impl Conn {
             local,
             remote,
             opts,
+            urg: Urgent::default(),
             parent: None,
             err: None,
             soft_err: None,
@@ -880,6 +886,17 @@ impl Conn {
             return;
         }
         // Data and FIN.
+        if matches!(
+            self.state,
+            TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2
+        ) && (f.urg() || self.urg.rcv.is_some())
+        {
+            let copied = self.rcv_nxt - self.rcv.len() as u32;
+            let urg = f.urg().then_some(seg.urgent);
+            let first = seg.seq + u32::from(syn_ack_pass);
+            self.urg
+                .on_segment(urg, first, seg.payload, copied, self.rcv_nxt);
+        }
         if matches!(
             self.state,
             TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2
@@ -1643,6 +1660,10 @@ impl Conn {
             flags |= TcpFlags::PSH;
         }
         let window = self.select_window();
+        let urgent_ptr = self.urg.pointer_for(seq, self.snd_una);
+        if urgent_ptr.is_some() {
+            flags |= TcpFlags::URG;
+        }
         let mut b = TcpBuilder {
             src_port: self.local.port,
             dst_port: self.remote.port,
@@ -1650,7 +1671,7 @@ impl Conn {
             ack: self.rcv_nxt,
             flags,
             window,
-            urgent_ptr: 0,
+            urgent_ptr: urgent_ptr.unwrap_or(0),
             options: TcpOptionSet::default(),
         };
         // Filled in place: a struct built elsewhere and copied in is
@@ -2366,6 +2387,26 @@ impl Conn {
             if more && !cork {
                 self.cork_at = None;
             }
+        }
+        n
+    }
+
+    /// send(MSG_OOB): queued as any data, its last byte marked urgent
+    /// (tcp_mark_urg) before it goes.
+    pub fn send_urgent<C: TcpContext>(
+        &mut self,
+        ctx: &mut C,
+        env: &mut Env,
+        data: &[u8],
+        now: Instant,
+    ) -> usize {
+        let n = self.snd.append(data);
+        if n < data.len() {
+            self.nospace = true;
+        }
+        if n > 0 {
+            self.urg.mark_sent(self.data_end());
+            self.output(ctx, env, now);
         }
         n
     }

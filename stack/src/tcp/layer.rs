@@ -90,6 +90,8 @@ impl core::fmt::Debug for Poll {
 pub struct SendFlags {
     /// `MSG_MORE`: cork for this call.
     pub more: bool,
+    /// `MSG_OOB`: the last byte is urgent data.
+    pub oob: bool,
 }
 
 /// recv(2) flags TCP acts on.
@@ -227,6 +229,17 @@ struct Socket {
     kind: Kind,
 }
 
+impl Socket {
+    /// Drops an automatically chosen port; an address bind() chose stays
+    /// (Linux's SOCK_BINDADDR_LOCK), so a later listen or connect reuses it.
+    fn forget_port(&mut self) {
+        self.local = match self.local {
+            Some(l) if self.explicit_addr => Some(SockAddr::new(l.ip, 0)),
+            _ => None,
+        };
+    }
+}
+
 struct TimeWait {
     key: ConnKey,
     snd_nxt: SeqNum,
@@ -265,6 +278,7 @@ struct PortUse {
     reuseport: bool,
     listening: bool,
     connect_port: bool,
+    owner: u32,
 }
 
 pub struct TcpLayer {
@@ -575,9 +589,9 @@ impl TcpLayer {
             }
             let s = self.sock_at(i).expect("socket");
             if !s.explicit_port {
-                s.local = None;
                 s.connect_port = false;
                 self.release_port(i);
+                self.sock_at(i).expect("socket").forget_port();
             }
         }
     }
@@ -684,6 +698,7 @@ impl TcpLayer {
             window: t.window(),
             payload: t.payload(),
             opts: t.options().summary(),
+            urgent: t.urgent_ptr(),
         };
         let key = ConnKey {
             local: SockAddr::new(dst, t.dst_port()),
@@ -848,6 +863,7 @@ impl TcpLayer {
                     reuseport: s.opts.reuseport,
                     listening: matches!(s.kind, Kind::Listen(_)),
                     connect_port: s.connect_port,
+                    owner: s.opts.owner,
                 })
             }
             Slot::Tw(t) => Some(PortUse {
@@ -857,6 +873,7 @@ impl TcpLayer {
                 reuseport: false,
                 listening: false,
                 connect_port: false,
+                owner: 0,
             }),
             Slot::Free(_) => None,
         }
@@ -1069,10 +1086,13 @@ impl TcpLayer {
         now: Instant,
     ) {
         let lid = self.id_of(li);
-        let (domain, opts, reuse) = {
+        let (domain, mut opts, reuse) = {
             let s = self.sock_at(li).expect("listener");
             (s.domain, s.opts.clone(), s.opts.reuseaddr)
         };
+        // The accept queue's settings stay with the listener
+        // (inet_csk_clone_lock clears icsk_accept_queue).
+        opts.defer_accept = 0;
         let _ = reuse;
         let i = self.alloc(Slot::Free(None));
         let id = self.id_of(i);
@@ -1186,7 +1206,9 @@ impl TcpLayer {
             if !addrs_overlap(u, &o) {
                 continue;
             }
-            if u.reuseport && o.reuseport {
+            // inet_bind_conflict: SO_REUSEPORT only among one user's
+            // sockets.
+            if u.reuseport && o.reuseport && u.owner == o.owner {
                 continue;
             }
             if u.reuseaddr && o.reuseaddr && !o.listening {
@@ -1289,7 +1311,9 @@ impl TcpLayer {
         addr: SockAddr,
     ) -> Result<(), Errno> {
         let s = self.sock(id)?;
-        if s.local.is_some() || !matches!(s.kind, Kind::Idle) {
+        // An address kept without its port (after a disconnect) does not
+        // count as bound: Linux checks inet_num.
+        if s.local.is_some_and(|l| l.port != 0) || !matches!(s.kind, Kind::Idle) {
             return Err(Errno::EINVAL);
         }
         let wire = Self::wire_addr(s.domain, s.opts.v6only, addr)?;
@@ -1321,6 +1345,7 @@ impl TcpLayer {
             dual: s.domain == Domain::V6 && !s.opts.v6only && ip == IpAddr::V6_ANY,
             reuseaddr: s.opts.reuseaddr,
             reuseport: s.opts.reuseport,
+            owner: s.opts.owner,
             listening: false,
             connect_port: false,
         }
@@ -1356,17 +1381,17 @@ impl TcpLayer {
         }
         let (domain, local) = (s.domain, s.local);
         let local = match local {
-            Some(l) => l,
-            None => {
-                let any = match domain {
+            Some(l) if l.port != 0 => l,
+            _ => {
+                let ip = local.map(|l| l.ip).unwrap_or(match domain {
                     Domain::V4 => IpAddr::V4_ANY,
                     Domain::V6 => IpAddr::V6_ANY,
-                };
+                });
                 let port = self.pick_free_port(ctx).ok_or(Errno::EADDRINUSE)?;
                 let s = self.sock_mut(id)?;
-                s.local = Some(SockAddr::new(any, port));
+                s.local = Some(SockAddr::new(ip, port));
                 self.add_port(id.index, port);
-                SockAddr::new(any, port)
+                SockAddr::new(ip, port)
             }
         };
         let mut u = self.port_use_for(id, local.ip);
@@ -1555,8 +1580,8 @@ impl TcpLayer {
         s.shut_rd = false;
         s.shut_wr = false;
         if !s.explicit_port && s.in_ports {
-            s.local = None;
             self.release_port(id.index);
+            self.sock_mut(id)?.forget_port();
         }
         Ok(())
     }
@@ -1598,8 +1623,8 @@ impl TcpLayer {
         }
         let s = self.sock_at(i).expect("socket");
         if !s.explicit_port {
-            s.local = None;
             self.release_port(i);
+            self.sock_at(i).expect("socket").forget_port();
         }
     }
 
@@ -1632,7 +1657,13 @@ impl TcpLayer {
             return Ok(0);
         }
         let n = self
-            .with_conn(id.index, |c, env| c.send(ctx, env, data, flags.more, now))
+            .with_conn(id.index, |c, env| {
+                if flags.oob {
+                    c.send_urgent(ctx, env, data, now)
+                } else {
+                    c.send(ctx, env, data, flags.more, now)
+                }
+            })
             .unwrap_or(0);
         self.post(ctx, id.index);
         if n == 0 {
@@ -1676,11 +1707,69 @@ impl TcpLayer {
             }
             return Err(Errno::EAGAIN);
         }
+        // Urgent data out of line: skip the byte at the mark, stop a read
+        // at the next one.
+        let inline = s.opts.oobinline;
+        let copied = c.rcv_nxt - c.rcv.len() as u32;
+        let (skip, max) = c.urg.plan_read(copied, c.rcv.len(), inline);
+        if skip > 0 && flags.peek {
+            let n = buf.len().min(max);
+            return match c.rcv.read_at(skip, &mut buf[..n]) {
+                0 => Err(Errno::EAGAIN),
+                n => Ok(n),
+            };
+        }
+        c.rcv.consume(skip);
+        if max == 0 {
+            // Only the out-of-line byte was queued: nothing to read yet,
+            // or the end of the stream.
+            c.urg.consumed(c.rcv_nxt - c.rcv.len() as u32);
+            if c.rcv_shutdown || c.done {
+                return Ok(0);
+            }
+            return Err(Errno::EAGAIN);
+        }
+        let buf_len = buf.len().min(max);
+        let buf = &mut buf[..buf_len];
         let n = self
-            .with_conn(id.index, |c, env| c.recv(ctx, env, buf, flags.peek, now))
+            .with_conn(id.index, |c, env| {
+                let n = c.recv(ctx, env, buf, flags.peek, now);
+                c.urg.consumed(c.rcv_nxt - c.rcv.len() as u32);
+                n
+            })
             .unwrap_or(0);
         self.post(ctx, id.index);
         Ok(n)
+    }
+
+    /// recv(MSG_OOB): the urgent byte (tcp_recv_urg).
+    pub fn recv_oob(&mut self, id: SocketId, peek: bool) -> Result<u8, Errno> {
+        let s = self.sock_mut(id)?;
+        let inline = s.opts.oobinline;
+        let Kind::Conn(c) = &mut s.kind else {
+            return Err(Errno::EINVAL);
+        };
+        match c.urg.recv_oob(peek, inline) {
+            Ok(b) => Ok(b),
+            Err(super::urgent::UrgError::NotYet) => Err(Errno::EAGAIN),
+            Err(super::urgent::UrgError::Invalid) => Err(Errno::EINVAL),
+        }
+    }
+
+    /// How many urgent pointers the connection took (SIGURG each).
+    pub fn urgent_signals(&self, id: SocketId) -> u32 {
+        match self.sock(id).map(|s| &s.kind) {
+            Ok(Kind::Conn(c)) => c.urg.signals,
+            _ => 0,
+        }
+    }
+
+    /// SIOCATMARK: the next byte to read is the urgent one.
+    pub fn at_mark(&self, id: SocketId) -> Result<bool, Errno> {
+        Ok(match &self.sock(id)?.kind {
+            Kind::Conn(c) => c.urg.at_mark(c.rcv_nxt - c.rcv.len() as u32),
+            _ => false,
+        })
     }
 
     /// shutdown(2), as Linux's inet_shutdown.
@@ -1834,8 +1923,15 @@ impl TcpLayer {
                     m |= Poll::IN | Poll::RDNORM | Poll::RDHUP;
                 }
                 if !matches!(c.state, TcpState::SynSent | TcpState::SynRecv) {
-                    if c.rcv.len() >= s.opts.rcvlowat.max(1) {
+                    // tcp_poll: the out-of-line urgent byte at the head
+                    // does not count as readable data.
+                    let copied = c.rcv_nxt - c.rcv.len() as u32;
+                    let urg = usize::from(!s.opts.oobinline && c.urg.at_mark(copied));
+                    if c.rcv.len() >= s.opts.rcvlowat.max(1) + urg {
                         m |= Poll::IN | Poll::RDNORM;
+                    }
+                    if c.urg.pri() {
+                        m |= Poll::PRI;
                     }
                     if c.snd_shutdown || c.state == TcpState::Close || c.writable() {
                         m |= Poll::OUT | Poll::WRNORM;
@@ -2043,7 +2139,7 @@ impl TcpLayer {
                     o.user_timeout = val as u32;
                 }
                 SockOpt::QuickAck => o.quickack = on,
-                SockOpt::DeferAccept => o.defer_accept = val.max(0) as u32,
+                SockOpt::DeferAccept => o.defer_accept = u32::from(secs_to_retrans(val)),
                 SockOpt::Ttl => {
                     if val == -1 {
                         o.ttl = 0;
@@ -2140,7 +2236,7 @@ impl TcpLayer {
             }
             SockOpt::UserTimeout => o.user_timeout as i32,
             SockOpt::QuickAck => b(o.quickack),
-            SockOpt::DeferAccept => o.defer_accept as i32,
+            SockOpt::DeferAccept => retrans_to_secs(o.defer_accept as u8),
             SockOpt::Ttl => {
                 if o.ttl == 0 {
                     64
@@ -2160,6 +2256,12 @@ impl TcpLayer {
         if let Kind::Conn(c) = &mut s.kind {
             c.opts.linger = linger;
         }
+        Ok(())
+    }
+
+    /// The user that created the socket (its `sk_uid`), for SO_REUSEPORT.
+    pub fn set_owner(&mut self, id: SocketId, uid: u32) -> Result<(), Errno> {
+        self.sock_mut(id)?.opts.owner = uid;
         Ok(())
     }
 
@@ -2279,9 +2381,126 @@ impl Slot {
     }
 }
 
+/// TCP_DEFER_ACCEPT seconds as SYN-ACK retransmissions (Linux's
+/// secs_to_retrans with a 1 s initial timeout doubling up to 120 s).
+fn secs_to_retrans(secs: i32) -> u8 {
+    let (mut timeout, mut period, mut n) = (1i32, 1i32, 1u8);
+    if secs <= 0 {
+        return 0;
+    }
+    while secs > period && n < 255 {
+        n += 1;
+        timeout = (timeout * 2).min(120);
+        period += timeout;
+    }
+    n
+}
+
+/// The seconds getsockopt reports for `n` retransmissions (retrans_to_secs).
+fn retrans_to_secs(n: u8) -> i32 {
+    let (mut timeout, mut period) = (1i32, 0i32);
+    if n > 0 {
+        period = 1;
+        for _ in 1..n {
+            timeout = (timeout * 2).min(120);
+            period += timeout;
+        }
+    }
+    period
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defer_accept_rounds_as_linux() {
+        let round = |s| retrans_to_secs(secs_to_retrans(s));
+        // Measured on Linux: 1 -> 1, 2..3 -> 3, 4..7 -> 7, 5 -> 7, 8 -> 15.
+        let want = [
+            (-5, 0),
+            (0, 0),
+            (1, 1),
+            (2, 3),
+            (3, 3),
+            (4, 7),
+            (5, 7),
+            (7, 7),
+            (8, 15),
+        ];
+        for (secs, got) in want {
+            assert_eq!(round(secs), got, "{secs} s");
+        }
+        // 1+2+4+...+64 = 127, then 120 s steps.
+        assert_eq!(round(128), 247);
+        assert_eq!(secs_to_retrans(i32::MAX), 255);
+    }
+
+    #[test]
+    fn listener_shut_rd_keeps_bound_address() {
+        let mut f = Fake {
+            now: Instant::ZERO,
+            rng: 3,
+        };
+        let mut t = TcpLayer::new(TcpConfig::default(), &mut f);
+        let ip = IpAddr::V4(crate::Ipv4Addr::new(192, 0, 2, 1));
+        let l = t.socket(Domain::V4);
+        t.bind(&mut f, l, SockAddr::new(ip, 0)).unwrap();
+        t.listen(&mut f, l, 4).unwrap();
+        t.shutdown(&mut f, l, Shutdown::Read).unwrap();
+        // The port bind() chose is gone, the address it was given stays.
+        assert_eq!(t.local_addr(l).unwrap(), SockAddr::new(ip, 0));
+        t.listen(&mut f, l, 4).unwrap();
+        let a = t.local_addr(l).unwrap();
+        assert_eq!(a.ip, ip);
+        assert_ne!(a.port, 0);
+        // A wildcard-bound listener forgets everything, as before.
+        let w = t.socket(Domain::V4);
+        t.bind(&mut f, w, SockAddr::new(IpAddr::V4_ANY, 0)).unwrap();
+        t.listen(&mut f, w, 4).unwrap();
+        t.shutdown(&mut f, w, Shutdown::Read).unwrap();
+        assert_eq!(t.local_addr(w).unwrap().port, 0);
+        assert!(t.local_addr(w).unwrap().ip.is_unspecified());
+    }
+
+    #[test]
+    fn reuseport_only_between_one_users_sockets() {
+        let mut f = Fake {
+            now: Instant::ZERO,
+            rng: 9,
+        };
+        let mut t = TcpLayer::new(TcpConfig::default(), &mut f);
+        let ip = IpAddr::V4(crate::Ipv4Addr::new(192, 0, 2, 1));
+        let open = |t: &mut TcpLayer, f: &mut Fake, uid: u32| {
+            let s = t.socket(Domain::V4);
+            t.set_option(f, s, SockOpt::ReusePort, 1).unwrap();
+            t.set_owner(s, uid).unwrap();
+            s
+        };
+        let a = open(&mut t, &mut f, 0);
+        t.bind(&mut f, a, SockAddr::new(ip, 5000)).unwrap();
+        let b = open(&mut t, &mut f, 0);
+        t.bind(&mut f, b, SockAddr::new(ip, 5000)).unwrap();
+        let c = open(&mut t, &mut f, 65534);
+        assert_eq!(
+            t.bind(&mut f, c, SockAddr::new(ip, 5000)),
+            Err(Errno::EADDRINUSE)
+        );
+    }
+
+    #[test]
+    fn defer_accept_option_reads_rounded() {
+        let mut f = Fake {
+            now: Instant::ZERO,
+            rng: 5,
+        };
+        let mut t = TcpLayer::new(TcpConfig::default(), &mut f);
+        let s = t.socket(Domain::V4);
+        t.set_option(&mut f, s, SockOpt::DeferAccept, 5).unwrap();
+        assert_eq!(t.get_option(s, SockOpt::DeferAccept).unwrap(), 7);
+        t.set_option(&mut f, s, SockOpt::DeferAccept, -1).unwrap();
+        assert_eq!(t.get_option(s, SockOpt::DeferAccept).unwrap(), 0);
+    }
     use crate::context::{InstantContext, RngContext};
     use crate::tcp::{Route, SendError, Transmit};
 

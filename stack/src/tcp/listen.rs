@@ -346,6 +346,7 @@ mod tests {
             window: 0,
             payload: &[],
             opts: TcpOptionSet::default(),
+            urgent: 0,
         };
         assert_eq!(check_cookie(&keys, &k, &ack(isn), t0), Some(1460));
         assert_eq!(
@@ -383,6 +384,7 @@ mod tests {
                 timestamps: Some(Timestamps { val: 9, ecr: ts }),
                 ..TcpOptionSet::default()
             },
+            urgent: 0,
         };
         let n = cookie_options(&TcpConfig::default(), &seg, 1460, 0, false);
         assert_eq!(n.snd_wscale, Some(7));

@@ -70,6 +70,7 @@ mod ring;
 pub mod rtt;
 mod scoreboard;
 mod siphash;
+pub mod urgent;
 
 pub use crate::errno::Errno;
 pub use addr::{ConnKey, Domain, IpAddr, SockAddr};
@@ -391,8 +392,12 @@ pub struct SockOpts {
     pub cc: CcAlgo,
     pub ttl: u8,
     pub tos: u8,
+    /// TCP_DEFER_ACCEPT as SYN-ACK retransmissions (Linux keeps it so).
     pub defer_accept: u32,
     pub oobinline: bool,
+    /// The creating user (`sk_uid`): SO_REUSEPORT shares a port only
+    /// between sockets of one user.
+    pub owner: u32,
 }
 
 impl SockOpts {
@@ -421,6 +426,7 @@ impl SockOpts {
             ttl: 0,
             tos: 0,
             defer_accept: 0,
+            owner: 0,
             oobinline: false,
         }
     }

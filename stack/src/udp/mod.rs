@@ -48,6 +48,12 @@ use crate::counters::Counter;
 use crate::errno::Errno;
 use crate::ip::{Ip, IpAddress};
 use crate::ip_layer::{IpExt, NextHop, RouteResult};
+use crate::time::Instant;
+
+pub mod cork;
+pub mod errqueue;
+
+use errqueue::{ErrQueue, ErrRecv, ExtErr, IcmpOrigin};
 
 /// `epoll` event bits as Linux defines them, so that the shim passes them
 /// through.
@@ -162,6 +168,21 @@ pub struct RecvMeta<A> {
     /// The datagram's destination address (`IP_PKTINFO`'s
     /// `ipi_addr`).
     pub dst: Option<A>,
+    /// What the IP header and the arrival said (`IP_TOS`, `IP_TTL`,
+    /// `SO_TIMESTAMP*` control messages); default for the 0 after
+    /// `SHUT_RD`.
+    pub info: RxInfo,
+}
+
+/// Per-datagram facts from the IP header and the moment it arrived.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxInfo {
+    /// The TOS byte (IPv6: the traffic class).
+    pub tos: u8,
+    /// The TTL (IPv6: the hop limit).
+    pub ttl: u8,
+    /// When the frame came in (the `now` of `Stack::receive`).
+    pub at: Instant,
 }
 
 /// A socket handle. Generation-checked: a handle of a closed socket never
@@ -222,6 +243,7 @@ pub const EPHEMERAL: (u16, u16) = (32768, 60999);
 struct Datagram<A> {
     src: (A, u16),
     dst: A,
+    info: RxInfo,
     buf: Vec<u8>,
     truesize: usize,
 }
@@ -250,6 +272,30 @@ pub struct UdpOptions {
     /// destination address of each datagram ([`RecvMeta::dst`], always
     /// filled) only when this is set.
     pub recv_pktinfo: bool,
+    /// `IP_RECVTOS`, `IP_RECVTTL`, `SO_TIMESTAMP` / `SO_TIMESTAMPNS`: the
+    /// control messages the shim builds from [`RecvMeta::info`].
+    pub recv_tos: bool,
+    pub recv_ttl: bool,
+    pub timestamp: RxTimestamp,
+    /// `UDP_CORK`: sends gather until it is cleared ([`cork`]).
+    pub cork: bool,
+    /// The creating user (`sk_uid`): SO_REUSEPORT shares a port only
+    /// between sockets of one user (udp_lib_lport_inuse).
+    pub owner: u32,
+    /// `IP_RECVERR`: ICMP errors are queued ([`errqueue`]) and reported on
+    /// unconnected sockets too. Clearing it empties the queue.
+    pub recverr: bool,
+}
+
+/// Which arrival timestamp a socket asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RxTimestamp {
+    #[default]
+    Off,
+    /// `SO_TIMESTAMP`: `SCM_TIMESTAMP`, a timeval.
+    Micros,
+    /// `SO_TIMESTAMPNS`: `SCM_TIMESTAMPNS`, a timespec.
+    Nanos,
 }
 
 impl Default for UdpOptions {
@@ -266,6 +312,12 @@ impl Default for UdpOptions {
             pmtudisc: PmtuDisc::Want,
             v6only: false,
             recv_pktinfo: false,
+            recv_tos: false,
+            recv_ttl: false,
+            timestamp: RxTimestamp::Off,
+            cork: false,
+            owner: 0,
+            recverr: false,
         }
     }
 }
@@ -286,6 +338,7 @@ struct Socket<I: Ip> {
     opts: UdpOptions,
     rx: VecDeque<Datagram<I::Addr>>,
     rx_mem: usize,
+    errq: ErrQueue<I::Addr>,
     error: Option<Errno>,
     shut_rd: bool,
     shut_wr: bool,
@@ -398,6 +451,7 @@ impl<I: IpExt> UdpSockets<I> {
             opts: UdpOptions::default(),
             rx: VecDeque::new(),
             rx_mem: 0,
+            errq: ErrQueue::default(),
             error: None,
             shut_rd: false,
             shut_wr: false,
@@ -451,7 +505,7 @@ impl<I: IpExt> UdpSockets<I> {
             };
             j == index
                 || (o.opts.reuseaddr && me.opts.reuseaddr)
-                || (o.opts.reuseport && me.opts.reuseport)
+                || (o.opts.reuseport && me.opts.reuseport && o.opts.owner == me.opts.owner)
                 || !(o.rcv_addr == *addr || o.rcv_addr.is_unspecified() || addr.is_unspecified())
         })
     }
@@ -601,6 +655,9 @@ impl<I: IpExt> UdpSockets<I> {
         let s = self.get_mut(id)?;
         let before = s.opts;
         f(&mut s.opts);
+        if before.recverr && !s.opts.recverr {
+            s.errq.clear();
+        }
         if s.opts.rcvbuf != before.rcvbuf {
             s.opts.rcvbuf = (s.opts.rcvbuf.min(RMEM_MAX) * 2).max(MIN_RCVBUF);
         }
@@ -693,7 +750,7 @@ impl<I: IpExt> UdpSockets<I> {
     pub fn readiness(&self, id: UdpSocketId) -> R<Readiness> {
         let s = self.get(id)?;
         let mut r = Readiness::OUT | Readiness::WRNORM | Readiness::WRBAND;
-        if s.error.is_some() {
+        if s.error.is_some() || !s.errq.is_empty() {
             r |= Readiness::ERR;
         }
         if s.shut_rd {
@@ -786,6 +843,7 @@ impl<I: IpExt> UdpSockets<I> {
                     truncated: false,
                     src: None,
                     dst: None,
+                    info: RxInfo::default(),
                 });
             }
             return Err(Errno::EAGAIN);
@@ -798,6 +856,7 @@ impl<I: IpExt> UdpSockets<I> {
             truncated: d.buf.len() > buf.len(),
             src: Some(d.src),
             dst: Some(d.dst),
+            info: d.info,
         };
         if !flags.peek {
             if let Some(d) = s.rx.pop_front() {
@@ -889,6 +948,7 @@ impl<I: IpExt> UdpSockets<I> {
         src: (I::Addr, u16),
         dst: I::Addr,
         payload: &[u8],
+        info: RxInfo,
     ) -> bool {
         let Some(Some(s)) = self.slots.get_mut(index as usize) else {
             return false;
@@ -905,6 +965,7 @@ impl<I: IpExt> UdpSockets<I> {
         s.rx.push_back(Datagram {
             src,
             dst,
+            info,
             buf,
             truesize,
         });
@@ -926,10 +987,24 @@ impl<I: IpExt> UdpSockets<I> {
         group: bool,
         payload: &[u8],
     ) -> Delivery {
+        let info = RxInfo::default();
+        self.deliver_with(ctx, (src, sport), (dst, dport), group, payload, info)
+    }
+
+    /// [`Self::deliver`] with the datagram's TOS, TTL and arrival time.
+    pub fn deliver_with<C: UdpContext<I>>(
+        &mut self,
+        ctx: &mut C,
+        (src, sport): (I::Addr, u16),
+        (dst, dport): (I::Addr, u16),
+        group: bool,
+        payload: &[u8],
+        info: RxInfo,
+    ) -> Delivery {
         if !group {
             return match self.lookup(&src, sport, &dst, dport) {
                 Some(id) => {
-                    self.enqueue(ctx, id.index, (src, sport), dst, payload);
+                    self.enqueue(ctx, id.index, (src, sport), dst, payload, info);
                     Delivery::Delivered
                 }
                 None => Delivery::NoSocket,
@@ -952,7 +1027,7 @@ impl<I: IpExt> UdpSockets<I> {
             return Delivery::NoSocket;
         }
         for i in targets {
-            self.enqueue(ctx, i, (src, sport), dst, payload);
+            self.enqueue(ctx, i, (src, sport), dst, payload, info);
         }
         Delivery::Delivered
     }
@@ -966,12 +1041,48 @@ impl<I: IpExt> UdpSockets<I> {
         errno: Errno,
         hard: bool,
     ) -> Option<UdpSocketId> {
+        self.deliver_error_ext(local, remote, errno, hard, None)
+    }
+
+    /// [`Self::deliver_error`] with the ICMP message's origin and the
+    /// quoted payload, for `IP_RECVERR` (`ext`; without it nothing is
+    /// queued).
+    pub fn deliver_error_ext(
+        &mut self,
+        local: (I::Addr, u16),
+        remote: (I::Addr, u16),
+        errno: Errno,
+        hard: bool,
+        ext: Option<(IcmpOrigin<I::Addr>, &[u8])>,
+    ) -> Option<UdpSocketId> {
         let id = self.lookup(&remote.0, remote.1, &local.0, local.1)?;
         let s = self.get_mut(id).ok()?;
-        if hard && s.remote.is_some() {
+        if s.opts.recverr {
+            // __udp4_lib_err: with IP_RECVERR every error is queued and
+            // becomes the socket's error, connected or not.
+            if let Some((origin, payload)) = ext {
+                let e = ExtErr {
+                    errno,
+                    origin,
+                    dst: remote,
+                    payload: payload.to_vec(),
+                };
+                s.errq.push(e, s.opts.rcvbuf);
+            }
+            s.error = Some(errno);
+        } else if hard && s.remote.is_some() {
             s.error = Some(errno);
         }
         Some(id)
+    }
+
+    /// `recvmsg(MSG_ERRQUEUE)`: the oldest queued error (`EAGAIN` if
+    /// none; it never blocks).
+    pub fn recv_err(&mut self, id: UdpSocketId, buf: &mut [u8]) -> R<ErrRecv<I::Addr>> {
+        let s = self.get_mut(id)?;
+        let (r, next) = s.errq.pop(buf).ok_or(Errno::EAGAIN)?;
+        s.error = next;
+        Ok(r)
     }
 }
 

@@ -424,3 +424,40 @@ fn events_describe_associations() {
         ]
     );
 }
+
+#[test]
+fn each_datagram_keeps_its_tos_ttl_and_arrival() {
+    let (mut u, mut c) = setup();
+    let a = u.socket();
+    u.bind(&mut c, a, ANY, 5002).unwrap();
+    let first = RxInfo {
+        tos: 0x28,
+        ttl: 64,
+        at: crate::time::Instant::from_millis(10),
+    };
+    let second = RxInfo {
+        tos: 0x10,
+        ttl: 3,
+        at: crate::time::Instant::from_millis(25),
+    };
+    u.deliver_with(&mut c, (PEER, 9), (OURS, 5002), false, b"a", first);
+    u.deliver_with(&mut c, (PEER, 9), (OURS, 5002), false, b"b", second);
+    let mut b = [0u8; 4];
+    let peek = RecvFlags {
+        peek: true,
+        ..RecvFlags::default()
+    };
+    assert_eq!(u.recv(&mut c, a, &mut b, peek).unwrap().info, first);
+    assert_eq!(
+        u.recv(&mut c, a, &mut b, RecvFlags::default())
+            .unwrap()
+            .info,
+        first
+    );
+    assert_eq!(
+        u.recv(&mut c, a, &mut b, RecvFlags::default())
+            .unwrap()
+            .info,
+        second
+    );
+}

@@ -61,6 +61,9 @@ impl TcpFlags {
     pub const fn rst(self) -> bool {
         self.contains(TcpFlags::RST)
     }
+    pub const fn urg(self) -> bool {
+        self.contains(TcpFlags::URG)
+    }
 }
 
 impl BitOr for TcpFlags {
