@@ -15,14 +15,17 @@
 //! - [`engine`]: the driver: the process's stack on the AF_PACKET device,
 //!   inline progress, the progress thread, blocking waits;
 //! - [`sockets`]: the [`socket::ShuntSockets`] integration for TCP and
-//!   UDP over IPv4 (AF_INET6 sockets stay with the kernel until the stack
-//!   has IPv6).
+//!   UDP over IPv4 and IPv6 (dual-stack AF_INET6 sockets included);
+//! - [`sockaddr`]: `sockaddr_in`/`sockaddr_in6` in and out, as Linux
+//!   checks and writes them;
+//! - [`dad`]: what sockets see while IPv6 addresses are tentative.
 //!
-//! With `SHUNT_IFACE` set, the first AF_INET socket starts the stack
+//! With `SHUNT_IFACE` set, the first AF_INET or AF_INET6 socket starts the stack
 //! ([`init`]); without it every fd is the kernel's and every hook passes
 //! its call through.
 
 pub mod config;
+pub mod dad;
 pub mod engine;
 pub mod fdtable;
 pub mod hooks;
@@ -30,5 +33,6 @@ pub mod init;
 pub mod lock;
 pub mod log;
 pub mod real;
+pub mod sockaddr;
 pub mod socket;
 pub mod sockets;
