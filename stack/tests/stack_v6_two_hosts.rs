@@ -850,3 +850,17 @@ fn ipv4_is_unchanged_when_ipv6_is_off() {
     assert_eq!(s.counters()[Counter::Ip6InDiscards], 1);
     assert_eq!(s.next_deadline(), None);
 }
+
+#[test]
+fn fragment_beyond_65535_is_a_parameter_problem_at_the_offset() {
+    // RFC 8200 4.5: offset 65528 + 16 octets exceeds 65535: code 0,
+    // pointer to the fragment offset field (40 + 2).
+    let (mut n, _s) = with_c();
+    let f = c_frame(
+        IpProto::IPV6_FRAG,
+        &frag_hdr(IpProto::ICMPV6, 65528, false, 11, &[0x7a; 16]),
+    );
+    let out = n.inject_b(&f);
+    let (t, code, ptr, _) = icmp6(out.first().expect("an ICMPv6 error")).unwrap();
+    assert_eq!((t, code, u32::from_be_bytes(ptr)), (4, 0, 42));
+}
