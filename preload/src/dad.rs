@@ -49,12 +49,9 @@ impl Dad {
             return;
         }
         let mut extra = Vec::new();
-        let r = e.wait(
-            Some(Instant::now() + MAX_WAIT),
-            &mut extra,
-            None,
-            |g| (!pending(g)).then_some(()),
-        );
+        let r = e.wait(Some(Instant::now() + MAX_WAIT), &mut extra, None, |g| {
+            (!pending(g)).then_some(())
+        });
         if r.is_ok() {
             self.settled.store(true, Ordering::Release);
         }

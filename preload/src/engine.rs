@@ -364,7 +364,9 @@ impl Engine {
         let base = std::time::Instant::now();
         for a in &cfg.addrs {
             match a.addr {
-                std::net::IpAddr::V4(a4) => stack.add_ipv4_address(a4.into(), a.prefix, Instant::ZERO),
+                std::net::IpAddr::V4(a4) => {
+                    stack.add_ipv4_address(a4.into(), a.prefix, Instant::ZERO)
+                }
                 // Like `ip addr add ADDR/PREFIX` on a link that is up: the
                 // link-local address from the MAC, the address and its
                 // on-link prefix route, both through DAD with Linux's

@@ -86,9 +86,9 @@ pub unsafe fn read(
     if matches!(how, AddrUse::Send | AddrUse::ConnectDgram) && family() == libc::AF_INET {
         // SAFETY: per the contract.
         let a = unsafe { read_v4(addr, len, how) }?;
-        return Ok(a.map(|a| {
-            SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))
-        }));
+        return Ok(
+            a.map(|a| SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0)))
+        );
     }
     if (len as usize) < SIN6_LEN_RFC2133 {
         return Err(Errno::INVAL);

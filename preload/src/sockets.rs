@@ -327,8 +327,13 @@ impl Shunt {
         let kport = match real::getsockname() {
             // SAFETY: the real getsockname into our sockaddr_storage.
             Some(f)
-                if unsafe { f(fd, (&mut st as *mut libc::sockaddr_storage).cast(), &mut len) }
-                    == 0 =>
+                if unsafe {
+                    f(
+                        fd,
+                        (&mut st as *mut libc::sockaddr_storage).cast(),
+                        &mut len,
+                    )
+                } == 0 =>
             {
                 // SAFETY: the kernel wrote an inet name; its port is there.
                 u16::from_be(unsafe {
@@ -692,7 +697,15 @@ impl Shunt {
         if let (true, true, Some(dst)) = (pktinfo, v6, r.dst) {
             let data = name::in6_pktinfo(dst, ifx);
             // SAFETY: the program's control buffer of msg_controllen bytes.
-            used = unsafe { put_cmsg(m, &mut mflags, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &data) };
+            used = unsafe {
+                put_cmsg(
+                    m,
+                    &mut mflags,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_PKTINFO,
+                    &data,
+                )
+            };
         } else if let (true, Some(std::net::IpAddr::V4(dst))) = (pktinfo, r.dst) {
             let a = libc::in_addr {
                 s_addr: u32::from(dst).to_be(),
@@ -892,9 +905,7 @@ impl Shunt {
                         .stack
                         .udp_set_options(h, |o| o.ttl = (v >= 0).then_some(v as u8)),
                     libc::IPV6_TCLASS => g.stack.udp_set_options(h, |o| o.tos = v.max(0) as u8),
-                    libc::IPV6_RECVPKTINFO => {
-                        g.stack.udp_set_options(h, |o| o.recv_pktinfo = on)
-                    }
+                    libc::IPV6_RECVPKTINFO => g.stack.udp_set_options(h, |o| o.recv_pktinfo = on),
                     _ => Ok(()),
                 }
                 .map_err(se)
@@ -1484,10 +1495,7 @@ unsafe impl ShuntSockets for Shunt {
         match proto {
             Proto::Udp(h) => {
                 let now = g.now();
-                let r = g
-                    .stack
-                    .udp_connect(h, Some(a), now)
-                    .map_err(se);
+                let r = g.stack.udp_connect(h, Some(a), now).map_err(se);
                 self.e.done(g);
                 Some(r.map(|()| 0))
             }
@@ -1554,10 +1562,7 @@ unsafe impl ShuntSockets for Shunt {
         let v6 = s.v6;
         let a = match s.proto {
             Proto::Tcp(t) => g.stack.tcp_layer().local_addr(t).map(tcp_std).map_err(se),
-            Proto::Udp(h) => Ok(g
-                .stack
-                .udp_local_addr(h)
-                .unwrap_or(wildcard(v6, 0))),
+            Proto::Udp(h) => Ok(g.stack.udp_local_addr(h).unwrap_or(wildcard(v6, 0))),
         };
         drop(g);
         let ifx = self.e.ifindex as u32;
