@@ -425,6 +425,12 @@ fn reassembly_timeout_sends_time_exceeded_code_1_after_60s() {
         .find(|f| icmp6(f).is_some_and(|m| m.0 == 3))
         .expect("time exceeded");
     assert_eq!(icmp6(te).unwrap().1, 1);
+    // The first fragment as it came, Fragment header and all (the source
+    // knows it by its identification).
+    let q = icmp6(te).unwrap().3;
+    assert_eq!(q[6], 44, "the quote names a fragment header");
+    assert_eq!(&q[40..48], &frag_hdr(IpProto::UDP, 0, true, 5, &[])[..]);
+    assert_eq!(&q[48..72], &dgram[..24]);
     assert_eq!(ip6_dst(te), C6);
     assert_eq!(n.b.counters()[Counter::Ip6ReasmTimeout], 1);
 }
