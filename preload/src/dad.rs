@@ -2,8 +2,9 @@
 //! duplicate address detection.
 //!
 //! The stack runs DAD on every address of `SHUNT_ADDR` and on the
-//! link-local address with Linux's timing (a random delay below 1 s, one
-//! probe, 1 s to wait): the wire sees what `ip addr add` without `nodad`
+//! link-local address as Linux does (one probe, 1 s to wait; the first
+//! probe after a random delay below 10 ms rather than Linux's 1 s, see
+//! crate::engine): the wire sees what `ip addr add` without `nodad`
 //! shows, a duplicate is detected and the address is not used, and the
 //! stack neither answers for nor accepts traffic to a tentative address.
 //!
@@ -25,7 +26,7 @@ use shunt_stack::iface::ndp::AddressState;
 
 use crate::engine::{Engine, Inner};
 
-/// The longest wait: Linux's timing is below 2 s.
+/// The longest wait: DAD takes about 1 s.
 const MAX_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Default)]

@@ -356,6 +356,12 @@ impl Engine {
         let mut sc = StackConfig::new(Mac(dev.mac()));
         sc.mtu = dev.mtu().min(65535) as u16;
         sc.record_events = false;
+        // DAD's first probe waits below 10 ms, not Linux's 1 s
+        // (`rtr_solicit_delay`, RFC 4862 5.4.2's SHOULD against a link
+        // coming up on many hosts at once): the process starting is not a
+        // link coming up, its addresses are usable after 1 s, and the
+        // link-local and the configured addresses finish DAD together.
+        sc.ipv6.rtr_solicit_delay = Duration::from_millis(10);
         let mut seed = [0u8; 8];
         // SAFETY: getrandom(2) into our 8-byte buffer.
         let _ = unsafe { libc::syscall(libc::SYS_getrandom, seed.as_mut_ptr(), 8usize, 0) };
@@ -369,8 +375,8 @@ impl Engine {
                 }
                 // Like `ip addr add ADDR/PREFIX` on a link that is up: the
                 // link-local address from the MAC, the address and its
-                // on-link prefix route, both through DAD with Linux's
-                // timing (crate::dad says what sockets see meanwhile).
+                // on-link prefix route, both through DAD (crate::dad says
+                // what sockets see meanwhile).
                 std::net::IpAddr::V6(a6) => {
                     stack.add_ipv6_address_with_prefix(a6.into(), a.prefix, Instant::ZERO)
                 }
