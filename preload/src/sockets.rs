@@ -1,5 +1,12 @@
 //! The stack integration: [`ShuntSockets`] over the process's [`Engine`]
-//! for TCP and UDP over IPv4.
+//! for TCP and UDP over IPv4 and IPv6.
+//!
+//! An AF_INET6 socket is the stack's IPv6 socket, dual-stack unless
+//! IPV6_V6ONLY (Linux's `bindv6only` 0): a `[::]` listener or UDP socket
+//! takes IPv4 traffic too, IPv4 peers named v4-mapped (crate::sockaddr
+//! reads and writes the names). Its kernel socket is AF_INET6 as well, so
+//! the wildcard port reservation and the hand-over (`::1`, v4-mapped
+//! loopback, a scope id of another interface) behave as for IPv4.
 //!
 //! A shunt socket is a slot of [`Tables`] (its id is the slot index, what
 //! the fd table holds) naming the stack's TCP socket or UDP handle, with
@@ -14,7 +21,7 @@
 //! the kernel. Options the stack models are then applied to the stack.
 //!
 //! Handing over: a socket whose destination shunt's interface cannot reach
-//! (loopback, 0.0.0.0, a route only the kernel has) is given to its kernel
+//! (loopback, 0.0.0.0 or `::`, a route only the kernel has) is given to its kernel
 //! socket while it has no state the kernel could not reproduce: its fds
 //! are marked as the kernel's, the stack's socket is closed, and the call
 //! returns `None` so the hook makes it on the kernel socket.
