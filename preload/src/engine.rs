@@ -35,7 +35,7 @@ use parking_lot::{Mutex, MutexGuard};
 use shunt_ring::afpacket::{AfPacket, AfPacketOptions};
 use shunt_ring::offload::{F_DATA_VALID, VnetHdr};
 use shunt_stack::time::Instant;
-use shunt_stack::{Ipv4Addr, Mac, RxOffload, Stack, StackConfig};
+use shunt_stack::{Mac, RxOffload, Stack, StackConfig};
 
 use crate::config::Config;
 use crate::fdtable::{self, Entry};
@@ -91,13 +91,6 @@ pub fn rx_offload(h: &VnetHdr) -> RxOffload {
         RxOffload::Verified
     } else {
         RxOffload::None
-    }
-}
-
-fn v4(a: std::net::IpAddr) -> Option<Ipv4Addr> {
-    match a {
-        std::net::IpAddr::V4(a) => Some(a.into()),
-        std::net::IpAddr::V6(_) => None,
     }
 }
 
@@ -418,30 +411,39 @@ impl Engine {
         let mut sc = StackConfig::new(Mac(dev.mac()));
         sc.mtu = dev.mtu().min(65535) as u16;
         sc.record_events = false;
+        // DAD's first probe waits below 10 ms, not Linux's 1 s
+        // (`rtr_solicit_delay`, RFC 4862 5.4.2's SHOULD against a link
+        // coming up on many hosts at once): the process starting is not a
+        // link coming up, its addresses are usable after 1 s, and the
+        // link-local and the configured addresses finish DAD together.
+        sc.ipv6.rtr_solicit_delay = Duration::from_millis(10);
         let mut seed = [0u8; 8];
         // SAFETY: getrandom(2) into our 8-byte buffer.
         let _ = unsafe { libc::syscall(libc::SYS_getrandom, seed.as_mut_ptr(), 8usize, 0) };
         sc.seed = u64::from_ne_bytes(seed);
         let mut stack = Stack::new(sc);
         let base = std::time::Instant::now();
-        let mut any = false;
         for a in &cfg.addrs {
-            if let Some(a4) = v4(a.addr) {
-                stack
-                    .add_ipv4_address(a4, a.prefix, Instant::ZERO)
-                    .map_err(|e| format!("SHUNT_ADDR {}/{}: {e:?}", a.addr, a.prefix))?;
-                any = true;
+            match a.addr {
+                std::net::IpAddr::V4(a4) => {
+                    stack.add_ipv4_address(a4.into(), a.prefix, Instant::ZERO)
+                }
+                // Like `ip addr add ADDR/PREFIX` on a link that is up: the
+                // link-local address from the MAC, the address and its
+                // on-link prefix route, both through DAD (crate::dad says
+                // what sockets see meanwhile).
+                std::net::IpAddr::V6(a6) => {
+                    stack.add_ipv6_address_with_prefix(a6.into(), a.prefix, Instant::ZERO)
+                }
             }
-        }
-        if !any {
-            return Err("SHUNT_ADDR has no IPv4 address (IPv6 is not served yet)".into());
+            .map_err(|e| format!("SHUNT_ADDR {}/{}: {e:?}", a.addr, a.prefix))?;
         }
         for g in &cfg.gateways {
-            if let Some(g4) = v4(*g) {
-                stack
-                    .set_ipv4_gateway(g4)
-                    .map_err(|e| format!("SHUNT_GW {g}: {e:?}"))?;
+            match *g {
+                std::net::IpAddr::V4(g4) => stack.set_ipv4_gateway(g4.into()),
+                std::net::IpAddr::V6(g6) => stack.set_ipv6_gateway(g6.into()),
             }
+            .map_err(|e| format!("SHUNT_GW {g}: {e:?}"))?;
         }
         let prog_efd = new_eventfd().ok_or("cannot create an eventfd")?;
         let tap = Tap::new(cfg)?;

@@ -17,18 +17,21 @@
 //! - [`engine`]: the driver: the process's stack on the AF_PACKET device,
 //!   inline progress, the progress thread, blocking waits;
 //! - [`sockets`]: the [`socket::ShuntSockets`] integration for TCP and
-//!   UDP over IPv4 (AF_INET6 sockets stay with the kernel until the stack
-//!   has IPv6);
+//!   UDP over IPv4 and IPv6 (dual-stack AF_INET6 sockets included);
+//! - [`sockaddr`]: `sockaddr_in`/`sockaddr_in6` in and out, as Linux
+//!   checks and writes them;
+//! - [`dad`]: what sockets see while IPv6 addresses are tentative;
 //! - [`relay`] and [`forked`]: connections shared with forked children
 //!   (and the programs they exec), relayed through the parent;
 //! - [`tap`]: `SHUNT_PCAP` and `SHUNT_NETEM` between device and stack;
 //! - [`stat`]: the counters and socket table `shunt stat` reads.
 //!
-//! With `SHUNT_IFACE` set, the first AF_INET socket starts the stack
+//! With `SHUNT_IFACE` set, the first AF_INET or AF_INET6 socket starts the stack
 //! ([`init`]); without it every fd is the kernel's and every hook passes
 //! its call through.
 
 pub mod config;
+pub mod dad;
 pub mod engine;
 pub mod fdtable;
 pub mod forked;
@@ -39,6 +42,7 @@ pub mod log;
 pub mod privdrop;
 pub mod real;
 pub mod relay;
+pub mod sockaddr;
 pub mod socket;
 pub mod sockets;
 pub mod stat;

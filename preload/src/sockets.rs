@@ -1,5 +1,12 @@
 //! The stack integration: [`ShuntSockets`] over the process's [`Engine`]
-//! for TCP and UDP over IPv4.
+//! for TCP and UDP over IPv4 and IPv6.
+//!
+//! An AF_INET6 socket is the stack's IPv6 socket, dual-stack unless
+//! IPV6_V6ONLY (Linux's `bindv6only` 0): a `[::]` listener or UDP socket
+//! takes IPv4 traffic too, IPv4 peers named v4-mapped (crate::sockaddr
+//! reads and writes the names). Its kernel socket is AF_INET6 as well, so
+//! the wildcard port reservation and the hand-over (`::1`, v4-mapped
+//! loopback, a scope id of another interface) behave as for IPv4.
 //!
 //! A shunt socket is a slot of [`Tables`] (its id is the slot index, what
 //! the fd table holds) naming the stack's TCP socket or UDP handle, with
@@ -14,13 +21,13 @@
 //! the kernel. Options the stack models are then applied to the stack.
 //!
 //! Handing over: a socket whose destination shunt's interface cannot reach
-//! (loopback, 0.0.0.0, a route only the kernel has) is given to its kernel
+//! (loopback, 0.0.0.0 or `::`, a route only the kernel has) is given to its kernel
 //! socket while it has no state the kernel could not reproduce: its fds
 //! are marked as the kernel's, the stack's socket is closed, and the call
 //! returns `None` so the hook makes it on the kernel socket.
 
 use core::ffi::{c_int, c_uint, c_ulong, c_void};
-use std::net::{Ipv4Addr as StdV4, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr as StdIp, Ipv4Addr as StdV4, SocketAddr, SocketAddrV4};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
 
@@ -29,11 +36,12 @@ use libc::{
     timespec,
 };
 use shunt_stack::tcp::{self, SendFlags, SockOpt, SocketId as TcpId};
-use shunt_stack::{Ipv4Addr, UdpHandle};
+use shunt_stack::{Ipv4Addr, Ipv6Addr, UdpHandle};
 
 use crate::engine::{Engine, Inner, WaitEnd, raw_ppoll, restart_after_signal};
 use crate::fdtable::{self, Entry};
 use crate::real;
+use crate::sockaddr::{self as name, AddrUse};
 use crate::socket::{EpollId, Errno, Served, ShuntSockets, SocketId, SysResult, Timeout};
 
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +52,8 @@ enum Proto {
 
 struct Sock {
     proto: Proto,
+    /// AF_INET6: names in and out are `sockaddr_in6`.
+    v6: bool,
     refs: u32,
     fds: Vec<c_int>,
     nonblock: bool,
@@ -266,131 +276,12 @@ fn errno_now() -> Errno {
     e(unsafe { *libc::__errno_location() })
 }
 
-fn v4_std(a: Ipv4Addr) -> StdV4 {
-    let o = a.octets();
-    StdV4::new(o[0], o[1], o[2], o[3])
+fn tcp_std(a: tcp::SockAddr) -> SocketAddr {
+    SocketAddr::new(std::net::IpAddr::from(a.ip), a.port)
 }
 
-fn tcp_sa(a: tcp::SockAddr) -> SocketAddrV4 {
-    match a.ip {
-        tcp::IpAddr::V4(ip) => SocketAddrV4::new(v4_std(ip), a.port),
-        tcp::IpAddr::V6(ip) => SocketAddrV4::new(
-            ip.to_ipv4_mapped()
-                .map(v4_std)
-                .unwrap_or(StdV4::UNSPECIFIED),
-            a.port,
-        ),
-    }
-}
-
-fn to_tcp(a: SocketAddrV4) -> tcp::SockAddr {
-    tcp::SockAddr::v4(a.ip().octets(), a.port())
-}
-
-fn std_v4(a: SocketAddr) -> SocketAddrV4 {
-    match a {
-        SocketAddr::V4(a) => a,
-        SocketAddr::V6(a) => SocketAddrV4::new(
-            a.ip().to_ipv4_mapped().unwrap_or(StdV4::UNSPECIFIED),
-            a.port(),
-        ),
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum AddrUse {
-    Bind,
-    Connect,
-    Send,
-}
-
-/// A sockaddr the program passed, checked as Linux's inet code does for
-/// `how`: `Ok(None)` is AF_UNSPEC on connect (dissolve the association).
-///
-/// # Safety
-/// `addr` null or the program's pointer of `len` bytes.
-unsafe fn read_sin(
-    addr: *const sockaddr,
-    len: socklen_t,
-    how: AddrUse,
-) -> Result<Option<SocketAddrV4>, Errno> {
-    if (len as i32) < 0 || len as usize > core::mem::size_of::<libc::sockaddr_storage>() {
-        return Err(Errno::INVAL);
-    }
-    if addr.is_null() && len > 0 {
-        return Err(Errno::FAULT);
-    }
-    if how == AddrUse::Connect {
-        if (len as usize) < 2 {
-            return Err(Errno::INVAL);
-        }
-        // SAFETY: at least the family is there.
-        if c_int::from(unsafe { core::ptr::read_unaligned(addr.cast::<libc::sa_family_t>()) })
-            == libc::AF_UNSPEC
-        {
-            return Ok(None);
-        }
-    }
-    if (len as usize) < core::mem::size_of::<libc::sockaddr_in>() {
-        return Err(Errno::INVAL);
-    }
-    // SAFETY: a sockaddr_in's worth of bytes (read unaligned).
-    let sin: libc::sockaddr_in = unsafe { core::ptr::read_unaligned(addr.cast()) };
-    let a = SocketAddrV4::new(
-        StdV4::from(u32::from_be(sin.sin_addr.s_addr)),
-        u16::from_be(sin.sin_port),
-    );
-    match c_int::from(sin.sin_family) {
-        libc::AF_INET => Ok(Some(a)),
-        libc::AF_UNSPEC if how == AddrUse::Send => Ok(Some(a)),
-        libc::AF_UNSPEC if how == AddrUse::Bind && a.ip().is_unspecified() => Ok(Some(a)),
-        _ => Err(Errno::AFNOSUPPORT),
-    }
-}
-
-fn sin_bytes(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
-/// Write a name as Linux's move_addr_to_user: truncated to `*len`, the
-/// full length back in `*len`.
-///
-/// # Safety
-/// The program's pointers.
-unsafe fn write_sin(addr: *mut sockaddr, len: *mut socklen_t, a: SocketAddrV4) -> SysResult<()> {
-    if len.is_null() {
-        return Err(Errno::FAULT);
-    }
-    // SAFETY: the program's non-null pointer.
-    let l = unsafe { len.read_unaligned() } as i32;
-    if l < 0 {
-        return Err(Errno::INVAL);
-    }
-    let sin = sin_bytes(a);
-    let n = (l as usize).min(core::mem::size_of::<libc::sockaddr_in>());
-    if n > 0 {
-        if addr.is_null() {
-            return Err(Errno::FAULT);
-        }
-        // SAFETY: `n` bytes of the program's buffer.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                (&sin as *const libc::sockaddr_in).cast::<u8>(),
-                addr.cast::<u8>(),
-                n,
-            )
-        };
-    }
-    // SAFETY: as above.
-    unsafe { len.write_unaligned(core::mem::size_of::<libc::sockaddr_in>() as socklen_t) };
-    Ok(())
+fn to_tcp(a: SocketAddr) -> tcp::SockAddr {
+    tcp::SockAddr::new(a.ip().into(), a.port())
 }
 
 /// The program's iovec array as (pointer, length) pairs.
@@ -451,29 +342,66 @@ fn raise_sigpipe() {
 /// The registered integration.
 pub struct Shunt {
     pub e: &'static Engine,
+    dad: crate::dad::Dad,
 }
 
 fn deadline(t: Option<Duration>) -> Option<std::time::Instant> {
     t.map(|d| std::time::Instant::now() + d)
 }
 
-/// Whether a destination goes through shunt's interface.
-fn via_shunt(g: &Inner, a: &StdV4) -> bool {
-    let ip: Ipv4Addr = (*a).into();
-    if a.is_loopback() || a.is_unspecified() {
-        return false;
+/// Whether a destination goes through shunt's interface (v4-mapped IPv6
+/// as the IPv4 address it maps; `::` is loopback, as Linux connects it).
+/// A link-local destination scoped to another interface does not.
+fn via_shunt(g: &Inner, a: &SocketAddr, ifindex: i32) -> bool {
+    match name::canonical(a.ip()) {
+        StdIp::V4(v4) => {
+            let ip: Ipv4Addr = v4.into();
+            if v4.is_loopback() || v4.is_unspecified() {
+                return false;
+            }
+            g.stack.ipv4().is_local(&ip) || g.stack.ipv4().routes.lookup(&ip).is_some()
+        }
+        StdIp::V6(v6) => {
+            if v6.is_loopback() || v6.is_unspecified() {
+                return false;
+            }
+            if let SocketAddr::V6(s) = a
+                && s.scope_id() != 0
+                && s.scope_id() != ifindex as u32
+            {
+                return false;
+            }
+            let ip: Ipv6Addr = v6.into();
+            g.stack.ipv6().is_local(&ip) || g.stack.ipv6().routes.lookup(&ip).is_some()
+        }
     }
-    g.stack.ipv4().is_local(&ip) || g.stack.ipv4().routes.lookup(&ip).is_some()
 }
 
-fn is_local(g: &Inner, a: &StdV4) -> bool {
-    let ip: Ipv4Addr = (*a).into();
-    g.stack.ipv4().is_local(&ip)
+/// Whether a name is scoped to shunt's interface (or to none).
+fn scoped_here(a: &SocketAddr, ifindex: i32) -> bool {
+    match a {
+        SocketAddr::V6(s) => s.scope_id() == 0 || s.scope_id() == ifindex as u32,
+        SocketAddr::V4(_) => true,
+    }
+}
+
+/// Whether `a` (canonical: v4-mapped as IPv4) is one of shunt's
+/// addresses.
+fn is_local(g: &Inner, a: &StdIp) -> bool {
+    match name::canonical(*a) {
+        StdIp::V4(v4) => g.stack.ipv4().is_local(&v4.into()),
+        StdIp::V6(v6) => g.stack.ipv6().is_local(&v6.into()),
+    }
 }
 
 impl Shunt {
     fn forked(&self) -> bool {
         self.e.forked.load(core::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Before an IPv6 operation that needs an address (crate::dad).
+    fn settle_dad(&self) {
+        self.dad.settle(self.e);
     }
 
     /// Run `f` until it stops answering EAGAIN, blocking as the socket's
@@ -529,19 +457,30 @@ impl Shunt {
     /// interfaces): its kernel socket, bound to the same port, listens,
     /// non-blocking. Best effort: without it, shunt's path alone.
     fn kernel_listen(&self, g: &mut Inner, id: SocketId, fd: c_int, port: u16, backlog: c_int) {
-        // SAFETY: sockaddr_in is plain data; zero is valid.
-        let mut sin: libc::sockaddr_in = unsafe { core::mem::zeroed() };
-        let mut len = core::mem::size_of::<libc::sockaddr_in>() as socklen_t;
+        // SAFETY: sockaddr_storage is plain data; zero is valid.
+        let mut st: libc::sockaddr_storage = unsafe { core::mem::zeroed() };
+        let mut len = core::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
+        // The port is at the same offset in sockaddr_in and sockaddr_in6.
         let kport = match real::getsockname() {
-            // SAFETY: the real getsockname into our sockaddr_in.
+            // SAFETY: the real getsockname into our sockaddr_storage.
             Some(f)
-                if unsafe { f(fd, (&mut sin as *mut libc::sockaddr_in).cast(), &mut len) } == 0 =>
+                if unsafe {
+                    f(
+                        fd,
+                        (&mut st as *mut libc::sockaddr_storage).cast(),
+                        &mut len,
+                    )
+                } == 0 =>
             {
-                u16::from_be(sin.sin_port)
+                // SAFETY: the kernel wrote an inet name; its port is there.
+                u16::from_be(unsafe {
+                    (*(&st as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()).sin_port
+                })
             }
             _ => return,
         };
-        if kport == 0 && kernel_bind(fd, SocketAddrV4::new(StdV4::UNSPECIFIED, port)) != 0 {
+        let v6 = c_int::from(st.ss_family) == libc::AF_INET6;
+        if kport == 0 && kernel_bind(fd, wildcard(v6, port)) != 0 {
             return;
         }
         if kport != 0 && kport != port {
@@ -983,11 +922,13 @@ impl Shunt {
             };
             r.map_err(se)
         })?;
+        let v6 = h.version() == shunt_stack::IpVersion::V6;
+        let ifx = self.e.ifindex as u32;
         if !m.msg_name.is_null() {
             if let Some(src) = r.src {
                 let mut l = m.msg_namelen;
                 // SAFETY: the program's name buffer of msg_namelen bytes.
-                unsafe { write_sin(m.msg_name.cast(), &mut l, std_v4(src)) }?;
+                unsafe { name::write(m.msg_name.cast(), &mut l, src, v6, ifx) }?;
                 m.msg_namelen = l;
             } else {
                 m.msg_namelen = 0;
@@ -1046,7 +987,20 @@ impl Shunt {
                 };
             }
         }
-        if let (true, Some(std::net::IpAddr::V4(dst))) = (opts.recv_pktinfo, r.dst) {
+        if let (true, true, Some(dst)) = (opts.recv_pktinfo, v6, r.dst) {
+            let data = name::in6_pktinfo(dst, ifx);
+            // SAFETY: the program's control buffer of msg_controllen bytes.
+            used += unsafe {
+                put_cmsg(
+                    m,
+                    used,
+                    &mut mflags,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_PKTINFO,
+                    &data,
+                )
+            };
+        } else if let (true, Some(std::net::IpAddr::V4(dst))) = (opts.recv_pktinfo, r.dst) {
             let a = libc::in_addr {
                 s_addr: u32::from(dst).to_be(),
             };
@@ -1120,11 +1074,12 @@ impl Shunt {
             off += k;
             off < e.ret
         });
-        let dst = SocketAddrV4::new(e.dst.0.into(), e.dst.1);
+        let dst = SocketAddr::V4(SocketAddrV4::new(e.dst.0.into(), e.dst.1));
         if !m.msg_name.is_null() {
             let mut l = m.msg_namelen;
+            let v6 = h.version() == shunt_stack::IpVersion::V6;
             // SAFETY: the program's name buffer of msg_namelen bytes.
-            unsafe { write_sin(m.msg_name.cast(), &mut l, dst) }?;
+            unsafe { name::write(m.msg_name.cast(), &mut l, dst, v6, self.e.ifindex as u32) }?;
             m.msg_namelen = l;
         }
         let ee = libc::sock_extended_err {
@@ -1136,7 +1091,7 @@ impl Shunt {
             ee_info: e.origin.info,
             ee_data: 0,
         };
-        let offender = sin_bytes(SocketAddrV4::new(e.origin.offender.into(), 0));
+        let offender = name::sin_bytes(SocketAddrV4::new(e.origin.offender.into(), 0));
         let mut data = [0u8; 32];
         // SAFETY: sock_extended_err is 16 bytes of plain data.
         data[..16].copy_from_slice(&unsafe {
@@ -1178,19 +1133,25 @@ impl Shunt {
         if flags & libc::MSG_OOB != 0 {
             return Some(Err(Errno::OPNOTSUPP));
         }
+        let v6 = h.version() == shunt_stack::IpVersion::V6;
         let dst = if m.msg_name.is_null() {
             None
         } else {
             // SAFETY: the program's name.
-            match unsafe { read_sin(m.msg_name.cast(), m.msg_namelen, AddrUse::Send) } {
+            match unsafe { name::read(m.msg_name.cast(), m.msg_namelen, AddrUse::Send, v6) } {
                 Ok(a) => a,
                 Err(x) => return Some(Err(x)),
             }
         };
+        if let Some(SocketAddr::V6(d)) = dst
+            && d.ip().to_ipv4_mapped().is_none()
+        {
+            self.settle_dad();
+        }
         let mut g = self.e.lock();
         if let Some(d) = dst
-            && !via_shunt(&g, d.ip())
-            && !d.ip().is_broadcast()
+            && !via_shunt(&g, &d, self.e.ifindex)
+            && !matches!(name::canonical(d.ip()), StdIp::V4(v4) if v4.is_broadcast())
             && !d.ip().is_multicast()
             && g.stack
                 .udp_local_addr(h)
@@ -1228,8 +1189,7 @@ impl Shunt {
                 },
                 None => &[],
             };
-            g.stack
-                .udp_send_more(h, buf, dst.map(SocketAddr::V4), now, more)
+            g.stack.udp_send_more(h, buf, dst, now, more)
         } else {
             let mut scratch = core::mem::take(&mut g.t.scratch);
             scratch.clear();
@@ -1238,9 +1198,7 @@ impl Shunt {
                 scratch.extend_from_slice(unsafe { core::slice::from_raw_parts(p, len) });
                 true
             });
-            let r = g
-                .stack
-                .udp_send_more(h, &scratch, dst.map(SocketAddr::V4), now, more);
+            let r = g.stack.udp_send_more(h, &scratch, dst, now, more);
             g.t.scratch = scratch;
             r
         };
@@ -1327,6 +1285,47 @@ impl Shunt {
             (libc::IPPROTO_IP, libc::IP_TOS) => SockOpt::Tos,
             _ => return None,
         })
+    }
+
+    /// An IPPROTO_IPV6 option the kernel socket accepted, applied to the
+    /// stack (the kernel socket keeps answering getsockopt for it).
+    fn set_ipv6_opt(
+        g: &mut Inner,
+        proto: Proto,
+        name: c_int,
+        val: *const c_void,
+        len: socklen_t,
+    ) -> SysResult<()> {
+        let v = Self::int_opt(val, len)?;
+        let now = g.now();
+        match proto {
+            Proto::Tcp(t) => {
+                let o = match name {
+                    libc::IPV6_V6ONLY => SockOpt::V6Only,
+                    libc::IPV6_UNICAST_HOPS => SockOpt::Ttl,
+                    libc::IPV6_TCLASS => SockOpt::Tos,
+                    _ => return Ok(()),
+                };
+                // IPV6_TCLASS -1 is the default, 0.
+                let v = if o == SockOpt::Tos { v.max(0) } else { v };
+                g.stack
+                    .tcp(now, |lay, cx| lay.set_option(cx, t, o, v))
+                    .map_err(se)
+            }
+            Proto::Udp(h) => {
+                let on = v != 0;
+                match name {
+                    libc::IPV6_V6ONLY => g.stack.udp_set_options(h, |o| o.v6only = on),
+                    libc::IPV6_UNICAST_HOPS => g
+                        .stack
+                        .udp_set_options(h, |o| o.ttl = (v >= 0).then_some(v as u8)),
+                    libc::IPV6_TCLASS => g.stack.udp_set_options(h, |o| o.tos = v.max(0) as u8),
+                    libc::IPV6_RECVPKTINFO => g.stack.udp_set_options(h, |o| o.recv_pktinfo = on),
+                    _ => Ok(()),
+                }
+                .map_err(se)
+            }
+        }
     }
 
     /// `struct tcp_info` as Linux lays it out.
@@ -1626,18 +1625,40 @@ fn fsuid() -> Option<u32> {
 }
 
 /// bind(2) on the backing kernel socket.
-fn kernel_bind(fd: c_int, a: SocketAddrV4) -> c_int {
-    let sin = sin_bytes(a);
-    match real::bind() {
-        // SAFETY: the real bind with our sockaddr_in.
-        Some(f) => unsafe {
-            f(
-                fd,
-                (&sin as *const libc::sockaddr_in).cast(),
-                core::mem::size_of::<libc::sockaddr_in>() as socklen_t,
-            )
-        },
-        None => -1,
+fn kernel_bind(fd: c_int, a: SocketAddr) -> c_int {
+    let Some(f) = real::bind() else { return -1 };
+    match a {
+        SocketAddr::V4(a) => {
+            let sin = name::sin_bytes(a);
+            // SAFETY: the real bind with our sockaddr_in.
+            unsafe {
+                f(
+                    fd,
+                    (&sin as *const libc::sockaddr_in).cast(),
+                    core::mem::size_of::<libc::sockaddr_in>() as socklen_t,
+                )
+            }
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = name::sin6_bytes(a);
+            // SAFETY: the real bind with our sockaddr_in6.
+            unsafe {
+                f(
+                    fd,
+                    (&sin6 as *const libc::sockaddr_in6).cast(),
+                    core::mem::size_of::<libc::sockaddr_in6>() as socklen_t,
+                )
+            }
+        }
+    }
+}
+
+/// The wildcard name of a socket's family with `port`.
+fn wildcard(v6: bool, port: u16) -> SocketAddr {
+    if v6 {
+        SocketAddr::new(StdIp::V6(std::net::Ipv6Addr::UNSPECIFIED), port)
+    } else {
+        SocketAddr::new(StdIp::V4(StdV4::UNSPECIFIED), port)
     }
 }
 
@@ -1677,16 +1698,19 @@ const SEL_EX: u32 = libc::POLLPRI as u32;
 // calls only, and blocking follows the socket's flags and timeouts.
 unsafe impl ShuntSockets for Shunt {
     fn open(&self, fd: c_int, domain: c_int, ty: c_int, protocol: c_int) -> Option<SocketId> {
-        if self.forked() || domain != libc::AF_INET {
+        if self.forked() || (domain != libc::AF_INET && domain != libc::AF_INET6) {
             return None;
         }
+        let v6 = domain == libc::AF_INET6;
         let base = ty & 0xf;
         let mut g = self.e.lock();
         let proto = match (base, protocol) {
             (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) => {
                 let now = g.now();
-                Proto::Tcp(g.stack.tcp(now, |t, _| t.socket(tcp::Domain::V4)))
+                let d = if v6 { tcp::Domain::V6 } else { tcp::Domain::V4 };
+                Proto::Tcp(g.stack.tcp(now, |t, _| t.socket(d)))
             }
+            (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) if v6 => Proto::Udp(g.stack.udp6_socket()),
             (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => Proto::Udp(g.stack.udp_socket()),
             _ => return None,
         };
@@ -1703,6 +1727,7 @@ unsafe impl ShuntSockets for Shunt {
         }
         let s = Sock {
             proto,
+            v6,
             refs: 1,
             fds: vec![fd],
             nonblock: ty & libc::SOCK_NONBLOCK != 0,
@@ -1738,20 +1763,34 @@ unsafe impl ShuntSockets for Shunt {
         if self.forked() {
             return None;
         }
+        let v6 = self.e.inner_lock().t.get(id)?.v6;
         // SAFETY: the program's arguments.
-        let a = match unsafe { read_sin(addr, len, AddrUse::Bind) } {
+        let a = match unsafe { name::read(addr, len, AddrUse::Bind, v6) } {
             Ok(Some(a)) => a,
             Ok(None) => return Some(Err(Errno::AFNOSUPPORT)),
             Err(x) => return Some(Err(x)),
         };
+        let ip = name::canonical(a.ip());
+        if let SocketAddr::V6(s6) = a
+            && name::is_link_local6(s6.ip())
+            && s6.scope_id() == 0
+        {
+            // Linux: a link-local name needs its interface.
+            return Some(Err(Errno::INVAL));
+        }
+        if matches!(ip, StdIp::V6(_)) && !ip.is_unspecified() {
+            self.settle_dad();
+        }
         let mut g = self.e.lock();
         let proto = g.t.get(id)?.proto;
-        let ip = *a.ip();
-        if ip.is_loopback() {
+        if ip.is_loopback() || !scoped_here(&a, self.e.ifindex) {
             self.hand_over(&mut g, id);
             return None;
         }
-        let special = ip.is_broadcast() || ip.is_multicast() || is_bcast(&self.e.cfg, &ip);
+        let special = match ip {
+            StdIp::V4(v4) => v4.is_broadcast() || v4.is_multicast() || is_bcast(&self.e.cfg, &v4),
+            StdIp::V6(v6) => v6.is_multicast(),
+        };
         let servable =
             ip.is_unspecified() || is_local(&g, &ip) || (special && matches!(proto, Proto::Udp(_)));
         if !servable {
@@ -1770,7 +1809,8 @@ unsafe impl ShuntSockets for Shunt {
         // A wildcard name with a port reserves the port in the kernel too,
         // so kernel sockets (IPv6 dual-stack ones, loopback) conflict with
         // it as in Linux.
-        if ip.is_unspecified() && a.port() != 0 && kernel_bind(fd, a) < 0 {
+        let wild = a.ip().is_unspecified();
+        if wild && a.port() != 0 && kernel_bind(fd, a) < 0 {
             return Some(Err(errno_now()));
         }
         let r = match proto {
@@ -1780,9 +1820,9 @@ unsafe impl ShuntSockets for Shunt {
                     .tcp(now, |l, cx| l.bind(cx, t, to_tcp(a)))
                     .map_err(se)
             }
-            Proto::Udp(h) => g.stack.udp_bind(h, SocketAddr::V4(a)).map_err(se),
+            Proto::Udp(h) => g.stack.udp_bind(h, a).map_err(se),
         };
-        if r.is_ok() && ip.is_unspecified() && a.port() == 0 {
+        if r.is_ok() && wild && a.port() == 0 {
             let port = match proto {
                 Proto::Tcp(t) => g
                     .stack
@@ -1793,7 +1833,7 @@ unsafe impl ShuntSockets for Shunt {
                 Proto::Udp(h) => g.stack.udp_local_addr(h).map(|l| l.port()).unwrap_or(0),
             };
             if port != 0 {
-                let _ = kernel_bind(fd, SocketAddrV4::new(StdV4::UNSPECIFIED, port));
+                let _ = kernel_bind(fd, wildcard(v6, port));
             }
         }
         self.e.done(g);
@@ -1845,7 +1885,11 @@ unsafe impl ShuntSockets for Shunt {
         let Proto::Tcp(lt) = proto else {
             return Some(Err(Errno::OPNOTSUPP));
         };
-        let klisten = self.e.inner_lock().t.get(id).is_some_and(|s| s.klisten);
+        let (klisten, v6) = {
+            let g = self.e.inner_lock();
+            let s = g.t.get(id)?;
+            (s.klisten, s.v6)
+        };
         let extra = if klisten {
             vec![pollfd {
                 fd: lfd,
@@ -1876,7 +1920,13 @@ unsafe impl ShuntSockets for Shunt {
             };
             let nfd: c_int = match real::socket() {
                 // SAFETY: the real socket(2).
-                Some(f) => unsafe { f(libc::AF_INET, libc::SOCK_STREAM | flags, 0) },
+                Some(f) => unsafe {
+                    f(
+                        if v6 { libc::AF_INET6 } else { libc::AF_INET },
+                        libc::SOCK_STREAM | flags,
+                        0,
+                    )
+                },
                 None => -1,
             };
             if nfd < 0 {
@@ -1890,6 +1940,7 @@ unsafe impl ShuntSockets for Shunt {
             }
             let s = Sock {
                 proto: Proto::Tcp(child),
+                v6,
                 refs: 1,
                 fds: vec![nfd],
                 nonblock: flags & libc::SOCK_NONBLOCK != 0,
@@ -1916,11 +1967,12 @@ unsafe impl ShuntSockets for Shunt {
             fdtable::set(nfd, Entry::Socket(cid));
             Ok((nfd, Some(peer)))
         });
+        let ifx = self.e.ifindex as u32;
         Some(r.and_then(|(nfd, peer)| {
             let Some(peer) = peer else { return Ok(nfd) };
             if !addr.is_null() {
                 // SAFETY: the program's pointers.
-                unsafe { write_sin(addr, len, tcp_sa(peer)) }?;
+                unsafe { name::write(addr, len, tcp_std(peer), v6, ifx) }?;
             }
             Ok(nfd)
         }))
@@ -1936,11 +1988,30 @@ unsafe impl ShuntSockets for Shunt {
         if self.forked() {
             return None;
         }
+        let (v6, dgram) = {
+            let g = self.e.inner_lock();
+            let s = g.t.get(id)?;
+            (s.v6, matches!(s.proto, Proto::Udp(_)))
+        };
+        let how = if dgram {
+            AddrUse::ConnectDgram
+        } else {
+            AddrUse::Connect
+        };
         // SAFETY: the program's arguments.
-        let a = match unsafe { read_sin(addr, len, AddrUse::Connect) } {
+        let a = match unsafe { name::read(addr, len, how, v6) } {
             Ok(a) => a,
             Err(x) => return Some(Err(x)),
         };
+        if let Some(SocketAddr::V6(s6)) = a {
+            if !dgram && name::is_link_local6(s6.ip()) && s6.scope_id() == 0 {
+                // Linux: a link-local peer needs its interface.
+                return Some(Err(Errno::INVAL));
+            }
+            if s6.ip().to_ipv4_mapped().is_none() {
+                self.settle_dad();
+            }
+        }
         let mut g = self.e.lock();
         let s = g.t.get(id)?;
         let (proto, nonblock, sndtimeo) = (s.proto, s.nonblock, s.sndtimeo);
@@ -1959,7 +2030,7 @@ unsafe impl ShuntSockets for Shunt {
             self.e.done(g);
             return Some(r.map(|()| 0));
         };
-        if !via_shunt(&g, a.ip()) {
+        if !via_shunt(&g, &a, self.e.ifindex) {
             let fresh = match proto {
                 Proto::Tcp(t) => {
                     g.stack.tcp_layer().state(t) == Ok(tcp::TcpState::Close)
@@ -1983,15 +2054,14 @@ unsafe impl ShuntSockets for Shunt {
         match proto {
             Proto::Udp(h) => {
                 let now = g.now();
-                let r = g
-                    .stack
-                    .udp_connect(h, Some(SocketAddr::V4(a)), now)
-                    .map_err(se);
+                let r = g.stack.udp_connect(h, Some(a), now).map_err(se);
                 self.e.done(g);
                 Some(r.map(|()| 0))
             }
             Proto::Tcp(t) => {
-                if is_bcast(&self.e.cfg, a.ip()) {
+                if let StdIp::V4(v4) = name::canonical(a.ip())
+                    && is_bcast(&self.e.cfg, &v4)
+                {
                     return Some(Err(Errno::NETUNREACH));
                 }
                 let now = g.now();
@@ -2047,18 +2117,17 @@ unsafe impl ShuntSockets for Shunt {
             return None;
         }
         let g = self.e.lock();
-        let a = match g.t.get(id)?.proto {
-            Proto::Tcp(t) => g.stack.tcp_layer().local_addr(t).map(tcp_sa).map_err(se),
-            Proto::Udp(h) => Ok(g
-                .stack
-                .udp_local_addr(h)
-                .map(std_v4)
-                .unwrap_or(SocketAddrV4::new(StdV4::UNSPECIFIED, 0))),
+        let s = g.t.get(id)?;
+        let v6 = s.v6;
+        let a = match s.proto {
+            Proto::Tcp(t) => g.stack.tcp_layer().local_addr(t).map(tcp_std).map_err(se),
+            Proto::Udp(h) => Ok(g.stack.udp_local_addr(h).unwrap_or(wildcard(v6, 0))),
         };
         drop(g);
+        let ifx = self.e.ifindex as u32;
         // SAFETY: the program's pointers.
         Some(
-            a.and_then(|a| unsafe { write_sin(addr, len, a) })
+            a.and_then(|a| unsafe { name::write(addr, len, a, v6, ifx) })
                 .map(|()| 0),
         )
     }
@@ -2074,14 +2143,17 @@ unsafe impl ShuntSockets for Shunt {
             return None;
         }
         let g = self.e.lock();
-        let a = match g.t.get(id)?.proto {
-            Proto::Tcp(t) => g.stack.tcp_layer().peer_addr(t).map(tcp_sa).map_err(se),
-            Proto::Udp(h) => g.stack.udp_peer_addr(h).map(std_v4).map_err(se),
+        let s = g.t.get(id)?;
+        let v6 = s.v6;
+        let a = match s.proto {
+            Proto::Tcp(t) => g.stack.tcp_layer().peer_addr(t).map(tcp_std).map_err(se),
+            Proto::Udp(h) => g.stack.udp_peer_addr(h).map_err(se),
         };
         drop(g);
+        let ifx = self.e.ifindex as u32;
         // SAFETY: the program's pointers.
         Some(
-            a.and_then(|a| unsafe { write_sin(addr, len, a) })
+            a.and_then(|a| unsafe { name::write(addr, len, a, v6, ifx) })
                 .map(|()| 0),
         )
     }
@@ -2268,6 +2340,7 @@ unsafe impl ShuntSockets for Shunt {
                 }
                 Ok(())
             }
+            (_, libc::IPPROTO_IPV6, _) => Self::set_ipv6_opt(&mut g, proto, name, val, len),
             (Proto::Tcp(t), lv, nm) => match Self::tcp_opt(lv, nm) {
                 Some(o) => match Self::int_opt(val, len) {
                     Ok(v) => g
@@ -3252,7 +3325,10 @@ pub static SHUNT: std::sync::OnceLock<&'static Shunt> = std::sync::OnceLock::new
 /// Make this process's stack and register it. `Err` is one line.
 pub fn start(cfg: &crate::config::Config, own: crate::lock::Ownership) -> Result<(), String> {
     let e = Engine::start(cfg, own)?;
-    let s: &'static Shunt = Box::leak(Box::new(Shunt { e }));
+    let s: &'static Shunt = Box::leak(Box::new(Shunt {
+        e,
+        dad: crate::dad::Dad::default(),
+    }));
     if !crate::socket::register(s) {
         return Err("a stack integration is registered already".into());
     }
@@ -3348,14 +3424,21 @@ pub(crate) fn names(
     };
     let l = g.stack.tcp_layer();
     Some((
-        l.local_addr(t).ok().map(tcp_sa),
-        l.peer_addr(t).ok().map(tcp_sa),
+        l.local_addr(t).ok().map(tcp_v4),
+        l.peer_addr(t).ok().map(tcp_v4),
     ))
 }
 
 /// Whether `a` is reached through shunt's interface.
 pub(crate) fn routed_by_shunt(g: &Inner, a: &StdV4) -> bool {
-    via_shunt(g, a)
+    via_shunt(g, &SocketAddr::V4(SocketAddrV4::new(*a, 0)), 0)
+}
+
+/// A TCP name as the IPv4 name a forked child's relay carries (relays
+/// are IPv4 only: an IPv6 name other than a v4-mapped one reads as
+/// 0.0.0.0).
+fn tcp_v4(a: tcp::SockAddr) -> SocketAddrV4 {
+    name::to_v4(tcp_std(a))
 }
 
 /// A forked child's new connection to `dst`, made by the parent: a TCP
@@ -3367,12 +3450,15 @@ pub(crate) fn connect_for_child(
 ) -> Result<(SocketId, u64, TcpId), c_int> {
     let now = g.now();
     let t = g.stack.tcp(now, |l, _| l.socket(tcp::Domain::V4));
-    let Some(id) = g.t.insert(held_sock(Proto::Tcp(t))) else {
+    let Some(id) = g.t.insert(held_sock(Proto::Tcp(t), false)) else {
         close_proto(g, Proto::Tcp(t));
         return Err(libc::EMFILE);
     };
     let serial = g.t.get(id).map_or(0, |s| s.serial);
-    match g.stack.tcp(now, |l, cx| l.connect(cx, t, to_tcp(dst))) {
+    match g
+        .stack
+        .tcp(now, |l, cx| l.connect(cx, t, to_tcp(SocketAddr::V4(dst))))
+    {
         Ok(()) | Err(shunt_stack::Errno::EINPROGRESS) => Ok((id, serial, t)),
         Err(e) => {
             if let Some(s) = g.t.remove(id) {
@@ -3384,9 +3470,10 @@ pub(crate) fn connect_for_child(
 }
 
 /// A socket no fd of this process names: a child's relay holds it.
-fn held_sock(proto: Proto) -> Sock {
+fn held_sock(proto: Proto, v6: bool) -> Sock {
     Sock {
         proto,
+        v6,
         refs: 0,
         fds: Vec::new(),
         nonblock: true,
@@ -3430,12 +3517,13 @@ pub(crate) fn accept_for_child(
         .stack
         .tcp_layer()
         .local_addr(child)
-        .map(tcp_sa)
+        .map(tcp_v4)
         .unwrap_or(SocketAddrV4::new(StdV4::UNSPECIFIED, 0));
-    let Some(cid) = g.t.insert(held_sock(Proto::Tcp(child))) else {
+    let v6 = g.t.get(id).is_some_and(|s| s.v6);
+    let Some(cid) = g.t.insert(held_sock(Proto::Tcp(child), v6)) else {
         g.stack.tcp(now, |l, cx| l.close(cx, child));
         return None;
     };
     let cserial = g.t.get(cid)?.serial;
-    Some((cid, cserial, child, local, tcp_sa(peer)))
+    Some((cid, cserial, child, local, tcp_v4(peer)))
 }

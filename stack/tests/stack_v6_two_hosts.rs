@@ -425,6 +425,12 @@ fn reassembly_timeout_sends_time_exceeded_code_1_after_60s() {
         .find(|f| icmp6(f).is_some_and(|m| m.0 == 3))
         .expect("time exceeded");
     assert_eq!(icmp6(te).unwrap().1, 1);
+    // The first fragment as it came, Fragment header and all (the source
+    // knows it by its identification).
+    let q = icmp6(te).unwrap().3;
+    assert_eq!(q[6], 44, "the quote names a fragment header");
+    assert_eq!(&q[40..48], &frag_hdr(IpProto::UDP, 0, true, 5, &[])[..]);
+    assert_eq!(&q[48..72], &dgram[..24]);
     assert_eq!(ip6_dst(te), C6);
     assert_eq!(n.b.counters()[Counter::Ip6ReasmTimeout], 1);
 }
@@ -849,4 +855,59 @@ fn ipv4_is_unchanged_when_ipv6_is_off() {
     assert_eq!(s.poll_transmit(Instant::ZERO, &mut buf), None);
     assert_eq!(s.counters()[Counter::Ip6InDiscards], 1);
     assert_eq!(s.next_deadline(), None);
+}
+
+#[test]
+fn fragment_beyond_65535_is_a_parameter_problem_at_the_offset() {
+    // RFC 8200 4.5: offset 65528 + 16 octets exceeds 65535: code 0,
+    // pointer to the fragment offset field (40 + 2).
+    let (mut n, _s) = with_c();
+    let f = c_frame(
+        IpProto::IPV6_FRAG,
+        &frag_hdr(IpProto::ICMPV6, 65528, false, 11, &[0x7a; 16]),
+    );
+    let out = n.inject_b(&f);
+    let (t, code, ptr, _) = icmp6(out.first().expect("an ICMPv6 error")).unwrap();
+    assert_eq!((t, code, u32::from_be_bytes(ptr)), (4, 0, 42));
+}
+
+#[test]
+fn unsolicited_na_to_all_nodes_with_override_replaces_the_mac() {
+    // RFC 4861 7.2.5: S=0, O=1 with a different TLLAO: the new address
+    // goes into the cache (stale), and the next reply goes there.
+    let mut n = Net::new();
+    n.a.send_echo6_request(B6, 1, 1, b"", n.now).unwrap();
+    n.pump();
+    let e = |n: &Net| n.a.neighbors6().into_iter().find(|e| e.addr == B6).unwrap();
+    assert_eq!(e(&n).mac, Some(MAC_B));
+    let tll = opt_bytes(NdpOption::TargetLinkAddr(MAC_C));
+    let na = Icmpv6Message::NeighborAdvertisement {
+        router: false,
+        solicited: false,
+        override_flag: true,
+        target: B6,
+        options: NdpOptions::parse(&tll, 24).unwrap(),
+    };
+    let all = Ipv6Addr::ALL_NODES;
+    let body = icmp_bytes(&na, B6, all);
+    let f = frame6(
+        MAC_C,
+        all.multicast_mac().unwrap(),
+        B6,
+        all,
+        IpProto::ICMPV6,
+        255,
+        &body,
+    );
+    n.a.receive(&f, shunt_stack::RxOffload::None, n.now);
+    assert_eq!(e(&n).mac, Some(MAC_C));
+    // ... and the next frame to B goes there (not to a cached MAC).
+    let before = n.from_a.len();
+    n.a.send_echo6_request(B6, 1, 2, b"", n.now).unwrap();
+    n.pump();
+    let req = n.from_a[before..]
+        .iter()
+        .find(|f| icmp6(f).is_some_and(|m| m.0 == 128))
+        .expect("an echo request");
+    assert_eq!(&req[..6], &MAC_C.0[..]);
 }

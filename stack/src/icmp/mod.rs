@@ -126,12 +126,16 @@ pub struct Offending<I: Ip> {
 }
 
 /// RFC 1122 3.2.2 / RFC 4443 2.4(e): never an error about an error, a
-/// datagram to a broadcast or multicast address (link or IP), a fragment
-/// other than the first, or a datagram whose source does not name one
-/// host.
+/// datagram to a broadcast or multicast address (link or IP), an IPv4
+/// fragment other than the first, or a datagram whose source does not name
+/// one host. IPv6 has no rule against non-first fragments: RFC 8200 4.5
+/// asks for a parameter problem about a fragment at any offset (length not
+/// a multiple of 8, a datagram beyond 65535 octets), and Linux's
+/// icmpv6_send sends it (a non-first fragment is not an ICMPv6 error, as
+/// its upper-layer header is not there).
 pub fn may_send_error<I: IpExt>(o: &Offending<I>) -> bool {
     !(o.is_icmp_error
-        || o.non_first_fragment
+        || (o.non_first_fragment && I::VERSION == crate::ip::IpVersion::V4)
         || (!o.allow_group && (o.dst_is_group || o.pkt_type.is_group()))
         || o.src.is_unspecified()
         || I::is_martian_source(&o.src)

@@ -351,8 +351,10 @@ impl<I: Ip> NeighborTable<I> {
         upd: NeighborUpdate,
     ) -> bool {
         let now = ctx.now();
+        // The `send` shortcut may hold this entry's old MAC: write it back
+        // first (an override must reach the next frame).
+        self.sync();
         if !self.entries.contains_key(&addr) {
-            self.sync();
             if !upd.create || !self.make_room(ctx) {
                 return false;
             }

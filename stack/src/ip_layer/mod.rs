@@ -38,6 +38,11 @@ pub trait IpExt: Ip {
     /// (`ipfrag_time` 30 s; RFC 8200 4.5 and Linux's `ip6frag_time`: 60 s).
     const REASM_TIMEOUT: Duration;
 
+    /// The largest reassembled datagram, header included: IPv4's total
+    /// length counts its header; IPv6's payload length (65535 at most)
+    /// does not count the 40-byte fixed header.
+    const REASM_MAX: usize;
+
     /// An address no packet may come from (multicast, broadcast,
     /// loopback on the wire, reserved): dropped on receipt, never answered.
     fn is_martian_source(a: &Self::Addr) -> bool;
@@ -64,6 +69,7 @@ impl IpExt for Ipv4 {
     const LIMITED_BROADCAST: Option<Ipv4Addr> = Some(Ipv4Addr::BROADCAST);
     const MIN_PMTU: u16 = 552;
     const REASM_TIMEOUT: Duration = Duration::from_secs(30);
+    const REASM_MAX: usize = 65535;
     fn is_martian_source(a: &Ipv4Addr) -> bool {
         a.is_multicast()
             || a.is_limited_broadcast()
@@ -103,6 +109,7 @@ impl IpExt for Ipv6 {
     const LIMITED_BROADCAST: Option<Ipv6Addr> = None;
     const MIN_PMTU: u16 = 1280;
     const REASM_TIMEOUT: Duration = Duration::from_secs(60);
+    const REASM_MAX: usize = 65535 + 40;
     fn is_martian_source(a: &Ipv6Addr) -> bool {
         a.is_multicast() || a.is_loopback()
     }

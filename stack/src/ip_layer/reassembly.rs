@@ -122,9 +122,6 @@ impl<I: IpExt> Default for Reassembler<I> {
     }
 }
 
-/// The largest datagram, header included.
-const MAX_DATAGRAM: usize = 65535;
-
 impl<I: IpExt> Reassembler<I> {
     pub fn new(config: ReassemblyConfig) -> Reassembler<I> {
         Reassembler {
@@ -192,7 +189,7 @@ impl<I: IpExt> Reassembler<I> {
             .as_ref()
             .map_or(frag.header.len(), |h| h.len())
             .max(frag.header.len());
-        if corrupt || end <= offset || end + header_len > MAX_DATAGRAM {
+        if corrupt || end <= offset || end + header_len > I::REASM_MAX {
             self.discard(ctx, &key);
             return Outcome::Dropped;
         }
@@ -440,6 +437,47 @@ mod tests {
             Outcome::Dropped
         );
         assert_eq!(c.counters[Counter::IpReasmFails], 4);
+    }
+
+    #[test]
+    fn ipv6_limit_excludes_the_fixed_header() {
+        // RFC 8200: the payload length (65535 at most) does not count the
+        // 40-byte fixed header, which the reassembled header holds.
+        use crate::ip::{Ipv6, Ipv6Addr};
+        let mut c = FakeCore::<ReassemblyTimerId<Ipv6>, ()>::default();
+        let mut r = Reassembler::<Ipv6>::default();
+        let hdr = [0x60u8; 40];
+        let k = |id| FragKey {
+            src: Ipv6Addr::from_octets([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]),
+            dst: Ipv6Addr::from_octets([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+            id,
+            proto: IpProto::IPV6_FRAG,
+        };
+        let d = data(65535);
+        let f = |off: usize, len: usize, more: bool| Fragment {
+            offset: off,
+            more,
+            header: &hdr,
+            payload: &d[off..off + len],
+        };
+        let mut off = 0;
+        while off + 1448 < d.len() {
+            assert_eq!(r.insert(&mut c, k(1), f(off, 1448, true)), Outcome::Pending);
+            off += 1448;
+        }
+        match r.insert(&mut c, k(1), f(off, d.len() - off, false)) {
+            Outcome::Complete(x) => assert_eq!(x.payload, d),
+            o => panic!("expected the 65535-byte payload whole, got {o:?}"),
+        }
+        // One byte more is too big.
+        let big = data(65536);
+        let g = Fragment {
+            offset: 65528,
+            more: false,
+            header: &hdr,
+            payload: &big[65528..],
+        };
+        assert_eq!(r.insert(&mut c, k(2), g), Outcome::Dropped);
     }
 
     #[test]

@@ -210,9 +210,68 @@ pub fn walk(p: &Ipv6Packet<'_>, dst_multicast: bool) -> Verdict {
     }
 }
 
+/// The first fragment again, from what reassembly kept of it (the
+/// unfragmentable part, its last next-header field naming the fragmentable
+/// part, then the first fragment's data): the packet a Time Exceeded
+/// (reassembly) quotes. RFC 8200 4.5 sends it "to the source of that
+/// fragment", and Linux quotes the fragment as received, Fragment header
+/// included, which is how the source recognizes it (by its identification).
+pub fn first_fragment_quote(reassembled: &[u8], ident: u32) -> Vec<u8> {
+    const FIXED: usize = 40;
+    if reassembled.len() < FIXED {
+        return reassembled.to_vec();
+    }
+    // The unfragmentable part: hop-by-hop, destination options (before a
+    // routing header) and routing headers, in the order RFC 8200 4.1 gives.
+    let mut nh_off = 6;
+    let mut at = FIXED;
+    while matches!(reassembled[nh_off], 0 | 43 | 60)
+        && at + 8 <= reassembled.len()
+        && (reassembled[nh_off] != 60 || reassembled[at] == 43)
+    {
+        nh_off = at;
+        at += (usize::from(reassembled[at + 1]) + 1) * 8;
+    }
+    let at = at.min(reassembled.len());
+    let mut q = Vec::with_capacity(reassembled.len() + 8);
+    q.extend_from_slice(&reassembled[..at]);
+    let inner = q[nh_off];
+    q[nh_off] = IpProto::IPV6_FRAG.0;
+    // Offset 0, M=1.
+    q.extend_from_slice(&[inner, 0, 0, 1]);
+    q.extend_from_slice(&ident.to_be_bytes());
+    q.extend_from_slice(&reassembled[at..]);
+    let plen = (q.len() - FIXED).min(usize::from(u16::MAX)) as u16;
+    q[4..6].copy_from_slice(&plen.to_be_bytes());
+    q
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_fragment_quote_puts_the_fragment_header_back() {
+        let mut r = vec![0u8; 40];
+        r[0] = 0x60;
+        r[6] = 58;
+        r.extend_from_slice(&[128, 0, 0, 0, 1, 2, 3, 4]);
+        let q = first_fragment_quote(&r, 0xdead_beef);
+        assert_eq!(q.len(), 56);
+        assert_eq!(q[6], 44);
+        assert_eq!(&q[4..6], &16u16.to_be_bytes());
+        assert_eq!(&q[40..48], &[58, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(&q[48..], &r[40..]);
+        // After a hop-by-hop header: that header names the fragment.
+        let mut r = vec![0u8; 40];
+        r[6] = 0;
+        r.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+        r.extend_from_slice(&[0xaa; 8]);
+        let q = first_fragment_quote(&r, 7);
+        assert_eq!((q[6], q[40]), (0, 44));
+        assert_eq!(&q[48..52], &[17, 0, 0, 1]);
+        assert_eq!(&q[56..], &[0xaa; 8]);
+    }
     use crate::wire::ipv6::{Ipv6Builder, OptionsHeaderBuilder};
 
     fn a(s: &str) -> Ipv6Addr {

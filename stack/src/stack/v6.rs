@@ -803,7 +803,8 @@ impl Stack {
     }
 
     pub(super) fn reasm6_timeout(&mut self, key: FragKey<Ipv6>) {
-        if let Some(quote) = self.ip6.reasm.handle_timer(&mut self.core, &key) {
+        if let Some(r) = self.ip6.reasm.handle_timer(&mut self.core, &key) {
+            let quote = ip6v::first_fragment_quote(&r, key.id);
             let group = !self.ip6.is_local(&key.dst);
             self.send_icmp6_error(
                 ErrorMsg::Kind(IcmpErrorKind::ReassemblyTimeout),
