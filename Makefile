@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Debian packages that tests, demo and benchmarks use.
 DEB_PACKAGES := iproute2 iputils-ping netcat-openbsd socat tcpdump ethtool procps util-linux python3 gcc make coreutils bc curl redis-server redis-tools iperf3 nginx-light sockperf
 
-.PHONY: all build deps demo test test-unit lint posix conformance bench clean
+.PHONY: all build deps demo test test-unit lint posix conformance bench clean install
 # Python packages the conformance suite uses (pip, pinned).
 PIP_PACKAGES := scapy==2.8.0
 
@@ -46,6 +46,13 @@ test: deps lint test-unit posix conformance
 
 bench: deps build
 	bash scripts/bench.sh
+
+# `shunt` in $(PREFIX)/bin and libshunt.so in $(PREFIX)/lib, where
+# `shunt run` looks for it (DESTDIR for staging).
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 target/release/shunt $(DESTDIR)$(PREFIX)/bin/shunt
+	install -D -m 0755 target/release/libshunt.so $(DESTDIR)$(PREFIX)/lib/libshunt.so
 
 clean:
 	$(CARGO) clean
