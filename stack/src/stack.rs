@@ -1645,6 +1645,11 @@ impl Stack {
             is_icmp_error,
             allow_group: false,
         };
+        // RFC 1122 3.2.2: a subnet broadcast source names no single host
+        // (Linux answers it; conformance ICMP-3.6).
+        if self.ip4.is_broadcast(&p.src()) {
+            return;
+        }
         let to_self = self.ip4.is_local(&p.src());
         let now = self.core.now;
         if !self

@@ -159,6 +159,68 @@ fn udp_echo_and_port_unreachable_to_econnrefused() {
     assert_eq!(n.a.counters()[Counter::IcmpInDestUnreachs], 1);
 }
 
+/// RFC 1122 3.2.2: no ICMP error about a datagram whose source is a
+/// subnet broadcast address (it names no single host). Linux sends a Port
+/// Unreachable here (conformance ICMP-3.6 lists it as a deviation).
+#[test]
+fn no_port_unreachable_to_a_broadcast_source() {
+    let mut b = host(MAC_B, B, 2);
+    let now = shunt_stack::time::Instant::ZERO;
+    let mut buf = [0u8; 1600];
+    while b.poll_transmit(now, &mut buf).is_some() {}
+    let frame = |src: [u8; 4]| {
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2(MAC_A.0, MAC_B.0)
+            .ipv4(src, B.octets(), 64)
+            .udp(4000, 7999)
+            .write(&mut f, b"closed port")
+            .unwrap();
+        f
+    };
+    let unreachables = |b: &mut shunt_stack::Stack, buf: &mut [u8]| {
+        let mut n = 0;
+        while let Some(len) = b.poll_transmit(now, buf) {
+            let f = &buf[..len];
+            if ethertype(f) == EtherType::IPV4
+                && ipv4(f).protocol() == shunt_stack::ip::IpProto::ICMP
+            {
+                n += 1;
+            }
+        }
+        n
+    };
+    b.receive(&frame([192, 0, 2, 255]), RxOffload::default(), now);
+    assert_eq!(b.counters()[Counter::UdpNoPorts], 1);
+    assert_eq!(unreachables(&mut b, &mut buf), 0, "an error to 192.0.2.255");
+    // The same datagram from one host is answered.
+    b.receive(&frame(A.octets()), RxOffload::default(), now);
+    assert_eq!(b.counters()[Counter::UdpNoPorts], 2);
+    let mut sent = 0;
+    for _ in 0..3 {
+        sent += unreachables(&mut b, &mut buf);
+        if sent > 0 {
+            break;
+        }
+        // A resolves first: answer B's ARP request.
+        b.receive(
+            &{
+                let mut f = Vec::new();
+                f.extend_from_slice(&MAC_B.0);
+                f.extend_from_slice(&MAC_A.0);
+                f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 2]);
+                f.extend_from_slice(&MAC_A.0);
+                f.extend_from_slice(&A.octets());
+                f.extend_from_slice(&MAC_B.0);
+                f.extend_from_slice(&B.octets());
+                f
+            },
+            RxOffload::default(),
+            now,
+        );
+    }
+    assert_eq!(sent, 1, "a Port Unreachable to 192.0.2.1");
+}
+
 #[test]
 fn unconnected_socket_ignores_port_unreachable() {
     let mut n = Net::new();
