@@ -278,3 +278,184 @@ pub fn for_later_fragments(opts: &[u8], out: &mut [u8; MAX_LEN]) -> usize {
     }
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const OTHER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
+    const MS: u32 = 0x0102_0304;
+
+    fn ours(a: Ipv4Addr) -> bool {
+        a == US
+    }
+
+    fn rec() -> Recorder<'static> {
+        Recorder {
+            addr: US,
+            ms: MS,
+            is_local: &ours,
+        }
+    }
+
+    /// Receive, then answer, as the stack does: the echoed options.
+    fn answer(opts: &[u8]) -> Option<Vec<u8>> {
+        let mut rx = opts.to_vec();
+        let c = compile(&mut rx, Some(&rec())).ok()?;
+        let mut out = [0xeeu8; MAX_LEN];
+        let n = echo(&rx, &c, &rec(), &mut out)?;
+        Some(out[..n].to_vec())
+    }
+
+    fn check(opts: &[u8]) -> Result<Compiled, usize> {
+        compile(&mut opts.to_vec(), None)
+    }
+
+    #[test]
+    fn timestamps_are_ms_of_day_with_a_wall_clock() {
+        // 2023-11-14 22:13:20 UTC.
+        let wall = 1_700_000_000 * 1_000_000_000;
+        let now = Instant::from_millis(1_500);
+        assert_eq!(timestamp(Some(wall), now), 80_001_500);
+        // A day later, the same time of day.
+        let later = Instant::from_millis(86_400_000 + 1_500);
+        assert_eq!(timestamp(Some(wall), later), 80_001_500);
+        // Without one: the high-order bit says "not ms since midnight UT".
+        assert_eq!(timestamp(None, now), 0x8000_0000 | 1_500);
+    }
+
+    #[test]
+    fn record_route_comes_back_with_our_address_in_and_out() {
+        // What IP-2.1 sends: room for 4 addresses, then end of list.
+        let mut rr = vec![7, 19, 4];
+        rr.extend([0; 16]);
+        rr.push(0);
+        let got = answer(&rr).unwrap();
+        let mut want = vec![7, 19, 12, 192, 0, 2, 1, 192, 0, 2, 1];
+        want.extend([0; 8]);
+        want.push(0); // padding to 20
+        assert_eq!(got, want);
+        // Full: copied as it came.
+        let mut full = vec![7, 11, 12, 10, 0, 0, 1, 10, 0, 0, 2, 0];
+        assert_eq!(answer(&full).unwrap(), full);
+        // Room for the entry on the way in but not on the way out: no
+        // answer at all (Linux's ip_options_echo fails).
+        full[1] = 9;
+        full[2] = 4;
+        full.truncate(9);
+        full.extend([0, 0, 0]);
+        assert_eq!(answer(&full), None);
+    }
+
+    #[test]
+    fn timestamp_option_by_flag() {
+        // Timestamps only (IP-2.2): ours in, ours out.
+        let mut ts = vec![68, 20, 5, 0];
+        ts.extend([0; 16]);
+        let got = answer(&ts).unwrap();
+        let t = MS.to_be_bytes();
+        let mut want = vec![68, 20, 13, 0];
+        want.extend(t);
+        want.extend(t);
+        want.extend([0; 8]);
+        assert_eq!(got, want);
+        // Address and timestamp pairs.
+        let mut ta = vec![68, 20, 5, 1];
+        ta.extend([0; 16]);
+        let got = answer(&ta).unwrap();
+        let mut want = vec![68, 20, 21, 1];
+        for _ in 0..2 {
+            want.extend(US.octets());
+            want.extend(t);
+        }
+        assert_eq!(got, want);
+        // Prespecified: only the slots naming us are filled.
+        let mut pre = vec![68, 28, 5, 3];
+        for a in [US, OTHER, US] {
+            pre.extend(a.octets());
+            pre.extend([0; 4]);
+        }
+        let got = answer(&pre).unwrap();
+        assert_eq!(got[2], 13, "our slot filled, the next names another host");
+        assert_eq!(got[8..12], t);
+        assert_eq!(got[16..20], [0; 4]);
+        assert_eq!(got[24..28], [0; 4]);
+        // Full: the overflow count goes up on the way in, not the times.
+        let mut full = vec![68, 8, 9, 0x20];
+        full.extend([9; 4]);
+        assert_eq!(answer(&full).unwrap(), vec![68, 8, 9, 0x30, 9, 9, 9, 9]);
+        full[3] = 0xf0;
+        assert_eq!(check(&full), Err(20 + 3), "overflow count would wrap");
+    }
+
+    #[test]
+    fn bad_options_point_where_linux_points() {
+        assert_eq!(check(&[7, 3, 3, 0]), Err(22), "RR pointer below 4");
+        assert_eq!(check(&[7, 2, 0, 0]), Err(21), "RR too short");
+        assert_eq!(check(&[7, 9, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Err(22));
+        assert_eq!(check(&[1, 7, 3, 4, 7, 3, 4, 0]), Err(24), "second RR");
+        assert_eq!(check(&[68, 3, 5, 0]), Err(21), "TS too short");
+        assert_eq!(check(&[68, 4, 4, 0]), Err(22), "TS pointer below 5");
+        assert_eq!(
+            check(&[68, 8, 5, 1, 0, 0, 0, 0]),
+            Err(22),
+            "no room for a pair"
+        );
+        assert_eq!(check(&[0x1e, 40, 0, 0]), Err(20), "length overruns");
+        assert_eq!(check(&[131, 3, 2, 0]), Err(22), "source route pointer");
+        assert!(check(&[131, 3, 4, 0]).unwrap().source_route);
+        // Unknown options, NOPs and bytes after end of list are ignored,
+        // and nothing is echoed for them.
+        let c = check(&[0x1e, 4, 0, 0, 1, 1, 0, 0x55]).unwrap();
+        assert_eq!(c, Compiled::default());
+        assert_eq!(answer(&[0x1e, 4, 0, 0]), Some(vec![]));
+        // Without a recorder nothing is written.
+        let mut rr = vec![7, 7, 4, 0, 0, 0, 0, 0];
+        compile(&mut rr, None).unwrap();
+        assert_eq!(rr, [7, 7, 8, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn later_fragments_keep_only_copied_options() {
+        let opts = [
+            7, 7, 8, 1, 2, 3, 4, 1, 0x82, 3, 9, 1, 68, 8, 9, 0, 1, 2, 3, 4,
+        ];
+        let mut out = [0u8; MAX_LEN];
+        let n = for_later_fragments(&opts, &mut out);
+        assert_eq!(
+            out[..n],
+            [
+                1, 1, 1, 1, 1, 1, 1, 1, 0x82, 3, 9, 1, 1, 1, 1, 1, 1, 1, 1, 1
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_options_never_panic(
+            opts in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..=MAX_LEN),
+            kinds in proptest::collection::vec(0usize..4, 0..4),
+        ) {
+            // Bias towards the options acted on.
+            let mut opts = opts;
+            for (i, k) in kinds.into_iter().enumerate() {
+                if let Some(b) = opts.get_mut(i * 8) {
+                    *b = [7, 68, 131, 1][k];
+                }
+            }
+            let checked = check(&opts);
+            let mut rx = opts.clone();
+            let c = compile(&mut rx, Some(&rec()));
+            proptest::prop_assert_eq!(checked.is_ok(), c.is_ok());
+            if let Ok(c) = c {
+                let mut out = [0u8; MAX_LEN];
+                if let Some(n) = echo(&rx, &c, &rec(), &mut out) {
+                    proptest::prop_assert!(n <= MAX_LEN && n % 4 == 0);
+                }
+            }
+            let mut out = [0u8; MAX_LEN];
+            proptest::prop_assert_eq!(for_later_fragments(&opts, &mut out), opts.len());
+        }
+    }
+}
