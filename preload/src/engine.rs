@@ -423,6 +423,10 @@ impl Engine {
         sc.seed = u64::from_ne_bytes(seed);
         let mut stack = Stack::new(sc);
         let base = std::time::Instant::now();
+        // ICMP timestamps and IPv4 timestamp options are UTC ms of day.
+        if let Ok(wall) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            stack.set_wall_clock(wall.as_nanos() as u64);
+        }
         for a in &cfg.addrs {
             match a.addr {
                 std::net::IpAddr::V4(a4) => {

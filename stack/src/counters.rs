@@ -88,6 +88,7 @@ counters! {
     IcmpOutParmProbs,
     IcmpOutEchos,
     IcmpOutEchoReps,
+    IcmpOutTimestampReps,
     // Udp:
     UdpInDatagrams,
     UdpNoPorts,

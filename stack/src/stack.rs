@@ -45,7 +45,7 @@ use crate::iface::{BufPool, Device, ETH_HLEN, Frame, PacketType, RxOffload, arp}
 use crate::ip::{IpAddress, IpProto, IpVersion, Ipv4, Ipv4Addr, Ipv6, Ipv6Addr};
 use crate::ip_layer::reassembly::{FragKey, Fragment, Outcome, ReassemblyTimerId};
 use crate::ip_layer::route::Route;
-use crate::ip_layer::{AddrEntry, DstKind, IpLayer, NextHop, RouteResult, fragment};
+use crate::ip_layer::{AddrEntry, DstKind, IpLayer, NextHop, RouteResult, fragment, options};
 use crate::tcp::{
     self, SendError, TcpConfig, TcpContext, TcpCounter, TcpEvent, TcpLayer, Transmit,
 };
@@ -162,6 +162,9 @@ enum Deferred {
 /// Everything that is shared by the modules' contexts.
 struct Core {
     now: Instant,
+    /// Unix time in nanoseconds at `Instant::ZERO`, when the driver gave
+    /// it: for the timestamps of ICMP and IPv4 options.
+    wall_at_zero: Option<u64>,
     timers: TimerQueue<TimerId>,
     counters: Counters,
     events: VecDeque<Event>,
@@ -193,6 +196,11 @@ impl Core {
         }
         self.counters.increment(Counter::EthOutFrames);
         self.tx.push_back(frame);
+    }
+
+    /// The time for timestamps on the wire (see [`options::timestamp`]).
+    fn timestamp_ms(&self) -> u32 {
+        options::timestamp(self.wall_at_zero, self.now)
     }
 
     fn send_arp(&mut self, p: &EthernetArp, dst: Mac) {
@@ -509,22 +517,38 @@ impl OutCtx<'_> {
         l4_len: usize,
         write: impl FnOnce(&mut [u8], Ipv4Addr, Ipv4Addr),
     ) -> Result<(), Errno> {
-        self.send_with(out, l4_len, false, write)
+        self.send_with(out, &[], l4_len, false, write)
     }
 
-    /// [`OutCtx::send`]; `overwrites`: `write` writes every byte of the
-    /// transport part, so an unfragmented frame need not be zeroed first.
-    /// Inline: `out` stays in registers rather than being written narrow
-    /// and read wide.
+    /// [`OutCtx::send`] with IPv4 options (`opts`: padded to whole words,
+    /// at most 40 bytes): what an answer that echoes a request's options
+    /// sends.
+    fn send_with_options(
+        &mut self,
+        out: Out4,
+        opts: &[u8],
+        l4_len: usize,
+        write: impl FnOnce(&mut [u8], Ipv4Addr, Ipv4Addr),
+    ) -> Result<(), Errno> {
+        self.send_with(out, opts, l4_len, false, write)
+    }
+
+    /// [`OutCtx::send`]; `opts`: IPv4 options, in the first fragment
+    /// whole and in later ones only the copied ones (Linux's
+    /// `ip_options_fragment`); `overwrites`: `write` writes every byte of
+    /// the transport part, so an unfragmented frame need not be zeroed
+    /// first. Inline: `out` stays in registers rather than being written
+    /// narrow and read wide (and no options folds away).
     #[inline]
     fn send_with(
         &mut self,
         out: Out4,
+        opts: &[u8],
         l4_len: usize,
         overwrites: bool,
         write: impl FnOnce(&mut [u8], Ipv4Addr, Ipv4Addr),
     ) -> Result<(), Errno> {
-        let hlen = ipv4::HEADER_LEN;
+        let hlen = ipv4::HEADER_LEN + opts.len();
         let total = hlen + l4_len;
         if total > 65535 {
             return Err(Errno::EMSGSIZE);
@@ -547,6 +571,7 @@ impl OutCtx<'_> {
         b.ecn = out.tos & 3;
         b.ident = ident;
         b.dont_fragment = df;
+        b.options = opts;
         let mac = self.core.device.mac;
         if total <= mtu {
             // Ethernet and IPv4 headers are written in full below.
@@ -563,8 +588,13 @@ impl OutCtx<'_> {
         }
         let mut whole = self.core.pool.get(l4_len);
         write(&mut whole, src, out.dst);
+        let mut later = [0u8; options::MAX_LEN];
+        let later_len = options::for_later_fragments(opts, &mut later);
         let mut n = 0;
-        for (off, len, more) in fragment::plan(l4_len, mtu - hlen) {
+        for (off, len, more) in fragment::plan(l4_len, mtu.saturating_sub(hlen)) {
+            if off != 0 {
+                b.options = &later[..later_len];
+            }
             let mut f = self.core.pool.frame(ETH_HLEN + hlen + len);
             f.as_mut_slice()[ETH_HLEN + hlen..].copy_from_slice(&whole[off..off + len]);
             b.fragment_offset = off as u16;
@@ -732,7 +762,7 @@ impl TcpContext for TcpCtx<'_> {
         };
         // TCP writes its whole segment (header, options, payload).
         self.out
-            .send_with(out, tx.len, true, |buf, _, _| write(buf))
+            .send_with(out, &[], tx.len, true, |buf, _, _| write(buf))
             .map_err(|_| SendError::NoBuffer)
     }
 
@@ -845,6 +875,7 @@ impl Stack {
         let frame_cap = usize::from(config.mtu) + ETH_HLEN;
         let mut core = Core {
             now: Instant::ZERO,
+            wall_at_zero: None,
             timers: TimerQueue::default(),
             counters: Counters::default(),
             events: VecDeque::new(),
@@ -904,6 +935,14 @@ impl Stack {
 
     pub fn counters(&self) -> &Counters {
         &self.core.counters
+    }
+
+    /// The wall clock: Unix time in nanoseconds at `Instant::ZERO`. Only
+    /// timestamps sent on the wire use it (ICMP timestamp replies, IPv4
+    /// timestamp options: milliseconds since midnight UT); without it they
+    /// carry the monotonic time with the high-order bit set (RFC 791).
+    pub fn set_wall_clock(&mut self, unix_nanos_at_zero: u64) {
+        self.core.wall_at_zero = Some(unix_nanos_at_zero);
     }
 
     /// The next observable state change, oldest first.
@@ -1287,31 +1326,26 @@ impl Stack {
             DstKind::Local => {}
         }
         if p.header_len() > ipv4::HEADER_LEN {
-            for o in p.options() {
-                match o {
-                    Err(ParseError::Malformed { offset }) => {
-                        self.core.counters.increment(Counter::IpInHdrErrors);
-                        self.send_icmp4_error(
-                            IcmpErrorKind::ParameterProblem {
-                                pointer: offset as u32,
-                            },
-                            p.as_bytes(),
-                            pkt_type,
-                            kind != DstKind::Local,
-                        );
-                        return;
-                    }
-                    Err(_) => return,
-                    Ok(o) => {
-                        // accept_source_route 0: dropped silently.
-                        if matches!(
-                            o.kind,
-                            ipv4::option::LOOSE_SOURCE_ROUTE | ipv4::option::STRICT_SOURCE_ROUTE
-                        ) {
-                            return;
-                        }
-                    }
+            let mut opts = [0u8; options::MAX_LEN];
+            let raw = p.options_bytes();
+            let opts = &mut opts[..raw.len()];
+            opts.copy_from_slice(raw);
+            match options::compile(opts, None) {
+                Err(pointer) => {
+                    self.core.counters.increment(Counter::IpInHdrErrors);
+                    self.send_icmp4_error(
+                        IcmpErrorKind::ParameterProblem {
+                            pointer: pointer as u32,
+                        },
+                        p.as_bytes(),
+                        pkt_type,
+                        kind != DstKind::Local,
+                    );
+                    return;
                 }
+                // accept_source_route 0: dropped silently.
+                Ok(c) if c.source_route => return,
+                Ok(_) => {}
             }
         }
         if p.is_fragment() {
@@ -1479,30 +1513,32 @@ impl Stack {
                     return;
                 }
                 let reply = Icmpv4Message::EchoReply { ident, seq, data };
-                let src = if kind == DstKind::Local {
-                    Some(p.dst())
-                } else {
-                    None
-                };
-                let Ok(route) = self
-                    .ip4
-                    .route(&p.src(), src, self.core.device.mtu, self.core.now)
-                else {
+                self.icmp4_reply(p, kind, &reply, Counter::IcmpOutEchoReps);
+            }
+            Icmpv4Message::Other {
+                msg_type: icmpv4::msg_type::TIMESTAMP,
+                rest,
+                body,
+                ..
+            } => {
+                // Linux's icmp_timestamp: the originate timestamp must be
+                // there; receive and transmit are the same instant.
+                let Some(originate) = body.get(..4) else {
+                    self.core.counters.increment(Counter::IcmpInErrors);
                     return;
                 };
-                self.core.counters.increment(Counter::IcmpOutMsgs);
-                self.core.counters.increment(Counter::IcmpOutEchoReps);
-                let out = Out4 {
-                    route,
-                    dst: p.src(),
-                    proto: IpProto::ICMP,
-                    ttl: self.ip4.default_ttl,
-                    tos: p.dscp() << 2 | p.ecn(),
-                    dont_fragment: false,
+                let now = self.core.timestamp_ms().to_be_bytes();
+                let mut times = [0u8; 12];
+                times[..4].copy_from_slice(originate);
+                times[4..8].copy_from_slice(&now);
+                times[8..].copy_from_slice(&now);
+                let reply = Icmpv4Message::Other {
+                    msg_type: icmpv4::msg_type::TIMESTAMP_REPLY,
+                    code: 0,
+                    rest,
+                    body: &times,
                 };
-                let _ = self.send_ipv4(out, reply.len(), |buf, _, _| {
-                    let _ = reply.emit(buf);
-                });
+                self.icmp4_reply(p, kind, &reply, Counter::IcmpOutTimestampReps);
             }
             Icmpv4Message::EchoReply { ident, seq, data } => {
                 if self.core.echo_replies.len() < 1024 {
@@ -1534,6 +1570,83 @@ impl Stack {
             }
         }
         let _ = pkt_type;
+    }
+
+    /// Answers an echo or timestamp request (Linux's `icmp_reply`): from
+    /// the address it was sent to (a broadcast one: the route's source),
+    /// with its TOS, and with its Record Route and Timestamp options
+    /// brought back (RFC 1122 3.2.2.6).
+    fn icmp4_reply(
+        &mut self,
+        p: &Ipv4Packet<'_>,
+        kind: DstKind,
+        reply: &Icmpv4Message<'_>,
+        counter: Counter,
+    ) {
+        let src = (kind == DstKind::Local).then(|| p.dst());
+        let Ok(route) = self
+            .ip4
+            .route(&p.src(), src, self.core.device.mtu, self.core.now)
+        else {
+            return;
+        };
+        let mut opts = [0u8; options::MAX_LEN];
+        let opts_len = if p.header_len() > ipv4::HEADER_LEN {
+            match self.echo_options4(p, route.src, &mut opts) {
+                Some(n) => n,
+                None => return,
+            }
+        } else {
+            0
+        };
+        self.core.counters.increment(Counter::IcmpOutMsgs);
+        self.core.counters.increment(counter);
+        let out = Out4 {
+            route,
+            dst: p.src(),
+            proto: IpProto::ICMP,
+            ttl: self.ip4.default_ttl,
+            tos: p.dscp() << 2 | p.ecn(),
+            dont_fragment: false,
+        };
+        let _ = self
+            .out4()
+            .send_with_options(out, &opts[..opts_len], reply.len(), |buf, _, _| {
+                let _ = reply.emit(buf);
+            });
+    }
+
+    /// The options of an answer to `p` from `reply_src` (see
+    /// [`options::echo`]): `None` when Linux would not answer.
+    fn echo_options4(
+        &self,
+        p: &Ipv4Packet<'_>,
+        reply_src: Ipv4Addr,
+        out: &mut [u8; options::MAX_LEN],
+    ) -> Option<usize> {
+        let ip4 = &self.ip4;
+        let is_local = |a: Ipv4Addr| ip4.is_local(&a) || ip4.is_broadcast(&a) || a.is_multicast();
+        let raw = p.options_bytes();
+        let mut rx = [0u8; options::MAX_LEN];
+        let rx = rx.get_mut(..raw.len())?;
+        rx.copy_from_slice(raw);
+        // Linux's spec_dst: the address the datagram reached us at.
+        let spec_dst = if ip4.is_local(&p.dst()) {
+            p.dst()
+        } else {
+            reply_src
+        };
+        let arrived = options::Recorder {
+            addr: spec_dst,
+            ms: self.core.timestamp_ms(),
+            is_local: &is_local,
+        };
+        let c = options::compile(rx, Some(&arrived)).ok()?;
+        let leaving = options::Recorder {
+            addr: reply_src,
+            ..arrived
+        };
+        options::echo(rx, &c, &leaving, out)
     }
 
     /// An ICMP error about a datagram we sent: path MTU, then the socket.

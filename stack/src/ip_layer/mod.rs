@@ -10,6 +10,7 @@
 //! address and Linux's source selection, and on-link prefixes are routes.
 
 pub mod fragment;
+pub mod options;
 pub mod pmtu;
 pub mod reassembly;
 pub mod route;

@@ -149,10 +149,7 @@ impl<'a> Ipv4Packet<'a> {
         self.bytes.get(HEADER_LEN..self.header_len).unwrap_or(&[])
     }
     pub fn options(&self) -> Ipv4Options<'a> {
-        Ipv4Options {
-            buf: self.options_bytes(),
-            at: 0,
-        }
+        Ipv4Options::new(self.options_bytes())
     }
     /// The header, options included.
     pub fn header_bytes(&self) -> &'a [u8] {
@@ -235,6 +232,13 @@ pub mod option {
 pub struct Ipv4Options<'a> {
     buf: &'a [u8],
     at: usize,
+}
+
+impl<'a> Ipv4Options<'a> {
+    /// Walks `buf`, the option bytes that follow a 20-byte header.
+    pub fn new(buf: &'a [u8]) -> Ipv4Options<'a> {
+        Ipv4Options { buf, at: 0 }
+    }
 }
 
 impl<'a> Iterator for Ipv4Options<'a> {
