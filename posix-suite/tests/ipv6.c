@@ -557,7 +557,7 @@ TEST(hoplimit_tclass_cmsg_sent, "IPV6_HOPLIMIT 7 and IPV6_TCLASS 0x20 control me
     /* The next plain send has the socket's defaults again. */
     CHECK_EQ(sendto(tx, "d", 1, 0, (struct sockaddr *)&to, sizeof to), 1);
     CHECK_EQ(recv_cmsg_int(rx, IPV6_HOPLIMIT), 64);
-    /* Out of range: EINVAL, nothing sent. */
+    /* A hop limit out of range: EINVAL. */
     hl = 256;
     memcpy(CMSG_DATA(CMSG_FIRSTHDR(&m)), &hl, sizeof hl);
     CHECK_ERR(sendmsg(tx, &m, 0), EINVAL);
