@@ -3,6 +3,7 @@
  * literal addresses. */
 #include "../harness.h"
 
+#include <linux/errqueue.h>
 #include <net/if.h>
 
 /* ---- helpers (static: harness.h is shared) ---- */
@@ -517,6 +518,117 @@ TEST(hoplimit_sent, "IPV6_UNICAST_HOPS 9 on the sender shows as hop limit 9 at a
     struct sockaddr_in6 to = ps_sin6(ps_local6(), ps_local_port(rx));
     CHECK_EQ(sendto(tx, "9", 1, 0, (struct sockaddr *)&to, sizeof to), 1);
     CHECK_EQ(recv_cmsg_int(rx, IPV6_HOPLIMIT), 9);
+}
+
+TEST(hoplimit_tclass_cmsg_sent, "IPV6_HOPLIMIT 7 and IPV6_TCLASS 0x20 control messages on sendmsg set that datagram's hop limit and traffic class only", "ipv6(7), RFC 3542 6.3, 6.5") {
+    int rx = udp6(), tx = udp6();
+    bind6(rx, ps_local6(), 0);
+    int one = 1;
+    CHECK_OK(setsockopt(rx, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &one, sizeof one));
+    CHECK_OK(setsockopt(rx, IPPROTO_IPV6, IPV6_RECVTCLASS, &one, sizeof one));
+    struct sockaddr_in6 to = ps_sin6(ps_local6(), ps_local_port(rx));
+    union { char buf[2 * CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } cb;
+    memset(&cb, 0, sizeof cb);
+    struct iovec v = {"c", 1};
+    struct msghdr m = {.msg_name = &to, .msg_namelen = sizeof to, .msg_iov = &v, .msg_iovlen = 1,
+                       .msg_control = cb.buf, .msg_controllen = sizeof cb.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    int hl = 7, tc = 0x20;
+    c->cmsg_level = IPPROTO_IPV6, c->cmsg_type = IPV6_HOPLIMIT, c->cmsg_len = CMSG_LEN(sizeof hl);
+    memcpy(CMSG_DATA(c), &hl, sizeof hl);
+    c = CMSG_NXTHDR(&m, c);
+    c->cmsg_level = IPPROTO_IPV6, c->cmsg_type = IPV6_TCLASS, c->cmsg_len = CMSG_LEN(sizeof tc);
+    memcpy(CMSG_DATA(c), &tc, sizeof tc);
+    CHECK_EQ(sendmsg(tx, &m, 0), 1);
+    /* Both control messages arrive with the one datagram. */
+    char b[8];
+    union { char buf[256]; struct cmsghdr align; } rb;
+    struct iovec r = {b, sizeof b};
+    struct msghdr rm = {.msg_iov = &r, .msg_iovlen = 1, .msg_control = rb.buf, .msg_controllen = sizeof rb.buf};
+    wait_readable(rx);
+    CHECK_EQ(recvmsg(rx, &rm, 0), 1);
+    struct cmsghdr *h = find_cmsg(&rm, IPPROTO_IPV6, IPV6_HOPLIMIT), *t = find_cmsg(&rm, IPPROTO_IPV6, IPV6_TCLASS);
+    if (!h || !t) FAIL("IPV6_HOPLIMIT or IPV6_TCLASS missing");
+    int got;
+    memcpy(&got, CMSG_DATA(h), sizeof got);
+    CHECK_EQ(got, 7);
+    memcpy(&got, CMSG_DATA(t), sizeof got);
+    CHECK_EQ(got, 0x20);
+    /* The next plain send has the socket's defaults again. */
+    CHECK_EQ(sendto(tx, "d", 1, 0, (struct sockaddr *)&to, sizeof to), 1);
+    CHECK_EQ(recv_cmsg_int(rx, IPV6_HOPLIMIT), 64);
+    /* A hop limit out of range: EINVAL. */
+    hl = 256;
+    memcpy(CMSG_DATA(CMSG_FIRSTHDR(&m)), &hl, sizeof hl);
+    CHECK_ERR(sendmsg(tx, &m, 0), EINVAL);
+}
+
+/* The IPV6_RECVERR control message of one MSG_ERRQUEUE read, which must
+ * carry `payload`. */
+static struct sock_extended_err read_err6(int fd, const char *payload, struct sockaddr_in6 *name,
+                                          struct sockaddr_in6 *offender) {
+    if (!(poll1(fd, 0, 3000) & POLLERR)) FAIL("no POLLERR within 3 s (no ICMPv6 error?)");
+    char b[64];
+    union { char buf[512]; struct cmsghdr align; } cb;
+    struct iovec r = {b, sizeof b};
+    struct msghdr m = {.msg_name = name, .msg_namelen = sizeof *name, .msg_iov = &r, .msg_iovlen = 1,
+                       .msg_control = cb.buf, .msg_controllen = sizeof cb.buf};
+    size_t n = strlen(payload);
+    CHECK_EQ(recvmsg(fd, &m, MSG_ERRQUEUE), (ssize_t)n);
+    CHECK(memcmp(b, payload, n) == 0);
+    CHECK(m.msg_flags & MSG_ERRQUEUE);
+    CHECK_EQ(m.msg_namelen, sizeof *name);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    if (!c || c->cmsg_level != IPPROTO_IPV6 || c->cmsg_type != IPV6_RECVERR) FAIL("no IPV6_RECVERR control message");
+    CHECK_EQ(c->cmsg_len, CMSG_LEN(sizeof(struct sock_extended_err) + sizeof(struct sockaddr_in6)));
+    struct sock_extended_err ee;
+    memcpy(&ee, CMSG_DATA(c), sizeof ee);
+    memcpy(offender, SO_EE_OFFENDER((struct sock_extended_err *)CMSG_DATA(c)), sizeof *offender);
+    CHECK_ERR(recvmsg(fd, &m, MSG_ERRQUEUE | MSG_DONTWAIT), EAGAIN);
+    return ee;
+}
+
+TEST(recverr6_errqueue, "with IPV6_RECVERR an ICMPv6 port unreachable is queued: ECONNREFUSED, origin ICMP6, type 1 code 4, the peer as offender", "ipv6(7) IPV6_RECVERR") {
+    int fd = udp6();
+    int one = 1;
+    CHECK_OK(setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof one));
+    struct sockaddr_in6 to = ps_sin6(ps_peer6(), PORT_CLOSED);
+    CHECK_EQ(sendto(fd, "lost6", 5, 0, (struct sockaddr *)&to, sizeof to), 5);
+    struct sockaddr_in6 name, off;
+    struct sock_extended_err ee = read_err6(fd, "lost6", &name, &off);
+    CHECK_EQ(ee.ee_errno, ECONNREFUSED);
+    CHECK_EQ(ee.ee_origin, SO_EE_ORIGIN_ICMP6);
+    CHECK_EQ(ee.ee_type, 1);
+    CHECK_EQ(ee.ee_code, 4);
+    CHECK_EQ(name.sin6_family, AF_INET6);
+    CHECK(in6_eq(&name.sin6_addr, &to.sin6_addr));
+    CHECK_EQ(ntohs(name.sin6_port), PORT_CLOSED);
+    CHECK_EQ(off.sin6_family, AF_INET6);
+    CHECK(in6_eq(&off.sin6_addr, &to.sin6_addr));
+    /* Reading the queue took the socket's error with it. */
+    CHECK_EQ(poll1(fd, 0, 0) & POLLERR, 0);
+}
+
+TEST(recverr_dual_stack_v4, "an IPv6 socket's IP_RECVERR queues ICMP errors about its v4-mapped datagrams, reported as IPV6_RECVERR with a v4-mapped offender", "ipv6(7), ip(7) IP_RECVERR, net/ipv6/datagram.c ipv6_recv_error") {
+    int fd = udp6();
+    int one = 1;
+    CHECK_OK(setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof one));
+    struct sockaddr_in6 to = ps_sin6(mapped(ps_peer4()), PORT_CLOSED);
+    CHECK_EQ(sendto(fd, "lost4", 5, 0, (struct sockaddr *)&to, sizeof to), 5);
+    struct sockaddr_in6 name, off;
+    struct sock_extended_err ee = read_err6(fd, "lost4", &name, &off);
+    CHECK_EQ(ee.ee_errno, ECONNREFUSED);
+    CHECK_EQ(ee.ee_origin, SO_EE_ORIGIN_ICMP);
+    CHECK_EQ(ee.ee_type, 3);
+    CHECK_EQ(ee.ee_code, 3);
+    CHECK(in6_eq(&name.sin6_addr, &to.sin6_addr));
+    CHECK_EQ(off.sin6_family, AF_INET6);
+    CHECK(in6_eq(&off.sin6_addr, &to.sin6_addr));
+    /* IP_RECVERR alone does not queue ICMPv6 errors (that is IPV6_RECVERR). */
+    struct sockaddr_in6 to6 = ps_sin6(ps_peer6(), PORT_CLOSED);
+    CHECK_EQ(sendto(fd, "x", 1, 0, (struct sockaddr *)&to6, sizeof to6), 1);
+    ps_sleep_ms(300);
+    CHECK_EQ(poll1(fd, 0, 0) & POLLERR, 0);
 }
 
 TEST(pktinfo6_received, "IPV6_RECVPKTINFO delivers the destination address and a non-loopback ifindex", "ipv6(7), RFC 3542 6.1") {

@@ -1023,12 +1023,49 @@ impl Shunt {
                 )
             };
         }
-        if opts.recv_ttl && r.src.is_some() {
+        // ip6_datagram_recv_specific_ctl: after PKTINFO, HOPLIMIT then
+        // TCLASS, ints.
+        if v6 && opts.recv_hoplimit && r.src.is_some() {
+            let hl = i32::from(r.info.ttl).to_ne_bytes();
+            // SAFETY: the program's control buffer of msg_controllen bytes.
+            used += unsafe {
+                put_cmsg(
+                    m,
+                    used,
+                    &mut mflags,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_HOPLIMIT,
+                    &hl,
+                )
+            };
+        }
+        if v6 && opts.recv_tclass && r.src.is_some() {
+            let tc = i32::from(r.info.tos).to_ne_bytes();
+            // SAFETY: the program's control buffer of msg_controllen bytes.
+            used += unsafe {
+                put_cmsg(
+                    m,
+                    used,
+                    &mut mflags,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_TCLASS,
+                    &tc,
+                )
+            };
+        }
+        // An IPv6 socket's IP_RECVTTL / IP_RECVTOS: IPv4 datagrams only
+        // (udpv6_recvmsg's ip_cmsg_recv_offset for is_udp4).
+        let ip4 = match r.src {
+            Some(SocketAddr::V4(_)) => true,
+            Some(SocketAddr::V6(a)) => a.ip().to_ipv4_mapped().is_some(),
+            None => false,
+        };
+        if opts.recv_ttl && ip4 {
             let ttl = i32::from(r.info.ttl).to_ne_bytes();
             // SAFETY: the program's control buffer of msg_controllen bytes.
             used += unsafe { put_cmsg(m, used, &mut mflags, libc::IPPROTO_IP, libc::IP_TTL, &ttl) };
         }
-        if opts.recv_tos && r.src.is_some() {
+        if opts.recv_tos && ip4 {
             // SAFETY: the program's control buffer of msg_controllen bytes.
             used += unsafe {
                 put_cmsg(
@@ -1074,40 +1111,80 @@ impl Shunt {
             off += k;
             off < e.ret
         });
-        let dst = SocketAddr::V4(SocketAddrV4::new(e.dst.0.into(), e.dst.1));
+        let v6 = h.version() == shunt_stack::IpVersion::V6;
+        let ifx = self.e.ifindex as u32;
+        // The stack names both families v4-mapped.
+        let std6 = |a: shunt_stack::Ipv6Addr| -> std::net::Ipv6Addr { a.into() };
+        let dst6 = std6(e.dst.0);
+        let dst = match (v6, dst6.to_ipv4_mapped()) {
+            (false, Some(v4)) => SocketAddr::V4(SocketAddrV4::new(v4, e.dst.1)),
+            _ => SocketAddr::V6(std::net::SocketAddrV6::new(dst6, e.dst.1, 0, 0)),
+        };
         if !m.msg_name.is_null() {
             let mut l = m.msg_namelen;
-            let v6 = h.version() == shunt_stack::IpVersion::V6;
             // SAFETY: the program's name buffer of msg_namelen bytes.
-            unsafe { name::write(m.msg_name.cast(), &mut l, dst, v6, self.e.ifindex as u32) }?;
+            unsafe { name::write(m.msg_name.cast(), &mut l, dst, v6, ifx) }?;
             m.msg_namelen = l;
         }
         let ee = libc::sock_extended_err {
             ee_errno: e.errno.0 as u32,
-            ee_origin: libc::SO_EE_ORIGIN_ICMP,
+            ee_origin: if e.origin.icmp6 {
+                libc::SO_EE_ORIGIN_ICMP6
+            } else {
+                libc::SO_EE_ORIGIN_ICMP
+            },
             ee_type: e.origin.icmp_type,
             ee_code: e.origin.code,
             ee_pad: 0,
             ee_info: e.origin.info,
             ee_data: 0,
         };
-        let offender = name::sin_bytes(SocketAddrV4::new(e.origin.offender.into(), 0));
-        let mut data = [0u8; 32];
         // SAFETY: sock_extended_err is 16 bytes of plain data.
-        data[..16].copy_from_slice(&unsafe {
-            core::mem::transmute::<libc::sock_extended_err, [u8; 16]>(ee)
-        });
-        // SAFETY: sockaddr_in is 16 bytes of plain data.
-        data[16..].copy_from_slice(&unsafe {
-            core::mem::transmute::<libc::sockaddr_in, [u8; 16]>(offender)
-        });
+        let ee: [u8; 16] = unsafe { core::mem::transmute(ee) };
         let mut mflags = libc::MSG_ERRQUEUE;
         if e.truncated {
             mflags |= libc::MSG_TRUNC;
         }
-        // SAFETY: the program's control buffer of msg_controllen bytes.
-        let used =
-            unsafe { put_cmsg(m, 0, &mut mflags, libc::IPPROTO_IP, libc::IP_RECVERR, &data) };
+        let offender = std6(e.origin.offender);
+        let used = if v6 {
+            // ipv6_recv_error: IPV6_RECVERR whatever the ICMP family, the
+            // offender a sockaddr_in6 (v4-mapped for ICMP).
+            let sa = name::to_v6(
+                SocketAddr::V6(std::net::SocketAddrV6::new(offender, 0, 0, 0)),
+                ifx,
+            );
+            let mut data = [0u8; 16 + 28];
+            data[..16].copy_from_slice(&ee);
+            // SAFETY: sockaddr_in6 is 28 bytes of plain data.
+            data[16..].copy_from_slice(&unsafe {
+                core::mem::transmute::<libc::sockaddr_in6, [u8; 28]>(name::sin6_bytes(sa))
+            });
+            // SAFETY: the program's control buffer of msg_controllen bytes.
+            unsafe {
+                put_cmsg(
+                    m,
+                    0,
+                    &mut mflags,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_RECVERR,
+                    &data,
+                )
+            }
+        } else {
+            let o4 = offender
+                .to_ipv4_mapped()
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+            let mut data = [0u8; 32];
+            data[..16].copy_from_slice(&ee);
+            // SAFETY: sockaddr_in is 16 bytes of plain data.
+            data[16..].copy_from_slice(&unsafe {
+                core::mem::transmute::<libc::sockaddr_in, [u8; 16]>(name::sin_bytes(
+                    SocketAddrV4::new(o4, 0),
+                ))
+            });
+            // SAFETY: the program's control buffer of msg_controllen bytes.
+            unsafe { put_cmsg(m, 0, &mut mflags, libc::IPPROTO_IP, libc::IP_RECVERR, &data) }
+        };
         m.msg_controllen = used as _;
         m.msg_flags = mflags;
         Ok(e.ret as isize)
@@ -1321,6 +1398,9 @@ impl Shunt {
                         .udp_set_options(h, |o| o.ttl = (v >= 0).then_some(v as u8)),
                     libc::IPV6_TCLASS => g.stack.udp_set_options(h, |o| o.tos = v.max(0) as u8),
                     libc::IPV6_RECVPKTINFO => g.stack.udp_set_options(h, |o| o.recv_pktinfo = on),
+                    libc::IPV6_RECVHOPLIMIT => g.stack.udp_set_options(h, |o| o.recv_hoplimit = on),
+                    libc::IPV6_RECVTCLASS => g.stack.udp_set_options(h, |o| o.recv_tclass = on),
+                    libc::IPV6_RECVERR => g.stack.udp_set_options(h, |o| o.recverr6 = on),
                     _ => Ok(()),
                 }
                 .map_err(se)
@@ -1397,7 +1477,8 @@ impl Shunt {
 }
 
 /// The IP_TOS and IP_TTL control messages of a sendmsg (ip_cmsg_send: an
-/// int or a single byte; out of range is EINVAL).
+/// int or a single byte; out of range is EINVAL), and their IPv6 peers
+/// IPV6_TCLASS and IPV6_HOPLIMIT.
 ///
 /// # Safety
 /// `m.msg_control` is null or the program's buffer of `msg_controllen`.
@@ -1435,6 +1516,25 @@ unsafe fn ip_send_cmsgs(m: &msghdr) -> SysResult<(Option<u8>, Option<u8>)> {
                     return Err(Errno::INVAL);
                 }
                 ttl = Some(v as u8);
+            }
+        } else if c.cmsg_level == libc::IPPROTO_IPV6
+            && matches!(c.cmsg_type, libc::IPV6_TCLASS | libc::IPV6_HOPLIMIT)
+        {
+            // ip6_datagram_send_ctl: exactly an int, -1 (the socket's
+            // value) to 255.
+            if data_len != 4 {
+                return Err(Errno::INVAL);
+            }
+            // SAFETY: four bytes of the program's data.
+            let v = unsafe { core::ptr::read_unaligned(base.add(at + hdr).cast::<i32>()) };
+            if !(-1..=255).contains(&v) {
+                return Err(Errno::INVAL);
+            }
+            let v = (v >= 0).then_some(v as u8);
+            if c.cmsg_type == libc::IPV6_TCLASS {
+                tos = v.or(tos);
+            } else {
+                ttl = v.or(ttl);
             }
         }
         at += (len + 7) & !7;

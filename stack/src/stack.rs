@@ -1564,6 +1564,7 @@ impl Stack {
                             IcmpErrorKind::ParameterProblem { pointer } => pointer,
                             _ => 0,
                         },
+                        icmp6: false,
                     };
                     self.icmp4_error_received(k, quote, origin);
                 }
@@ -1678,8 +1679,23 @@ impl Stack {
                         if let IcmpErrorKind::PacketTooBig { mtu } = kind {
                             self.learn_pmtu(remote.0, mtu);
                         }
-                        self.udp6
-                            .deliver_error((l6, local.1), (r6, remote.1), errno, hard);
+                        // A dual-stack socket's IP_RECVERR queues it,
+                        // the offender v4-mapped (ipv6_recv_error).
+                        let o6 = IcmpOrigin {
+                            offender: origin.offender.to_ipv6_mapped(),
+                            icmp_type: origin.icmp_type,
+                            code: origin.code,
+                            info: origin.info,
+                            icmp6: false,
+                        };
+                        let ext = (o6, &q.payload()[8..]);
+                        self.udp6.deliver_error_ext(
+                            (l6, local.1),
+                            (r6, remote.1),
+                            errno,
+                            hard,
+                            Some(ext),
+                        );
                     }
                     return;
                 };
@@ -1963,17 +1979,29 @@ impl Stack {
         Ok(data.len())
     }
 
-    /// `recvmsg(MSG_ERRQUEUE)` on an IPv4 socket: the oldest ICMP error
-    /// queued by `IP_RECVERR` (`EAGAIN` if none; IPv6 sockets queue none
-    /// yet).
+    /// `recvmsg(MSG_ERRQUEUE)`: the oldest ICMP error queued by
+    /// `IP_RECVERR` / `IPV6_RECVERR` (`EAGAIN` if none). An IPv4 socket's
+    /// addresses come v4-mapped, so that one type names both.
     pub fn udp_recv_err(
         &mut self,
         h: UdpHandle,
         buf: &mut [u8],
-    ) -> Result<ErrRecv<Ipv4Addr>, Errno> {
+    ) -> Result<ErrRecv<Ipv6Addr>, Errno> {
         match h.1 {
-            IpVersion::V4 => self.udp4.recv_err(h.0, buf),
-            IpVersion::V6 => Err(Errno::EAGAIN),
+            IpVersion::V4 => self.udp4.recv_err(h.0, buf).map(|e| ErrRecv {
+                ret: e.ret,
+                truncated: e.truncated,
+                errno: e.errno,
+                origin: IcmpOrigin {
+                    offender: e.origin.offender.to_ipv6_mapped(),
+                    icmp_type: e.origin.icmp_type,
+                    code: e.origin.code,
+                    info: e.origin.info,
+                    icmp6: e.origin.icmp6,
+                },
+                dst: (e.dst.0.to_ipv6_mapped(), e.dst.1),
+            }),
+            IpVersion::V6 => self.udp6.recv_err(h.0, buf),
         }
     }
 

@@ -911,3 +911,71 @@ fn unsolicited_na_to_all_nodes_with_override_replaces_the_mac() {
         .expect("an echo request");
     assert_eq!(&req[..6], &MAC_C.0[..]);
 }
+
+#[test]
+fn ipv6_recverr_queues_port_unreachable_with_origin_and_payload() {
+    let mut n = Net::new();
+    let c = n.a.udp6_socket();
+    n.a.udp_set_options(c, |o| o.recverr6 = true).unwrap();
+    // Unconnected: without IPV6_RECVERR nothing would be reported.
+    n.a.udp_send_to(c, b"lost", Some(sa6(B6, 4000)), n.now)
+        .unwrap();
+    n.pump();
+    assert!(
+        n.a.udp_readiness(c).unwrap().error(),
+        "POLLERR while queued"
+    );
+    let mut buf = [0u8; 64];
+    let e = n.a.udp_recv_err(c, &mut buf).unwrap();
+    assert_eq!(&buf[..e.ret], b"lost");
+    assert!(!e.truncated);
+    assert_eq!(e.errno, Errno::ECONNREFUSED);
+    assert_eq!((e.origin.icmp_type, e.origin.code), (1, 4));
+    assert!(e.origin.icmp6);
+    assert_eq!((e.origin.offender, e.dst), (B6, (B6, 4000)));
+    assert_eq!(n.a.udp_recv_err(c, &mut buf), Err(Errno::EAGAIN));
+    // The queued error was also the socket's error.
+    assert_eq!(recv(&mut n.a, c), Err(Errno::EAGAIN));
+    assert!(!n.a.udp_readiness(c).unwrap().error());
+    // IP_RECVERR alone does not cover ICMPv6 errors.
+    let d = n.a.udp6_socket();
+    n.a.udp_set_options(d, |o| o.recverr = true).unwrap();
+    n.a.udp_send_to(d, b"lost", Some(sa6(B6, 4000)), n.now)
+        .unwrap();
+    n.pump();
+    assert_eq!(n.a.udp_recv_err(d, &mut buf), Err(Errno::EAGAIN));
+    assert!(!n.a.udp_readiness(d).unwrap().error());
+}
+
+#[test]
+fn ipv6_recverr_reports_unresolvable_neighbour_as_code_3() {
+    let mut n = Net::new();
+    let c = n.a.udp6_socket();
+    n.a.udp_set_options(c, |o| o.recverr6 = true).unwrap();
+    n.a.udp_send_to(c, b"anyone?", Some(sa6(v6("2001:db8::99"), 9)), n.now)
+        .unwrap();
+    n.advance(Duration::from_secs(5));
+    let mut buf = [0u8; 64];
+    let e = n.a.udp_recv_err(c, &mut buf).unwrap();
+    assert_eq!((e.origin.icmp_type, e.origin.code), (1, 3));
+    assert_eq!(e.errno, Errno::EHOSTUNREACH);
+    assert_eq!(e.origin.offender, A6, "we sent the error to ourselves");
+    assert_eq!(&buf[..e.ret], b"anyone?");
+}
+
+#[test]
+fn dual_stack_socket_ip_recverr_queues_icmp_errors_v4_mapped() {
+    let mut n = Net::new();
+    let c = n.b.udp6_socket();
+    n.b.udp_set_options(c, |o| o.recverr = true).unwrap();
+    let to = sa6(A4.to_ipv6_mapped(), 4000);
+    n.b.udp_send_to(c, b"v4", Some(to), n.now).unwrap();
+    n.pump();
+    let mut buf = [0u8; 64];
+    let e = n.b.udp_recv_err(c, &mut buf).unwrap();
+    assert_eq!(&buf[..e.ret], b"v4");
+    assert_eq!((e.origin.icmp_type, e.origin.code), (3, 3));
+    assert!(!e.origin.icmp6);
+    assert_eq!(e.origin.offender, A4.to_ipv6_mapped());
+    assert_eq!(e.dst, (A4.to_ipv6_mapped(), 4000));
+}

@@ -190,6 +190,56 @@ fn rst_to(
     inject(net, to_host, local, remote, b, &[]);
 }
 
+/// RFC 9293 3.10.7.4: SEG.ACK > SND.NXT: send an ACK, drop the segment
+/// (Linux: tcp_send_challenge_ack, under the same limits).
+#[test]
+fn ack_of_unsent_data_is_answered_by_an_ack_and_dropped() {
+    let mut net = Net::new(cfg());
+    let (_l, c, s) = connect_pair(&mut net, 80);
+    assert_eq!(send(&mut net, 1, s, b"z"), Ok(1));
+    net.run_for(Duration::from_millis(100));
+    let local = net.hosts[1].tcp.local_addr(s).unwrap();
+    let remote = net.hosts[0].tcp.local_addr(c).unwrap();
+    let last = net
+        .capture
+        .iter()
+        .rev()
+        .find(|p| p.src == local.ip && p.seg().src_port() == local.port)
+        .unwrap()
+        .clone();
+    let sg = last.seg();
+    let nxt = sg.seq() + sg.payload().len() as u32;
+    let future = |net: &mut Net| {
+        let b = TcpBuilder {
+            src_port: local.port,
+            dst_port: remote.port,
+            seq: nxt,
+            ack: sg.ack() + 1000,
+            flags: TcpFlags::ACK | TcpFlags::PSH,
+            window: 1000,
+            urgent_ptr: 0,
+            options: TcpOptionSet::default(),
+        };
+        inject(net, 0, local, remote, b, b"future");
+    };
+    let sent = net.hosts[0].ctx.out.len();
+    future(&mut net);
+    assert_eq!(net.hosts[0].ctx.out.len(), sent + 1, "one ACK");
+    let ack = net.hosts[0].ctx.out.last().unwrap().seg();
+    assert_eq!(ack.flags(), TcpFlags::ACK);
+    assert_eq!(ack.ack(), nxt, "the data is not acknowledged");
+    assert_eq!(net.hosts[0].ctx.count(TcpCounter::TcpChallengeAck), 1);
+    // Another within 500 ms is not answered (the per-socket limit).
+    future(&mut net);
+    assert_eq!(net.hosts[0].ctx.out.len(), sent + 1);
+    assert_eq!(
+        net.hosts[0].ctx.count(TcpCounter::TcpAckSkippedChallenge),
+        1
+    );
+    assert_eq!(recv_all(&mut net, 0, c), Ok(b"z".to_vec()));
+    assert_eq!(net.hosts[0].tcp.state(c), Ok(TcpState::Established));
+}
+
 #[test]
 fn challenge_acks_rfc5961() {
     let mut net = Net::new(cfg());

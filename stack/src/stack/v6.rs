@@ -1014,7 +1014,19 @@ impl Stack {
             } => self.mld_query(p),
             m => {
                 if let Some((k, quote)) = icmp6::received_error(&m) {
-                    self.icmp6_error_received(k, quote);
+                    let origin = IcmpOrigin {
+                        offender: p.src(),
+                        icmp_type: l4.first().copied().unwrap_or(0),
+                        code: l4.get(1).copied().unwrap_or(0),
+                        info: match k {
+                            IcmpErrorKind::PacketTooBig { mtu } => mtu,
+                            IcmpErrorKind::ParameterProblem { pointer }
+                            | IcmpErrorKind::ProtocolUnreachable { pointer } => pointer,
+                            _ => 0,
+                        },
+                        icmp6: true,
+                    };
+                    self.icmp6_error_received(k, quote, origin);
                 }
             }
         }
@@ -1022,7 +1034,12 @@ impl Stack {
     }
 
     /// An ICMPv6 error about a packet we sent: path MTU, then the socket.
-    fn icmp6_error_received(&mut self, kind: IcmpErrorKind, quote: &[u8]) {
+    fn icmp6_error_received(
+        &mut self,
+        kind: IcmpErrorKind,
+        quote: &[u8],
+        origin: IcmpOrigin<Ipv6Addr>,
+    ) {
         let Ok(q) = Ipv6Packet::parse_quote(quote) else {
             self.core.counters.increment(Counter::Icmp6InErrors);
             return;
@@ -1058,7 +1075,10 @@ impl Stack {
                 if let IcmpErrorKind::PacketTooBig { .. } = kind {
                     return;
                 }
-                self.udp6.deliver_error(local, remote, errno, hard);
+                // IPV6_RECVERR gets the quoted payload, after the UDP header.
+                let ext = (origin, &l4[8..]);
+                self.udp6
+                    .deliver_error_ext(local, remote, errno, hard, Some(ext));
             }
             IpProto::TCP => {
                 let err = match kind {

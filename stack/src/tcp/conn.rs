@@ -1048,6 +1048,10 @@ impl Conn {
             return true;
         }
         if ack.after(self.snd_nxt) {
+            // RFC 9293 3.10.7.4: an ACK of something not yet sent gets an
+            // ACK, the segment dropped (Linux's tcp_ack: a challenge ACK,
+            // under its limits).
+            self.challenge_ack(ctx, env, now);
             return false;
         }
         self.last_rcv = now;

@@ -13,8 +13,12 @@ pub struct IcmpOrigin<A> {
     pub offender: A,
     pub icmp_type: u8,
     pub code: u8,
-    /// `ee_info`: the next-hop MTU of a "fragmentation needed", else 0.
+    /// `ee_info`: the next-hop MTU of a "fragmentation needed" (a Packet
+    /// Too Big's MTU, a Parameter Problem's pointer), else 0.
     pub info: u32,
+    /// An ICMPv6 message (`SO_EE_ORIGIN_ICMP6`), else ICMP; on an IPv6
+    /// socket an ICMP error's offender is v4-mapped.
+    pub icmp6: bool,
 }
 
 /// One queued error.
@@ -110,6 +114,7 @@ mod tests {
                 icmp_type: 3,
                 code: 3,
                 info: 0,
+                icmp6: false,
             },
             dst: (2, 7999),
             payload: payload.to_vec(),

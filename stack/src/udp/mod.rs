@@ -276,6 +276,11 @@ pub struct UdpOptions {
     /// control messages the shim builds from [`RecvMeta::info`].
     pub recv_tos: bool,
     pub recv_ttl: bool,
+    /// `IPV6_RECVTCLASS`, `IPV6_RECVHOPLIMIT` (IPv6 sockets): the same
+    /// facts as `IPV6_TCLASS` / `IPV6_HOPLIMIT` control messages; an IPv6
+    /// socket's `IP_RECVTOS` / `IP_RECVTTL` cover only IPv4 datagrams.
+    pub recv_tclass: bool,
+    pub recv_hoplimit: bool,
     pub timestamp: RxTimestamp,
     /// `UDP_CORK`: sends gather until it is cleared ([`cork`]).
     pub cork: bool,
@@ -283,8 +288,12 @@ pub struct UdpOptions {
     /// between sockets of one user (udp_lib_lport_inuse).
     pub owner: u32,
     /// `IP_RECVERR`: ICMP errors are queued ([`errqueue`]) and reported on
-    /// unconnected sockets too. Clearing it empties the queue.
+    /// unconnected sockets too. Clearing it empties the queue. On an IPv6
+    /// socket it covers the ICMP (IPv4) errors about v4-mapped datagrams.
     pub recverr: bool,
+    /// `IPV6_RECVERR`: the same for ICMPv6 errors (IPv6 sockets; Linux's
+    /// `np->recverr`, apart from `inet->recverr`).
+    pub recverr6: bool,
 }
 
 /// Which arrival timestamp a socket asked for.
@@ -314,10 +323,13 @@ impl Default for UdpOptions {
             recv_pktinfo: false,
             recv_tos: false,
             recv_ttl: false,
+            recv_tclass: false,
+            recv_hoplimit: false,
             timestamp: RxTimestamp::Off,
             cork: false,
             owner: 0,
             recverr: false,
+            recverr6: false,
         }
     }
 }
@@ -655,7 +667,9 @@ impl<I: IpExt> UdpSockets<I> {
         let s = self.get_mut(id)?;
         let before = s.opts;
         f(&mut s.opts);
-        if before.recverr && !s.opts.recverr {
+        // Either flag cleared purges the queue (ip_setsockopt,
+        // do_ipv6_setsockopt: skb_queue_purge).
+        if (before.recverr && !s.opts.recverr) || (before.recverr6 && !s.opts.recverr6) {
             s.errq.clear();
         }
         if s.opts.rcvbuf != before.rcvbuf {
@@ -1057,9 +1071,16 @@ impl<I: IpExt> UdpSockets<I> {
     ) -> Option<UdpSocketId> {
         let id = self.lookup(&remote.0, remote.1, &local.0, local.1)?;
         let s = self.get_mut(id).ok()?;
-        if s.opts.recverr {
-            // __udp4_lib_err: with IP_RECVERR every error is queued and
-            // becomes the socket's error, connected or not.
+        // An ICMPv6 error asks IPV6_RECVERR, an ICMP one IP_RECVERR (also
+        // on an IPv6 socket: __udp4_lib_err reads inet->recverr).
+        let recverr = match ext {
+            Some((o, _)) if o.icmp6 => s.opts.recverr6,
+            _ => s.opts.recverr,
+        };
+        if recverr {
+            // __udp4_lib_err / __udp6_lib_err: with IP(V6)_RECVERR every
+            // error is queued and becomes the socket's error, connected or
+            // not.
             if let Some((origin, payload)) = ext {
                 let e = ExtErr {
                     errno,
