@@ -575,9 +575,10 @@ impl TcpLayer {
             }
             let s = self.sock_at(i).expect("socket");
             if !s.explicit_port {
-                s.local = None;
                 s.connect_port = false;
+                // The port is found through `local`: forget it after.
                 self.release_port(i);
+                self.sock_at(i).expect("socket").local = None;
             }
         }
     }
@@ -1555,8 +1556,8 @@ impl TcpLayer {
         s.shut_rd = false;
         s.shut_wr = false;
         if !s.explicit_port && s.in_ports {
-            s.local = None;
             self.release_port(id.index);
+            self.sock_mut(id)?.local = None;
         }
         Ok(())
     }
@@ -1598,8 +1599,8 @@ impl TcpLayer {
         }
         let s = self.sock_at(i).expect("socket");
         if !s.explicit_port {
-            s.local = None;
             self.release_port(i);
+            self.sock_at(i).expect("socket").local = None;
         }
     }
 
