@@ -146,18 +146,18 @@ impl Inner {
     /// Receive a batch, run due timers, transmit. True when anything moved.
     pub fn turn(&mut self) -> bool {
         let now = self.now();
-        let stack = &mut self.stack;
-        let n = match &mut self.tap {
-            None => self.dev.recv_batch(RX_BATCH, |frame, hdr| {
+        let at = self.base + Duration::from_nanos(now.as_nanos());
+        let (dev, tap) = (&mut self.dev, &mut self.tap);
+        // One burst per batch: the ACKs in-order data owes go out once at
+        // its end (at most every 64 KiB), as after GRO, not per segment.
+        let n = self.stack.receive_burst(now, |stack| match tap {
+            None => dev.recv_batch(RX_BATCH, |frame, hdr| {
                 // GSO frames go in whole: the stack takes IP packets up to
                 // 64 KiB and TCP segments longer than its MSS (as GRO).
                 stack.receive(frame, rx_offload(hdr), now);
             }),
-            Some(tap) => {
-                let at = self.base + Duration::from_nanos(now.as_nanos());
-                tap.receive(&mut self.dev, stack, RX_BATCH, now, at)
-            }
-        };
+            Some(tap) => tap.receive(dev, stack, RX_BATCH, now, at),
+        });
         let mut busy = n > 0;
         if self.stack.next_deadline().is_some_and(|d| d <= now) {
             self.stack.on_timer(now);
