@@ -47,6 +47,24 @@ use crate::tap::Tap;
 /// Frames taken from the device per turn.
 const RX_BATCH: usize = 256;
 
+/// How long the device may go unpolled after the application thread that
+/// polled it stopped waiting, before the progress thread polls it again:
+/// a thread that waits again within it (the next blocking recv, the next
+/// poll) keeps the device without waking the progress thread.
+const HANDOVER: Duration = Duration::from_millis(1);
+
+/// Who sleeps on the device's fd: exactly one thread, so that a frame
+/// wakes one thread (and that thread wakes the waiters its turn concerns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DevPoller {
+    Progress,
+    /// The application thread waiting with this eventfd.
+    Waiter(RawFd),
+    /// That thread stopped waiting then: the progress thread takes the
+    /// device back [`HANDOVER`] later unless a waiter claims it first.
+    Left(std::time::Instant),
+}
+
 /// The process's stack and everything that drives it.
 pub struct Engine {
     inner: Mutex<Inner>,
@@ -69,6 +87,7 @@ pub struct Inner {
     base: std::time::Instant,
     /// Eventfds of the threads waiting now.
     waiters: Vec<RawFd>,
+    poller: DevPoller,
     /// The device's TX ring was full at the last transmit.
     tx_blocked: bool,
     pub t: Tables,
@@ -442,6 +461,7 @@ impl Engine {
                 dev,
                 base,
                 waiters: Vec::new(),
+                poller: DevPoller::Progress,
                 tx_blocked: false,
                 t: Tables::default(),
                 _own: own,
@@ -547,7 +567,7 @@ impl Engine {
             if self.forked.load(Ordering::Acquire) {
                 return;
             }
-            let (timeout, text) = {
+            let (timeout, text, poll_dev) = {
                 let mut g = self.inner.lock();
                 let busy = g.turn();
                 if !busy && let Some(tap) = &mut g.tap {
@@ -555,6 +575,26 @@ impl Engine {
                 }
                 let mut text = None;
                 let mut timeout = g.stack_wait();
+                let now = std::time::Instant::now();
+                let poll_dev = match g.poller {
+                    DevPoller::Progress => true,
+                    // The waiter sleeps on the device and runs the timers
+                    // (its sleep ends at the stack's deadline); look again
+                    // in a while in case it left.
+                    DevPoller::Waiter(_) => {
+                        timeout = Some(HANDOVER);
+                        false
+                    }
+                    DevPoller::Left(t) if now >= t + HANDOVER => {
+                        g.poller = DevPoller::Progress;
+                        true
+                    }
+                    DevPoller::Left(t) => {
+                        let left = t + HANDOVER - now;
+                        timeout = Some(timeout.map_or(left, |x| x.min(left)));
+                        false
+                    }
+                };
                 if self.stat.is_some() && g.dirty {
                     let now = std::time::Instant::now();
                     let due = exported.map_or(now, |t| t + EXPORT_EVERY);
@@ -567,7 +607,7 @@ impl Engine {
                         timeout = Some(timeout.map_or(left, |t| t.min(left)));
                     }
                 }
-                (timeout, text)
+                (timeout, text, poll_dev)
             };
             if let (Some(x), Some(text)) = (&self.stat, text) {
                 x.submit(text);
@@ -575,9 +615,17 @@ impl Engine {
             if timeout.is_some_and(|t| t.is_zero()) {
                 continue;
             }
-            // SAFETY: two valid pollfds, no mask.
-            let _ = unsafe { raw_ppoll(&mut fds, timeout, core::ptr::null()) };
-            if fds[1].revents != 0 {
+            for p in fds.iter_mut() {
+                p.revents = 0;
+            }
+            let fds = if poll_dev {
+                &mut fds[..]
+            } else {
+                &mut fds[1..]
+            };
+            // SAFETY: valid pollfds, no mask.
+            let _ = unsafe { raw_ppoll(fds, timeout, core::ptr::null()) };
+            if fds[fds.len() - 1].revents != 0 {
                 efd_drain(self.prog_efd);
             }
         }
@@ -598,11 +646,6 @@ impl Engine {
     ) -> Result<T, WaitEnd> {
         let efd = waiter_fd();
         let base = extra.len();
-        extra.push(libc::pollfd {
-            fd: self.dev_fd,
-            events: libc::POLLIN,
-            revents: 0,
-        });
         if let Some(e) = efd {
             extra.push(libc::pollfd {
                 fd: e,
@@ -644,6 +687,24 @@ impl Engine {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            // One thread sleeps on the device: this one unless another
+            // waiter does (its turns wake this one through the eventfd).
+            // Without an eventfd it cannot be told, so it polls as well.
+            let poll_dev = match (efd, g.poller) {
+                (None, _) => true,
+                (Some(e), DevPoller::Waiter(o)) if o != e => false,
+                (Some(e), _) => {
+                    g.poller = DevPoller::Waiter(e);
+                    true
+                }
+            };
+            if poll_dev {
+                extra.push(libc::pollfd {
+                    fd: self.dev_fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
             if let Some(e) = efd {
                 g.waiters.push(e);
             }
@@ -655,10 +716,21 @@ impl Engine {
             let mask = sigmask.map_or(core::ptr::null(), |m| m as *const libc::sigset_t);
             // SAFETY: valid pollfds; the caller's mask.
             let r = unsafe { raw_ppoll(extra, t, mask) };
+            if poll_dev {
+                extra.pop();
+            }
             if let Some(e) = efd {
                 let mut g = self.inner_lock();
                 if let Some(i) = g.waiters.iter().position(|&x| x == e) {
                     g.waiters.swap_remove(i);
+                }
+                if g.poller == DevPoller::Waiter(e) {
+                    g.poller = DevPoller::Left(std::time::Instant::now());
+                    // Another thread still waits: it takes the device at
+                    // once (it wakes, finds nothing, sleeps on it).
+                    if let Some(&o) = g.waiters.first() {
+                        efd_write(o);
+                    }
                 }
                 drop(g);
                 efd_drain(e);
