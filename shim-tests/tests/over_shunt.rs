@@ -438,3 +438,48 @@ fn nginx_over_shunt_fetched_by_kernel_curl() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A client over shunt that makes more short connections to one server
+/// than there are ephemeral ports (28232), letting the server close first
+/// each time: Linux reuses a port as soon as such a passive close ends,
+/// and so must shunt (it once kept every connect()ed port for good:
+/// EADDRNOTAVAIL after 28232 connections).
+#[test]
+fn more_short_connections_than_ephemeral_ports() {
+    require("gcc");
+    let dir = std::env::temp_dir().join(format!("shunt-os-cps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("cps");
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/cps.c");
+    let o = std::process::Command::new("gcc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "gcc: {}", text(&o));
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    tb.spawn_sh(
+        &k,
+        &format!("exec {} server 192.0.2.2 7010 120", bin.display()),
+    );
+    let o = tb.sh(&k, &wait_port("192.0.2.2", 7010));
+    assert!(o.status.success(), "{}", text(&o));
+    // At most 100 s (a loaded machine does a few thousand per second).
+    let o = tb.sh(
+        &s,
+        &format!(
+            "{} timeout 110 {} client 192.0.2.2 7010 100 30000",
+            shunt_env(),
+            bin.display()
+        ),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.split_whitespace().next() == Some("30000"),
+        "{}",
+        text(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
