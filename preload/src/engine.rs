@@ -238,6 +238,18 @@ impl Inner {
         }
     }
 
+    /// The waiter with eventfd `e` stops waiting: if it had the device,
+    /// the progress thread takes it back after [`HANDOVER`], or another
+    /// waiter at once (woken, it finds nothing new and sleeps on it).
+    fn release_device(&mut self, e: RawFd) {
+        if self.poller == DevPoller::Waiter(e) {
+            self.poller = DevPoller::Left(std::time::Instant::now());
+            if let Some(&o) = self.waiters.iter().find(|&&o| o != e) {
+                efd_write(o);
+            }
+        }
+    }
+
     /// How long a waiter may sleep before the stack needs a turn.
     fn stack_wait(&mut self) -> Option<Duration> {
         if self.tx_blocked {
@@ -656,20 +668,35 @@ impl Engine {
         // SHUNT_SPIN_US: busy-poll the device this long before sleeping.
         let spin_end = (self.cfg.spin_us > 0)
             .then(|| std::time::Instant::now() + Duration::from_micros(self.cfg.spin_us.into()));
+        // This thread took the device while spinning (it runs a turn per
+        // try, so the progress thread need not wake for its frames).
+        let mut spin_claim = false;
         let r = loop {
             let mut g = self.lock();
             if let Some(v) = f(&mut g) {
+                if spin_claim && let Some(e) = efd {
+                    g.release_device(e);
+                }
                 self.done(g);
                 break Ok(v);
             }
             let now = std::time::Instant::now();
             if spin_end.is_some_and(|e| now < e) && deadline.is_none_or(|d| now < d) {
+                if let Some(e) = efd
+                    && !matches!(g.poller, DevPoller::Waiter(o) if o != e)
+                {
+                    g.poller = DevPoller::Waiter(e);
+                    spin_claim = true;
+                }
                 drop(g);
                 core::hint::spin_loop();
                 continue;
             }
             let left = match deadline {
                 Some(d) if d <= now => {
+                    if spin_claim && let Some(e) = efd {
+                        g.release_device(e);
+                    }
                     drop(g);
                     break Err(WaitEnd::Timeout);
                 }
@@ -724,14 +751,8 @@ impl Engine {
                 if let Some(i) = g.waiters.iter().position(|&x| x == e) {
                     g.waiters.swap_remove(i);
                 }
-                if g.poller == DevPoller::Waiter(e) {
-                    g.poller = DevPoller::Left(std::time::Instant::now());
-                    // Another thread still waits: it takes the device at
-                    // once (it wakes, finds nothing, sleeps on it).
-                    if let Some(&o) = g.waiters.first() {
-                        efd_write(o);
-                    }
-                }
+                g.release_device(e);
+                spin_claim = false;
                 drop(g);
                 efd_drain(e);
             }
