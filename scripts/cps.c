@@ -8,10 +8,8 @@
  *                                  connect, send a byte, read it back,
  *                                  wait for the server's FIN, close, in a
  *                                  loop for SECONDS or MAX connections,
- *                                  whichever comes first (MAX below the
- *                                  number of ephemeral ports keeps a stack
- *                                  that holds on to closed ports from
- *                                  running out); prints "<n> <conn/s>"
+ *                                  whichever comes first; prints
+ *                                  "<n> <conn/s>"
  *
  * IPv4 only, plain blocking calls: what an unmodified program does. */
 #include <arpa/inet.h>

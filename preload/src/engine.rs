@@ -47,6 +47,24 @@ use crate::tap::Tap;
 /// Frames taken from the device per turn.
 const RX_BATCH: usize = 256;
 
+/// How long the device may go unpolled after the application thread that
+/// polled it stopped waiting, before the progress thread polls it again:
+/// a thread that waits again within it (the next blocking recv, the next
+/// poll) keeps the device without waking the progress thread.
+const HANDOVER: Duration = Duration::from_millis(1);
+
+/// Who sleeps on the device's fd: exactly one thread, so that a frame
+/// wakes one thread (and that thread wakes the waiters its turn concerns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DevPoller {
+    Progress,
+    /// The application thread waiting with this eventfd.
+    Waiter(RawFd),
+    /// That thread stopped waiting then: the progress thread takes the
+    /// device back [`HANDOVER`] later unless a waiter claims it first.
+    Left(std::time::Instant),
+}
+
 /// The process's stack and everything that drives it.
 pub struct Engine {
     inner: Mutex<Inner>,
@@ -69,6 +87,7 @@ pub struct Inner {
     base: std::time::Instant,
     /// Eventfds of the threads waiting now.
     waiters: Vec<RawFd>,
+    poller: DevPoller,
     /// The device's TX ring was full at the last transmit.
     tx_blocked: bool,
     pub t: Tables,
@@ -141,18 +160,18 @@ impl Inner {
     /// Receive a batch, run due timers, transmit. True when anything moved.
     pub fn turn(&mut self) -> bool {
         let now = self.now();
-        let stack = &mut self.stack;
-        let n = match &mut self.tap {
-            None => self.dev.recv_batch(RX_BATCH, |frame, hdr| {
+        let at = self.base + Duration::from_nanos(now.as_nanos());
+        let (dev, tap) = (&mut self.dev, &mut self.tap);
+        // One burst per batch: the ACKs in-order data owes go out once at
+        // its end (at most every 64 KiB), as after GRO, not per segment.
+        let n = self.stack.receive_burst(now, |stack| match tap {
+            None => dev.recv_batch(RX_BATCH, |frame, hdr| {
                 // GSO frames go in whole: the stack takes IP packets up to
                 // 64 KiB and TCP segments longer than its MSS (as GRO).
                 stack.receive(frame, rx_offload(hdr), now);
             }),
-            Some(tap) => {
-                let at = self.base + Duration::from_nanos(now.as_nanos());
-                tap.receive(&mut self.dev, stack, RX_BATCH, now, at)
-            }
-        };
+            Some(tap) => tap.receive(dev, stack, RX_BATCH, now, at),
+        });
         let mut busy = n > 0;
         if self.stack.next_deadline().is_some_and(|d| d <= now) {
             self.stack.on_timer(now);
@@ -212,6 +231,18 @@ impl Inner {
             // the export within EXPORT_EVERY of the change.
             if self.dirty_efd >= 0 {
                 efd_write(self.dirty_efd);
+            }
+        }
+    }
+
+    /// The waiter with eventfd `e` stops waiting: if it had the device,
+    /// the progress thread takes it back after [`HANDOVER`], or another
+    /// waiter at once (woken, it finds nothing new and sleeps on it).
+    fn release_device(&mut self, e: RawFd) {
+        if self.poller == DevPoller::Waiter(e) {
+            self.poller = DevPoller::Left(std::time::Instant::now());
+            if let Some(&o) = self.waiters.iter().find(|&&o| o != e) {
+                efd_write(o);
             }
         }
     }
@@ -458,6 +489,7 @@ impl Engine {
                 dev,
                 base,
                 waiters: Vec::new(),
+                poller: DevPoller::Progress,
                 tx_blocked: false,
                 t: Tables::default(),
                 relays: crate::relay::Relays::new(prog_efd),
@@ -570,24 +602,51 @@ impl Engine {
             if self.forked.load(Ordering::Acquire) {
                 return;
             }
-            fds.clear();
-            for fd in [self.dev_fd, self.prog_efd] {
-                fds.push(libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
             let (timeout, text, due) = {
                 let mut g = self.inner.lock();
                 let busy = g.turn();
-                // Relays move when their unix ends are ready too.
-                g.relays.pollfds(&mut fds);
                 if !busy && let Some(tap) = &mut g.tap {
                     tap.flush();
                 }
                 let mut text = None;
                 let mut timeout = g.stack_wait();
+                let now = std::time::Instant::now();
+                let poll_dev = match g.poller {
+                    DevPoller::Progress => true,
+                    // The waiter sleeps on the device and runs the timers
+                    // (its sleep ends at the stack's deadline); look again
+                    // in a while in case it left.
+                    DevPoller::Waiter(_) => {
+                        timeout = Some(HANDOVER);
+                        false
+                    }
+                    DevPoller::Left(t) if now >= t + HANDOVER => {
+                        g.poller = DevPoller::Progress;
+                        true
+                    }
+                    DevPoller::Left(t) => {
+                        let left = t + HANDOVER - now;
+                        timeout = Some(timeout.map_or(left, |x| x.min(left)));
+                        false
+                    }
+                };
+                // The eventfd first, the device while this thread is its
+                // poller, then the relays (they move when their unix ends
+                // are ready too).
+                fds.clear();
+                fds.push(libc::pollfd {
+                    fd: self.prog_efd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                if poll_dev {
+                    fds.push(libc::pollfd {
+                        fd: self.dev_fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                }
+                g.relays.pollfds(&mut fds);
                 if self.stat.is_some() && g.dirty {
                     let now = std::time::Instant::now();
                     let due = exported.map_or(now, |t| t + EXPORT_EVERY);
@@ -611,7 +670,7 @@ impl Engine {
             }
             // SAFETY: valid pollfds, no mask.
             let _ = unsafe { raw_ppoll(&mut fds, timeout, core::ptr::null()) };
-            if fds[1].revents != 0 {
+            if fds[0].revents != 0 {
                 efd_drain(self.prog_efd);
             }
         }
@@ -632,11 +691,6 @@ impl Engine {
     ) -> Result<T, WaitEnd> {
         let efd = waiter_fd();
         let base = extra.len();
-        extra.push(libc::pollfd {
-            fd: self.dev_fd,
-            events: libc::POLLIN,
-            revents: 0,
-        });
         if let Some(e) = efd {
             extra.push(libc::pollfd {
                 fd: e,
@@ -647,20 +701,35 @@ impl Engine {
         // SHUNT_SPIN_US: busy-poll the device this long before sleeping.
         let spin_end = (self.cfg.spin_us > 0)
             .then(|| std::time::Instant::now() + Duration::from_micros(self.cfg.spin_us.into()));
+        // This thread took the device while spinning (it runs a turn per
+        // try, so the progress thread need not wake for its frames).
+        let mut spin_claim = false;
         let r = loop {
             let mut g = self.lock();
             if let Some(v) = f(&mut g) {
+                if spin_claim && let Some(e) = efd {
+                    g.release_device(e);
+                }
                 self.done(g);
                 break Ok(v);
             }
             let now = std::time::Instant::now();
             if spin_end.is_some_and(|e| now < e) && deadline.is_none_or(|d| now < d) {
+                if let Some(e) = efd
+                    && !matches!(g.poller, DevPoller::Waiter(o) if o != e)
+                {
+                    g.poller = DevPoller::Waiter(e);
+                    spin_claim = true;
+                }
                 drop(g);
                 core::hint::spin_loop();
                 continue;
             }
             let left = match deadline {
                 Some(d) if d <= now => {
+                    if spin_claim && let Some(e) = efd {
+                        g.release_device(e);
+                    }
                     drop(g);
                     break Err(WaitEnd::Timeout);
                 }
@@ -678,6 +747,24 @@ impl Engine {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            // One thread sleeps on the device: this one unless another
+            // waiter does (its turns wake this one through the eventfd).
+            // Without an eventfd it cannot be told, so it polls as well.
+            let poll_dev = match (efd, g.poller) {
+                (None, _) => true,
+                (Some(e), DevPoller::Waiter(o)) if o != e => false,
+                (Some(e), _) => {
+                    g.poller = DevPoller::Waiter(e);
+                    true
+                }
+            };
+            if poll_dev {
+                extra.push(libc::pollfd {
+                    fd: self.dev_fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
             if let Some(e) = efd {
                 g.waiters.push(e);
             }
@@ -689,11 +776,16 @@ impl Engine {
             let mask = sigmask.map_or(core::ptr::null(), |m| m as *const libc::sigset_t);
             // SAFETY: valid pollfds; the caller's mask.
             let r = unsafe { raw_ppoll(extra, t, mask) };
+            if poll_dev {
+                extra.pop();
+            }
             if let Some(e) = efd {
                 let mut g = self.inner_lock();
                 if let Some(i) = g.waiters.iter().position(|&x| x == e) {
                     g.waiters.swap_remove(i);
                 }
+                g.release_device(e);
+                spin_claim = false;
                 drop(g);
                 efd_drain(e);
             }

@@ -438,3 +438,112 @@ fn nginx_over_shunt_fetched_by_kernel_curl() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A client over shunt that makes more short connections to one server
+/// than there are ephemeral ports (28232), letting the server close first
+/// each time: Linux reuses a port as soon as such a passive close ends,
+/// and so must shunt (it once kept every connect()ed port for good:
+/// EADDRNOTAVAIL after 28232 connections).
+#[test]
+fn more_short_connections_than_ephemeral_ports() {
+    require("gcc");
+    let dir = std::env::temp_dir().join(format!("shunt-os-cps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("cps");
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/cps.c");
+    let o = std::process::Command::new("gcc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "gcc: {}", text(&o));
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    tb.spawn_sh(
+        &k,
+        &format!("exec {} server 192.0.2.2 7010 120", bin.display()),
+    );
+    let o = tb.sh(&k, &wait_port("192.0.2.2", 7010));
+    assert!(o.status.success(), "{}", text(&o));
+    // At most 100 s (a loaded machine does a few thousand per second).
+    let o = tb.sh(
+        &s,
+        &format!(
+            "{} timeout 110 {} client 192.0.2.2 7010 100 30000",
+            shunt_env(),
+            bin.display()
+        ),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.split_whitespace().next() == Some("30000"),
+        "{}",
+        text(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A program over shunt that waited in a blocking recv (its thread then
+/// slept on the device) and now sleeps outside shunt: the progress thread
+/// takes the device back, so what the peer sends meanwhile is received
+/// and acknowledged, not left on the wire until the program calls again.
+#[test]
+fn data_is_acknowledged_while_the_program_sleeps_after_a_blocking_recv() {
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    let py = python();
+    let server = format!(
+        "{} timeout 20 {py} -c '
+import socket, time
+l = socket.socket(); l.bind((\"0.0.0.0\", 7020)); l.listen(1)
+c, _ = l.accept()
+assert c.recv(1) == b\"x\"
+time.sleep(3)
+n = 0
+c.settimeout(5)
+while n < 60000:
+    b = c.recv(65536)
+    if not b: break
+    n += len(b)
+print(n)
+'",
+        shunt_env()
+    );
+    tb.spawn_sh(&s, &format!("{server} >/dev/null"));
+    // The peer's unacknowledged bytes (SIOCOUTQ) must reach 0 while the
+    // program still sleeps (3 s).
+    let o = tb.sh(
+        &k,
+        &format!(
+            "timeout 20 {py} -c '
+import fcntl, socket, struct, time
+for i in range(200):
+    try:
+        c = socket.create_connection((\"192.0.2.1\", 7020))
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.05)
+c.send(b\"x\")
+time.sleep(0.5)
+c.sendall(b\"y\" * 60000)
+t = time.monotonic()
+while time.monotonic() - t < 1.5:
+    if struct.unpack(\"i\", fcntl.ioctl(c, 0x5411, b\"\\0\" * 4))[0] == 0:
+        print(\"acked\")
+        break
+    time.sleep(0.01)
+else:
+    print(\"unacked\")
+time.sleep(3)
+c.close()
+'"
+        ),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "acked",
+        "{}",
+        text(&o)
+    );
+}

@@ -347,3 +347,49 @@ fn receive_burst_acks_in_order_data_once_per_64k() {
     assert_eq!(n.a.tcp_layer().tcp_info(c, n.now).unwrap().unacked, 0);
     assert_eq!(n.a.tcp_counter(TcpCounter::RetransSegs), 0);
 }
+
+/// Linux frees a connection's local port as soon as a passive close ends
+/// (no TIME_WAIT on that side), so a client that lets the server close
+/// first can make connections to one server for ever. More connections
+/// than there are ephemeral ports (28232), one after the other.
+#[test]
+fn passive_close_frees_the_port_for_the_next_connect() {
+    let mut n = Net::new();
+    let now = n.now;
+    let l = n.b.tcp(now, |t, cx| {
+        let l = t.socket(Domain::V4);
+        t.bind(cx, l, addr(Ipv4Addr::UNSPECIFIED, 80)).unwrap();
+        t.listen(cx, l, 16).unwrap();
+        l
+    });
+    let mut ports = std::collections::HashSet::new();
+    for i in 0..30_000 {
+        let t = n.now;
+        let c = n.a.tcp(t, |tc, cx| {
+            let c = tc.socket(Domain::V4);
+            let r = tc.connect(cx, c, addr(B, 80));
+            assert_eq!(r, Err(shunt_stack::Errno::EINPROGRESS), "connection {i}");
+            c
+        });
+        n.advance(Duration::from_micros(50));
+        assert_eq!(
+            n.a.tcp_layer().state(c),
+            Ok(TcpState::Established),
+            "connection {i}"
+        );
+        ports.insert(n.a.tcp_layer().local_addr(c).unwrap().port);
+        let t = n.now;
+        let (s, _) = n.b.tcp(t, |tc, cx| tc.accept(cx, l)).unwrap();
+        // The server closes first; the client sees the FIN and closes.
+        n.b.tcp(t, |tc, cx| tc.close(cx, s));
+        n.advance(Duration::from_micros(50));
+        let t = n.now;
+        assert!(n.a.tcp_layer().poll(c).has(Poll::RDHUP));
+        n.a.tcp(t, |tc, cx| tc.close(cx, c));
+        n.advance(Duration::from_micros(50));
+        n.from_a.clear();
+        n.from_b.clear();
+    }
+    // Every port of the range served, and some more than once.
+    assert_eq!(ports.len(), 60999 - 32768 + 1);
+}

@@ -590,6 +590,7 @@ impl TcpLayer {
             let s = self.sock_at(i).expect("socket");
             if !s.explicit_port {
                 s.connect_port = false;
+                // The port is found through `local`: forget it after.
                 self.release_port(i);
                 self.sock_at(i).expect("socket").forget_port();
             }
