@@ -220,7 +220,8 @@ fn forked_children_leave_the_parents_connection_intact() {
     require("socat");
     let mut tb = Testbed::new();
     let (s, k) = pair(&mut tb);
-    tb.spawn_sh(&k, "exec socat TCP-LISTEN:7011,reuseaddr PIPE");
+    // Not PIPE: socat can block for good writing into its own full pipe.
+    tb.spawn_sh(&k, "exec socat TCP-LISTEN:7011,reuseaddr EXEC:cat");
     let o = tb.sh(
         &k,
         "for i in $(seq 200); do ss -ltn | grep -q ':7011 ' && break; sleep 0.05; done",

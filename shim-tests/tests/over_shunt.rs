@@ -243,10 +243,14 @@ fn kernel_nc_to_socat_echo_over_shunt() {
     require("nc");
     let mut tb = Testbed::new();
     let (s, k) = pair(&mut tb);
-    // socat over shunt: one connection, echoed in-process (PIPE), no fork.
+    // socat over shunt: one connection, echoed by a cat beside it (not
+    // PIPE: socat can block for good writing into its own full pipe).
     tb.spawn_sh(
         &s,
-        &format!("{} exec socat TCP-LISTEN:7001,reuseaddr PIPE", shunt_env()),
+        &format!(
+            "{} exec socat TCP-LISTEN:7001,reuseaddr EXEC:cat",
+            shunt_env()
+        ),
     );
     let o = tb.sh(
         &k,

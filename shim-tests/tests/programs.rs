@@ -371,9 +371,12 @@ fn nc_half_close_to_socat_echo_both_sides_over_shunt() {
     tb.spawn_sh(
         &b,
         &format!(
-            // One connection, echoed in-process: a forked child cannot
-            // serve a connection over its parent's stack yet.
-            "{} exec socat TCP-LISTEN:7400,reuseaddr PIPE",
+            // One connection, echoed by a cat beside socat. Not PIPE: socat
+            // echoing through its own pipe can block for good in an 8 KiB
+            // write into that pipe once it holds 60 KiB (it is the only
+            // reader), which happens whenever its TCP peer is slow to take
+            // the echo for a while.
+            "{} exec socat TCP-LISTEN:7400,reuseaddr EXEC:cat",
             shunt_env_b()
         ),
     );
