@@ -238,15 +238,15 @@ fn start_stack(cfg: &config::Config) -> u8 {
     }
 }
 
-/// Whether the kernel holds `addr` in this network namespace: a kernel UDP
+/// Whether the kernel holds `addr` in this network namespace. IPv4: the
+/// interfaces' addresses (SIOCGIFCONF), as a bind test would pass for any
+/// address in a namespace that never had one (no local routing table, so
+/// the kernel takes every address for a broadcast one). IPv6: a kernel UDP
 /// socket can bind it (raw system calls, nothing of ours is involved).
 fn kernel_has(addr: std::net::IpAddr) -> bool {
     use rustix::net::{AddressFamily, SocketType, bind, socket};
     let (fam, sa) = match addr {
-        std::net::IpAddr::V4(a) => (
-            AddressFamily::INET,
-            std::net::SocketAddr::V4(std::net::SocketAddrV4::new(a, 0)),
-        ),
+        std::net::IpAddr::V4(a) => return kernel_ipv4_addrs().contains(&a),
         std::net::IpAddr::V6(a) => (
             AddressFamily::INET6,
             std::net::SocketAddr::V6(std::net::SocketAddrV6::new(a, 0, 0, 0)),
@@ -256,6 +256,47 @@ fn kernel_has(addr: std::net::IpAddr) -> bool {
         Ok(fd) => bind(&fd, &sa).is_ok(),
         Err(_) => false,
     }
+}
+
+/// The IPv4 addresses of this namespace's interfaces (up to 64).
+fn kernel_ipv4_addrs() -> Vec<std::net::Ipv4Addr> {
+    use std::os::fd::AsRawFd;
+    let Ok(fd) = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    ) else {
+        return Vec::new();
+    };
+    let mut reqs = [[0u8; core::mem::size_of::<libc::ifreq>()]; 64];
+    let mut conf = libc::ifconf {
+        ifc_len: core::mem::size_of_val(&reqs) as libc::c_int,
+        ifc_ifcu: libc::__c_anonymous_ifc_ifcu {
+            ifcu_buf: reqs.as_mut_ptr().cast(),
+        },
+    };
+    // SAFETY: SIOCGIFCONF writes at most ifc_len bytes of struct ifreq
+    // records at ifcu_buf, which points to `reqs` of that size, and sets
+    // ifc_len to what it wrote; a raw system call, not our ioctl hook.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_ioctl,
+            fd.as_raw_fd(),
+            libc::SIOCGIFCONF,
+            &mut conf as *mut libc::ifconf,
+        )
+    };
+    if r < 0 {
+        return Vec::new();
+    }
+    let n = (conf.ifc_len.max(0) as usize / core::mem::size_of::<libc::ifreq>()).min(reqs.len());
+    // ifr_addr (a sockaddr_in) follows the 16-byte name: family, port,
+    // then the address.
+    reqs[..n]
+        .iter()
+        .filter(|r| u16::from_ne_bytes([r[16], r[17]]) == libc::AF_INET as u16)
+        .map(|r| std::net::Ipv4Addr::new(r[20], r[21], r[22], r[23]))
+        .collect()
 }
 
 /// The lock directory of this network namespace: an interface name and an

@@ -94,10 +94,17 @@ impl Testbed {
 
     /// Make a namespace with loopback up; returns its full name.
     pub fn ns(&mut self, role: &str) -> String {
+        let name = self.ns_bare(role);
+        ip_ok(&["-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// A namespace left as the kernel makes it: loopback down, no address
+    /// ever configured (so no local routing table either).
+    pub fn ns_bare(&mut self, role: &str) -> String {
         let name = format!("{}-{role}", self.tag);
         ip_ok(&["netns", "add", &name]);
         self.namespaces.push(name.clone());
-        ip_ok(&["-n", &name, "link", "set", "lo", "up"]);
         name
     }
 

@@ -551,3 +551,48 @@ c.close()
         text(&o)
     );
 }
+
+/// A namespace that never had an address (loopback down) has no local
+/// routing table, and there the kernel lets a socket bind any address: that
+/// must not pass for the kernel owning shunt's address. Then the other way:
+/// once the kernel has the address, the program runs on the kernel.
+#[test]
+fn pristine_namespace_is_served_and_kernel_address_is_left_alone() {
+    let mut tb = Testbed::new();
+    let a = tb.ns_bare("a");
+    let b = tb.ns("b");
+    tb.veth(&a, "veth0", &b, "veth1");
+    let o = tb.sh(&a, "ip -o -4 addr show | grep -c inet || true");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "0",
+        "{}",
+        text(&o)
+    );
+    let run = |tb: &Testbed| {
+        tb.sh(
+            &a,
+            &format!(
+                "{} SHUNT_LOG=info {} -c 'import socket; socket.socket()'",
+                shunt_env(),
+                python()
+            ),
+        )
+    };
+    let o = run(&tb);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && err.contains("serving 192.0.2.1/24 on veth0"),
+        "{}",
+        text(&o)
+    );
+    let o = tb.sh(&a, "ip addr add 192.0.2.1/24 dev veth0");
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&tb);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && err.contains("is the kernel's own address"),
+        "{}",
+        text(&o)
+    );
+}
