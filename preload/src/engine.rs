@@ -580,10 +580,30 @@ impl Engine {
         if !in_child {
             // The progress thread now also watches the new control channel.
             efd_write(self.prog_efd);
+            // SAFETY: before_fork locked it in this thread and forgot the
+            // guard.
+            unsafe { self.inner.force_unlock() };
+            return;
         }
-        // SAFETY: before_fork locked it in this (or the parent's) thread
-        // and forgot the guard.
-        unsafe { self.inner.force_unlock() };
+        // Not an unlock: a thread of the parent parked on the mutex at the
+        // fork (the progress thread wanting a turn, a program thread in a
+        // shunt call) is queued in parking_lot's table but does not exist
+        // here, and an unlock may hand the lock to it (eventual fairness)
+        // or leave the parked bit that makes later unlocks wake it: the
+        // child would block forever on its first use of a socket. The
+        // child has this one thread, so the mutex starts afresh (the
+        // stale queue entries matter only if two of the child's threads
+        // ever contend for it: one unlock may then wake a ghost).
+        let raw = core::ptr::from_ref(
+            // SAFETY: only the reference is taken; the guard of
+            // before_fork, held by this thread, was forgotten.
+            unsafe { self.inner.raw() },
+        )
+        .cast_mut();
+        // SAFETY: no other thread exists in the child to hold the mutex;
+        // the raw mutex is one atomic (interior mutability): a write
+        // through the shared reference is sound.
+        unsafe { raw.write(<parking_lot::RawMutex as parking_lot::lock_api::RawMutex>::INIT) };
     }
 
     fn progress(&'static self) {

@@ -1,7 +1,8 @@
 //! Connections shared with forked children, over shunt's stack: a forking
 //! server (the parent accepts, a child serves, the parent closes its copy),
-//! a prefork server (children accept on the listener they inherited) and a
-//! client whose children exit, close or use the inherited socket.
+//! a prefork server (children accept on the listener they inherited), a
+//! client whose children exit, close or use the inherited socket, and
+//! children forked while another thread keeps shunt busy.
 //! As in over_shunt.rs, one end runs under libshunt.so on a veth without
 //! any kernel address, the other end is the kernel in a second namespace.
 //!
@@ -323,6 +324,67 @@ fn prefork_children_accept_on_an_inherited_listener_over_shunt() {
     assert_eq!(
         out.lines().filter(|l| l.ends_with(" ok")).count(),
         8,
+        "{}",
+        text(&o)
+    );
+}
+
+/// Under shunt: a thread keeps the connection busy (so shunt's threads
+/// often wait for its lock) while the main thread forks children that
+/// close their copy of the socket at once (a shunt call in the child).
+/// Every child must exit: none may inherit the lock held by a thread that
+/// exists only in the parent.
+const PY_FORK_WHILE_BUSY: &str = r#"
+import os, socket, sys, threading, time
+s = socket.create_connection(("192.0.2.2", 7013), timeout=20)
+stop = False
+def busy():
+    while not stop:
+        s.sendall(b"x" * 1000)
+        got = 0
+        while got < 1000:
+            b = s.recv(65536)
+            assert b, "EOF"
+            got += len(b)
+t = threading.Thread(target=busy)
+t.start()
+hung = 0
+for i in range(150):
+    pid = os.fork()
+    if pid == 0:
+        s.close()
+        os._exit(0)
+    for _ in range(300):
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            break
+        time.sleep(0.01)
+    else:
+        hung += 1
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+stop = True
+t.join()
+print("hung", hung)
+"#;
+
+#[test]
+fn children_forked_while_shunt_is_busy_never_hang() {
+    require("socat");
+    let mut tb = Testbed::new();
+    let (s, k) = pair(&mut tb);
+    tb.spawn_sh(&k, "exec socat TCP-LISTEN:7013,reuseaddr PIPE");
+    let o = tb.sh(
+        &k,
+        "for i in $(seq 200); do ss -ltn | grep -q ':7013 ' && break; sleep 0.05; done",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let py = python();
+    let o = tb.sh(
+        &s,
+        &format!("{} timeout 120 {py} -c '{PY_FORK_WHILE_BUSY}'", shunt_env()),
+    );
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("hung 0"),
         "{}",
         text(&o)
     );
