@@ -601,6 +601,38 @@ TEST(epoll_edge_pollout_once, "edge-triggered EPOLLOUT on an idle connected sock
     CHECK_EQ(ep_wait1(ep, &ev, 50), 0);
 }
 
+TEST(epoll_edge_pollout_after_full_send, "edge-triggered EPOLLOUT comes again once a send that hit EAGAIN has room, even with no epoll_wait in between", "epoll(7) EPOLLET") {
+    int c, s;
+    tcp_pair(&c, &s);
+    CHECK_OK(fcntl(c, F_SETFL, O_NONBLOCK));
+    int ep = ep_create();
+    ep_add(ep, c, EPOLLOUT | EPOLLET);
+    struct epoll_event ev;
+    CHECK_EQ(ep_wait1(ep, &ev, 1000), 1);
+    CHECK_EQ(ev.events, EPOLLOUT);
+    /* Fill the connection until the send buffer refuses, as a server
+       writing a response does; then the peer takes it all, with no
+       epoll_wait on our side in between. */
+    static char buf[65536];
+    size_t sent = 0;
+    for (;;) {
+        ssize_t n = send(c, buf, sizeof buf, 0);
+        if (n < 0) {
+            CHECK_EQ(errno, EAGAIN);
+            break;
+        }
+        sent += (size_t)n;
+        if (sent > (64u << 20)) FAIL("64 MiB sent without EAGAIN");
+    }
+    for (size_t got = 0; got < sent;) {
+        size_t k = sent - got < sizeof buf ? sent - got : sizeof buf;
+        ps_read_exact(s, buf, k);
+        got += k;
+    }
+    CHECK_EQ(ep_wait1(ep, &ev, 3000), 1);
+    CHECK(ev.events & EPOLLOUT);
+}
+
 TEST(epoll_edge_connect_completion, "edge-triggered EPOLLOUT signals a non-blocking connect's completion", "epoll(7), connect(2)") {
     int fd = nonblocking_connect(ps_peer4(), PORT_ECHO);
     int ep = ep_create();

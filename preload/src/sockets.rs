@@ -313,6 +313,20 @@ unsafe fn iovs<'a>(iov: *const iovec, n: usize, need_bufs: bool) -> SysResult<&'
     Ok(v)
 }
 
+/// Bytes a msghdr asks to send (0 if its iovecs are unreadable).
+///
+/// # Safety
+/// `msg` is the program's msghdr.
+unsafe fn msg_total(msg: *const msghdr) -> usize {
+    // SAFETY: the program's msghdr, as the caller says.
+    let m = unsafe { &*msg };
+    // SAFETY: its iovecs.
+    match unsafe { iovs(m.msg_iov, m.msg_iovlen, false) } {
+        Ok(v) => iov_total(v),
+        Err(_) => 0,
+    }
+}
+
 fn iov_total(v: &[iovec]) -> usize {
     v.iter().map(|x| x.iov_len).sum()
 }
@@ -854,6 +868,21 @@ impl Shunt {
             raise_sigpipe();
         }
         r.map(|n| n as isize)
+    }
+
+    /// Edge-triggered epoll: a send that did not take everything found the
+    /// socket full (Linux sets SOCK_NOSPACE), so its next writability is a
+    /// new edge (sk_stream_write_space wakes EPOLLET waiters), even when no
+    /// epoll_wait saw it unwritable in between (levels alone would miss it:
+    /// OUT before, OUT after).
+    fn rearm_out_edges(&self, id: SocketId) {
+        let mut g = self.e.inner_lock();
+        let out = (libc::POLLOUT | libc::POLLWRNORM) as u32;
+        for set in g.t.epolls.iter_mut().flatten() {
+            for m in set.members.iter_mut().filter(|m| m.sid == id) {
+                m.last &= !out;
+            }
+        }
     }
 
     unsafe fn recv_udp(
@@ -2587,7 +2616,15 @@ unsafe impl ShuntSockets for Shunt {
         // SAFETY: the program's msghdr.
         unsafe {
             match proto {
-                Proto::Tcp(t) => Some(self.send_tcp(t, nonblock, sndtimeo, msg, flags)),
+                Proto::Tcp(t) => {
+                    let r = self.send_tcp(t, nonblock, sndtimeo, msg, flags);
+                    // The program's msghdr, read by send_tcp already.
+                    let total = msg_total(msg);
+                    if matches!(r, Err(Errno::AGAIN)) || r.is_ok_and(|n| (n as usize) < total) {
+                        self.rearm_out_edges(id);
+                    }
+                    Some(r)
+                }
                 Proto::Udp(h) => self.send_udp(id, h, msg, flags),
             }
         }
