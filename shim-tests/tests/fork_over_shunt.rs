@@ -9,87 +9,8 @@
 //! Needs root (namespaces), python3 and socat; libshunt.so comes from
 //! `cargo build --release` (target/release).
 
-use std::path::PathBuf;
-use std::process::Output;
-
+use shunt_shim_tests::over::{pair, python, require, shunt_env, text};
 use shunt_shim_tests::testbed::Testbed;
-
-fn libshunt() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("target")
-        .join("release")
-        .join("libshunt.so");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `cargo build --release --workspace` first",
-        p.display()
-    );
-    p.canonicalize().unwrap()
-}
-
-/// Fail (never skip) when a program the test needs is missing.
-fn require(program: &str) {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program} >/dev/null")])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(found, "{program} is not installed (make deps installs it)");
-}
-
-fn python() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The shunt environment, as shell exports.
-fn shunt_env() -> String {
-    format!(
-        "export LD_PRELOAD={} SHUNT_IFACE=veth0 SHUNT_ADDR=192.0.2.1/24; ",
-        libshunt().display()
-    )
-}
-
-/// Namespace `s` (shunt: veth0 up, no kernel address) and `k` (kernel:
-/// veth1 with 192.0.2.2/24).
-fn pair(tb: &mut Testbed) -> (String, String) {
-    let s = tb.ns("s");
-    let k = tb.ns("k");
-    let o = tb.sh(
-        &s,
-        "ip link add veth0 type veth peer name veth1 && \
-         echo 1 > /proc/sys/net/ipv6/conf/veth0/addr_gen_mode",
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let o = tb.sh(
-        &s,
-        &format!("ip link set veth1 netns {k} && ip link set veth0 up"),
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    tb.addr(&k, "veth1", "192.0.2.2/24");
-    let o = tb.sh(&k, "ip link set veth1 up");
-    assert!(o.status.success(), "{}", text(&o));
-    let o = tb.sh(&s, "ip -o addr show dev veth0");
-    assert!(
-        !String::from_utf8_lossy(&o.stdout).contains("inet"),
-        "the shunt side has a kernel address: {}",
-        text(&o)
-    );
-    (s, k)
-}
 
 /// Kernel clients, in parallel: each sends its own 300 KB, half-closes,
 /// and must read back exactly what it sent.

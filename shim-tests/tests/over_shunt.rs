@@ -7,116 +7,16 @@
 //! libshunt.so comes from `cargo build --release` (target/release).
 
 use std::path::PathBuf;
-use std::process::Output;
 
+use shunt_shim_tests::over::{pair, python, random_file, require, shunt_env, text, wait_port};
 use shunt_shim_tests::testbed::Testbed;
-
-fn libshunt() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("target")
-        .join("release")
-        .join("libshunt.so");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `cargo build --release --workspace` first",
-        p.display()
-    );
-    p.canonicalize().unwrap()
-}
-
-/// Fail (never skip) when a program the test needs is missing.
-fn require(program: &str) {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program} >/dev/null")])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(found, "{program} is not installed (make deps installs it)");
-}
-
-fn python() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The shunt environment, as shell exports.
-fn shunt_env() -> String {
-    format!(
-        "export LD_PRELOAD={} SHUNT_IFACE=veth0 SHUNT_ADDR=192.0.2.1/24; ",
-        libshunt().display()
-    )
-}
-
-/// Namespace `s` (shunt: veth0 up, no kernel address) and `k` (kernel:
-/// veth1 with 192.0.2.2/24).
-fn pair(tb: &mut Testbed) -> (String, String) {
-    let s = tb.ns("s");
-    let k = tb.ns("k");
-    // No IPv6 link-local address on shunt's side either.
-    let o = tb.sh(
-        &s,
-        "ip link add veth0 type veth peer name veth1 && \
-         echo 1 > /proc/sys/net/ipv6/conf/veth0/addr_gen_mode",
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let o = tb.sh(
-        &s,
-        &format!("ip link set veth1 netns {k} && ip link set veth0 up"),
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    tb.addr(&k, "veth1", "192.0.2.2/24");
-    let o = tb.sh(&k, "ip link set veth1 up");
-    assert!(o.status.success(), "{}", text(&o));
-    let o = tb.sh(&s, "ip -o addr show dev veth0");
-    assert!(
-        !String::from_utf8_lossy(&o.stdout).contains("inet"),
-        "the shunt side has a kernel address: {}",
-        text(&o)
-    );
-    (s, k)
-}
-
-/// Shell, on the kernel side: wait until `host port` accepts TCP (10 s).
-fn wait_port(host: &str, port: u16) -> String {
-    format!("for i in $(seq 200); do nc -z {host} {port} 2>/dev/null && break; sleep 0.05; done; ")
-}
-
-/// A directory with a 1 MiB file; its sha256.
-fn www(tb: &Testbed, ns: &str) -> (PathBuf, String) {
-    let dir = std::env::temp_dir().join(format!("shunt-os-www-{}", tb.tag()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let data: Vec<u8> = (0..1u32 << 20)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    std::fs::write(dir.join("f.bin"), &data).unwrap();
-    let o = tb.sh(ns, &format!("sha256sum < {}/f.bin", dir.display()));
-    let sum = String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    (dir, sum)
-}
 
 #[test]
 fn curl_over_shunt_fetches_1mib_from_kernel_http_server() {
     require("curl");
     let mut tb = Testbed::new();
     let (s, k) = pair(&mut tb);
-    let (dir, want) = www(&tb, &k);
+    let (dir, want) = random_file(&tb, "www", 1);
     let py = python();
     tb.spawn_sh(
         &k,
@@ -149,7 +49,7 @@ fn kernel_curl_fetches_1mib_from_http_server_over_shunt() {
     require("curl");
     let mut tb = Testbed::new();
     let (s, k) = pair(&mut tb);
-    let (dir, want) = www(&tb, &k);
+    let (dir, want) = random_file(&tb, "www", 1);
     let py = python();
     tb.spawn_sh(
         &s,
@@ -411,7 +311,7 @@ fn nginx_over_shunt_fetched_by_kernel_curl() {
     require("curl");
     let mut tb = Testbed::new();
     let (s, k) = pair(&mut tb);
-    let (dir, want) = www(&tb, &k);
+    let (dir, want) = random_file(&tb, "www", 1);
     let d = dir.display();
     let conf = format!(
         "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\

@@ -8,53 +8,9 @@
 //! curl; libshunt.so comes from `cargo build --release` (target/release).
 
 use std::path::PathBuf;
-use std::process::Output;
 
+use shunt_shim_tests::over::{libshunt, python, require, text};
 use shunt_shim_tests::testbed::Testbed;
-
-fn libshunt() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("target")
-        .join("release")
-        .join("libshunt.so");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `cargo build --release --workspace` first",
-        p.display()
-    );
-    p.canonicalize().unwrap()
-}
-
-/// Fail (never skip) when a program the test needs is missing: `make deps`
-/// installs all of them.
-fn require(program: &str) {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program} >/dev/null")])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(found, "{program} is not installed (make deps installs it)");
-}
-
-/// The Debian python3 when there is one (a pyenv shim is a shell script:
-/// fine, but slower and further from what users run).
-fn python() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The two ways the shim runs with nothing to serve, as shell exports.
 fn modes() -> Vec<(&'static str, String)> {
