@@ -974,6 +974,10 @@ impl Shunt {
             (o, now.unwrap_or_default())
         };
         let mut used = 0usize;
+        let mut put = |level: c_int, ty: c_int, data: &[u8]| {
+            // SAFETY: the program's control buffer of msg_controllen bytes.
+            used += unsafe { put_cmsg(m, used, &mut mflags, level, ty, data) };
+        };
         // udp_recvmsg's order: the timestamp, then ip_cmsg_recv's
         // PKTINFO, TTL, TOS.
         if opts.timestamp != shunt_stack::RxTimestamp::Off && r.src.is_some() {
@@ -985,17 +989,7 @@ impl Shunt {
                 };
                 // SAFETY: timespec is plain data of 16 bytes.
                 let data: [u8; 16] = unsafe { core::mem::transmute(ts) };
-                // SAFETY: the program's control buffer of msg_controllen bytes.
-                used += unsafe {
-                    put_cmsg(
-                        m,
-                        used,
-                        &mut mflags,
-                        libc::SOL_SOCKET,
-                        libc::SCM_TIMESTAMPNS,
-                        &data,
-                    )
-                };
+                put(libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS, &data);
             } else {
                 let tv = libc::timeval {
                     tv_sec: sec,
@@ -1003,32 +997,12 @@ impl Shunt {
                 };
                 // SAFETY: timeval is plain data of 16 bytes.
                 let data: [u8; 16] = unsafe { core::mem::transmute(tv) };
-                // SAFETY: the program's control buffer of msg_controllen bytes.
-                used += unsafe {
-                    put_cmsg(
-                        m,
-                        used,
-                        &mut mflags,
-                        libc::SOL_SOCKET,
-                        libc::SCM_TIMESTAMP,
-                        &data,
-                    )
-                };
+                put(libc::SOL_SOCKET, libc::SCM_TIMESTAMP, &data);
             }
         }
         if let (true, true, Some(dst)) = (opts.recv_pktinfo, v6, r.dst) {
             let data = name::in6_pktinfo(dst, ifx);
-            // SAFETY: the program's control buffer of msg_controllen bytes.
-            used += unsafe {
-                put_cmsg(
-                    m,
-                    used,
-                    &mut mflags,
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_PKTINFO,
-                    &data,
-                )
-            };
+            put(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &data);
         } else if let (true, Some(std::net::IpAddr::V4(dst))) = (opts.recv_pktinfo, r.dst) {
             let a = libc::in_addr {
                 s_addr: u32::from(dst).to_be(),
@@ -1040,47 +1014,17 @@ impl Shunt {
             };
             // SAFETY: in_pktinfo is plain data.
             let data: [u8; 12] = unsafe { core::mem::transmute(pi) };
-            // SAFETY: the program's control buffer of msg_controllen bytes.
-            used += unsafe {
-                put_cmsg(
-                    m,
-                    used,
-                    &mut mflags,
-                    libc::IPPROTO_IP,
-                    libc::IP_PKTINFO,
-                    &data,
-                )
-            };
+            put(libc::IPPROTO_IP, libc::IP_PKTINFO, &data);
         }
         // ip6_datagram_recv_specific_ctl: after PKTINFO, HOPLIMIT then
         // TCLASS, ints.
         if v6 && opts.recv_hoplimit && r.src.is_some() {
             let hl = i32::from(r.info.ttl).to_ne_bytes();
-            // SAFETY: the program's control buffer of msg_controllen bytes.
-            used += unsafe {
-                put_cmsg(
-                    m,
-                    used,
-                    &mut mflags,
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_HOPLIMIT,
-                    &hl,
-                )
-            };
+            put(libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT, &hl);
         }
         if v6 && opts.recv_tclass && r.src.is_some() {
             let tc = i32::from(r.info.tos).to_ne_bytes();
-            // SAFETY: the program's control buffer of msg_controllen bytes.
-            used += unsafe {
-                put_cmsg(
-                    m,
-                    used,
-                    &mut mflags,
-                    libc::IPPROTO_IPV6,
-                    libc::IPV6_TCLASS,
-                    &tc,
-                )
-            };
+            put(libc::IPPROTO_IPV6, libc::IPV6_TCLASS, &tc);
         }
         // An IPv6 socket's IP_RECVTTL / IP_RECVTOS: IPv4 datagrams only
         // (udpv6_recvmsg's ip_cmsg_recv_offset for is_udp4).
@@ -1091,21 +1035,10 @@ impl Shunt {
         };
         if opts.recv_ttl && ip4 {
             let ttl = i32::from(r.info.ttl).to_ne_bytes();
-            // SAFETY: the program's control buffer of msg_controllen bytes.
-            used += unsafe { put_cmsg(m, used, &mut mflags, libc::IPPROTO_IP, libc::IP_TTL, &ttl) };
+            put(libc::IPPROTO_IP, libc::IP_TTL, &ttl);
         }
         if opts.recv_tos && ip4 {
-            // SAFETY: the program's control buffer of msg_controllen bytes.
-            used += unsafe {
-                put_cmsg(
-                    m,
-                    used,
-                    &mut mflags,
-                    libc::IPPROTO_IP,
-                    libc::IP_TOS,
-                    &[r.info.tos],
-                )
-            };
+            put(libc::IPPROTO_IP, libc::IP_TOS, &[r.info.tos]);
         }
         m.msg_controllen = used as _;
         m.msg_flags = mflags;
