@@ -88,6 +88,9 @@ struct Sock {
     /// EPOLLEXCLUSIVE: the readiness and queue length last seen, to tell
     /// a new event (which wakes one set) from a state that lasts.
     excl_seen: (u32, usize),
+    /// Sends that found the socket full (EAGAIN or part sent): each makes
+    /// the next writability a new edge for EPOLLET members.
+    out_gen: u32,
 }
 
 struct Member {
@@ -101,9 +104,23 @@ struct Member {
     /// Edge-triggered: what was reported last.
     last: u32,
     last_bytes: usize,
+    /// The socket's `out_gen` when OUT was last reported.
+    last_out_gen: u32,
     /// EPOLLEXCLUSIVE: on this set's ready list (an event was given to
     /// this set, or the socket was ready when added); off when not ready.
     excl_pending: bool,
+}
+
+impl Member {
+    /// EPOLLET: readiness `got` (with `bytes` queued to read, the socket's
+    /// `out_gen`) is an event this member has not reported: other bits,
+    /// more data, or writability after a send that found the socket full.
+    fn new_edge(&self, got: u32, bytes: usize, out_gen: u32) -> bool {
+        let out = (libc::POLLOUT | libc::POLLWRNORM) as u32;
+        got != self.last
+            || bytes > self.last_bytes
+            || (got & out != 0 && out_gen != self.last_out_gen)
+    }
 }
 
 #[derive(Default)]
@@ -553,8 +570,8 @@ impl Shunt {
             }
             let (r, bytes) = Self::readiness(g, m.sid);
             let got = r & (m.events | POLLERR | POLLHUP);
-            got != 0
-                && (m.events & libc::EPOLLET as u32 == 0 || got != m.last || bytes > m.last_bytes)
+            let out_gen = g.t.get(m.sid).map_or(0, |s| s.out_gen);
+            got != 0 && (m.events & libc::EPOLLET as u32 == 0 || m.new_edge(got, bytes, out_gen))
         })
     }
 
@@ -876,12 +893,8 @@ impl Shunt {
     /// epoll_wait saw it unwritable in between (levels alone would miss it:
     /// OUT before, OUT after).
     fn rearm_out_edges(&self, id: SocketId) {
-        let mut g = self.e.inner_lock();
-        let out = (libc::POLLOUT | libc::POLLWRNORM) as u32;
-        for set in g.t.epolls.iter_mut().flatten() {
-            for m in set.members.iter_mut().filter(|m| m.sid == id) {
-                m.last &= !out;
-            }
+        if let Some(s) = self.e.inner_lock().t.get_mut(id) {
+            s.out_gen = s.out_gen.wrapping_add(1);
         }
     }
 
@@ -1806,6 +1819,7 @@ unsafe impl ShuntSockets for Shunt {
             owner_set: false,
             urg_seen: 0,
             excl_seen: (0, 0),
+            out_gen: 0,
         };
         let Some(id) = g.t.insert(s) else {
             close_proto(&mut g, proto);
@@ -2019,6 +2033,7 @@ unsafe impl ShuntSockets for Shunt {
                 owner_set: false,
                 urg_seen: 0,
                 excl_seen: (0, 0),
+                out_gen: 0,
             };
             let Some(cid) = g.t.insert(s) else {
                 g.stack.tcp(now, |l, cx| l.close(cx, child));
@@ -3182,6 +3197,7 @@ unsafe impl ShuntSockets for Shunt {
                     disabled: false,
                     last: 0,
                     last_bytes: 0,
+                    last_out_gen: 0,
                     excl_pending: excl_ready,
                 });
             }
@@ -3272,10 +3288,12 @@ unsafe impl ShuntSockets for Shunt {
                     }
                 }
                 let et = m.events & libc::EPOLLET as u32 != 0;
-                let report = got != 0 && (!et || got != m.last || bytes > m.last_bytes);
+                let out_gen = g.t.get(m.sid).map_or(0, |s| s.out_gen);
+                let report = got != 0 && (!et || m.new_edge(got, bytes, out_gen));
                 if et {
                     m.last = got;
                     m.last_bytes = bytes;
+                    m.last_out_gen = out_gen;
                 }
                 if report {
                     // SAFETY: within the program's array of maxevents.
@@ -3560,6 +3578,7 @@ fn held_sock(proto: Proto, v6: bool) -> Sock {
         owner_set: false,
         urg_seen: 0,
         excl_seen: (0, 0),
+        out_gen: 0,
     }
 }
 
