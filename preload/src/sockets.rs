@@ -330,20 +330,6 @@ unsafe fn iovs<'a>(iov: *const iovec, n: usize, need_bufs: bool) -> SysResult<&'
     Ok(v)
 }
 
-/// Bytes a msghdr asks to send (0 if its iovecs are unreadable).
-///
-/// # Safety
-/// `msg` is the program's msghdr.
-unsafe fn msg_total(msg: *const msghdr) -> usize {
-    // SAFETY: the program's msghdr, as the caller says.
-    let m = unsafe { &*msg };
-    // SAFETY: its iovecs.
-    match unsafe { iovs(m.msg_iov, m.msg_iovlen, false) } {
-        Ok(v) => iov_total(v),
-        Err(_) => 0,
-    }
-}
-
 fn iov_total(v: &[iovec]) -> usize {
     v.iter().map(|x| x.iov_len).sum()
 }
@@ -819,6 +805,7 @@ impl Shunt {
 
     unsafe fn send_tcp(
         &self,
+        id: SocketId,
         tid: TcpId,
         nonblock: bool,
         timeo: Option<Duration>,
@@ -883,6 +870,9 @@ impl Shunt {
         };
         if r == Err(Errno::PIPE) && flags & libc::MSG_NOSIGNAL == 0 {
             raise_sigpipe();
+        }
+        if r == Err(Errno::AGAIN) || r.is_ok_and(|n| n < total) {
+            self.rearm_out_edges(id);
         }
         r.map(|n| n as isize)
     }
@@ -2564,15 +2554,7 @@ unsafe impl ShuntSockets for Shunt {
         // SAFETY: the program's msghdr.
         unsafe {
             match proto {
-                Proto::Tcp(t) => {
-                    let r = self.send_tcp(t, nonblock, sndtimeo, msg, flags);
-                    // The program's msghdr, read by send_tcp already.
-                    let total = msg_total(msg);
-                    if matches!(r, Err(Errno::AGAIN)) || r.is_ok_and(|n| (n as usize) < total) {
-                        self.rearm_out_edges(id);
-                    }
-                    Some(r)
-                }
+                Proto::Tcp(t) => Some(self.send_tcp(id, t, nonblock, sndtimeo, msg, flags)),
                 Proto::Udp(h) => self.send_udp(id, h, msg, flags),
             }
         }
