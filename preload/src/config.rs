@@ -16,6 +16,7 @@ pub const KNOWN: &[&str] = &[
     "SHUNT_ADDR",
     "SHUNT_GW",
     "SHUNT_BACKEND",
+    "SHUNT_SHARE_ADDR",
     "SHUNT_SPIN_US",
     "SHUNT_PCAP",
     "SHUNT_NETEM",
@@ -140,6 +141,10 @@ pub struct Config {
     /// At most one default gateway per family.
     pub gateways: Vec<IpAddr>,
     pub backend: Backend,
+    /// `SHUNT_SHARE_ADDR=1` (AF_XDP only): shunt serves the kernel's own
+    /// addresses on the interface, steered by (protocol, port); `addrs`
+    /// may then be empty (the kernel's are used).
+    pub share_addr: bool,
     pub spin_us: u32,
     pub pcap: Option<String>,
     pub netem: Option<ImpairConfig>,
@@ -259,7 +264,12 @@ where
         }
         addrs.push(c);
     }
-    if addrs.is_empty() {
+    let share_addr = match get("SHUNT_SHARE_ADDR") {
+        None | Some("") | Some("0") => false,
+        Some("1") => true,
+        Some(s) => return Err(err(format!("SHUNT_SHARE_ADDR={s:?}: expected 0 or 1"))),
+    };
+    if addrs.is_empty() && !share_addr {
         return Err(err(format!(
             "SHUNT_IFACE={iface} needs SHUNT_ADDR (e.g. SHUNT_ADDR=192.0.2.1/24,2001:db8::1/64)"
         )));
@@ -301,6 +311,11 @@ where
         Some("xdp") => Backend::Xdp,
         Some(s) => return Err(err(format!("SHUNT_BACKEND={s:?}: expected packet or xdp"))),
     };
+    if share_addr && backend != Backend::Xdp {
+        return Err(err(
+            "SHUNT_SHARE_ADDR=1 needs SHUNT_BACKEND=xdp (AF_PACKET cannot leave the kernel its frames)".into(),
+        ));
+    }
 
     let spin_us = match get("SHUNT_SPIN_US") {
         None | Some("") => 0,
@@ -330,6 +345,7 @@ where
         addrs,
         gateways,
         backend,
+        share_addr,
         spin_us,
         pcap,
         netem,

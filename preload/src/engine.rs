@@ -1,4 +1,4 @@
-//! The driver: one [`Stack`] per process on the AF_PACKET device of
+//! The driver: one [`Stack`] per process on the device (AF_PACKET or AF_XDP) of
 //! `SHUNT_IFACE`, and the machinery that makes it progress.
 //!
 //! **State.** Everything lives in one [`Inner`] behind one mutex: the
@@ -32,12 +32,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
-use shunt_ring::afpacket::{AfPacket, AfPacketOptions};
 use shunt_ring::offload::{F_DATA_VALID, VnetHdr};
 use shunt_stack::time::Instant;
 use shunt_stack::{Mac, RxOffload, Stack, StackConfig};
 
 use crate::config::Config;
+use crate::device::Device;
 use crate::fdtable::{self, Entry};
 use crate::lock::Ownership;
 use crate::sockets::Tables;
@@ -83,7 +83,7 @@ pub struct Engine {
 
 pub struct Inner {
     pub stack: Stack,
-    dev: AfPacket,
+    pub dev: Device,
     base: std::time::Instant,
     /// Eventfds of the threads waiting now.
     waiters: Vec<RawFd>,
@@ -427,14 +427,8 @@ pub fn restart_after_signal() -> bool {
 impl Engine {
     /// Open the device, build the stack, start the progress thread.
     pub fn start(cfg: &Config, own: Ownership) -> Result<&'static Engine, String> {
-        let opts = AfPacketOptions {
-            rx_block_size: 256 << 10,
-            rx_block_count: 16,
-            tx_frames: 512,
-            sndbuf: 1 << 20,
-            ..AfPacketOptions::default()
-        };
-        let mut dev = AfPacket::open(&cfg.iface, &opts).map_err(|e| e.to_string())?;
+        let mut dev = Device::open(cfg)?;
+        crate::log!(Debug, "{}: {} device", cfg.iface, dev.name());
         dev.renumber_fds(high_internal);
         let dev_fd = dev.fd().as_raw_fd();
         let ifindex = dev.ifindex();
@@ -479,6 +473,17 @@ impl Engine {
                 std::net::IpAddr::V6(g6) => stack.set_ipv6_gateway(g6.into()),
             }
             .map_err(|e| format!("SHUNT_GW {g}: {e:?}"))?;
+        }
+        if !cfg.share_addr {
+            // Dedicated AF_XDP steers the configured addresses (the device
+            // has them); also the link-local address, unless the kernel
+            // has the same one on this interface (same MAC): it keeps it.
+            for a in stack.ipv6_addresses() {
+                let ip = std::net::IpAddr::V6(a.addr.into());
+                if !crate::init::kernel_has_scoped(ip, ifindex as u32) {
+                    dev.add_addr(ip);
+                }
+            }
         }
         let prog_efd = new_eventfd().ok_or("cannot create an eventfd")?;
         let tap = Tap::new(cfg)?;

@@ -243,13 +243,19 @@ fn start_stack(cfg: &config::Config) -> u8 {
 /// address in a namespace that never had one (no local routing table, so
 /// the kernel takes every address for a broadcast one). IPv6: a kernel UDP
 /// socket can bind it (raw system calls, nothing of ours is involved).
-fn kernel_has(addr: std::net::IpAddr) -> bool {
+pub fn kernel_has(addr: std::net::IpAddr) -> bool {
+    kernel_has_scoped(addr, 0)
+}
+
+/// [`kernel_has`], with the scope (interface index) a link-local IPv6
+/// address needs.
+pub fn kernel_has_scoped(addr: std::net::IpAddr, scope: u32) -> bool {
     use rustix::net::{AddressFamily, SocketType, bind, socket};
     let (fam, sa) = match addr {
         std::net::IpAddr::V4(a) => return kernel_ipv4_addrs().contains(&a),
         std::net::IpAddr::V6(a) => (
             AddressFamily::INET6,
-            std::net::SocketAddr::V6(std::net::SocketAddrV6::new(a, 0, 0, 0)),
+            std::net::SocketAddr::V6(std::net::SocketAddrV6::new(a, 0, 0, scope)),
         ),
     };
     match socket(fam, SocketType::DGRAM, None) {

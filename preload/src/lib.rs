@@ -32,6 +32,7 @@
 
 pub mod config;
 pub mod dad;
+pub mod device;
 pub mod engine;
 pub mod fdtable;
 pub mod forked;

@@ -15,7 +15,6 @@
 use std::os::fd::AsFd;
 use std::time::Instant as StdInstant;
 
-use shunt_ring::afpacket::AfPacket;
 use shunt_ring::apps::impair::{Impair, ImpairConfig};
 use shunt_ring::apps::pcap::PcapWriter;
 use shunt_ring::engine::App;
@@ -107,7 +106,7 @@ impl Tap {
     /// moved.
     pub fn receive(
         &mut self,
-        dev: &mut AfPacket,
+        dev: &mut crate::device::Device,
         stack: &mut Stack,
         max: usize,
         now: Instant,
@@ -139,7 +138,7 @@ impl Tap {
 
     /// Move what waits for the device into it; false when the device is
     /// full.
-    fn drain_tx(&mut self, dev: &mut AfPacket) -> bool {
+    fn drain_tx(&mut self, dev: &mut crate::device::Device) -> bool {
         while !self.tx_out.is_empty() {
             if !dev.tx_has_room() {
                 dev.flush();
@@ -148,7 +147,7 @@ impl Tap {
                 }
             }
             if let Some(p) = self.tx_out.receive() {
-                let _ = dev.send(p.data(), p.offload());
+                dev.send(p.data(), p.offload());
             }
         }
         true
@@ -158,7 +157,7 @@ impl Tap {
     /// into the device. Returns (frames the stack gave, device full).
     pub fn transmit(
         &mut self,
-        dev: &mut AfPacket,
+        dev: &mut crate::device::Device,
         stack: &mut Stack,
         now: Instant,
         at: StdInstant,
@@ -193,7 +192,7 @@ impl Tap {
                     stack
                         .transmit_with(now, |f| {
                             Self::record(pcap, errors, f);
-                            let _ = dev.send(f, &VnetHdr::default());
+                            dev.send(f, &VnetHdr::default());
                         })
                         .is_some()
                 }
