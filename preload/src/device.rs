@@ -12,6 +12,8 @@ use shunt_ring::xdp::{Attach, Mode, XdpDevice, XdpOptions, XdpSteering};
 
 use crate::config::{Backend, Config};
 
+// One per process, inside the engine state: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Device {
     Packet(AfPacket),
     Xdp(XdpDevice),
