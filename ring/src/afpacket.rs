@@ -157,103 +157,8 @@ impl Default for AfPacketOptions {
     }
 }
 
-/// Why a device could not be opened. Its Display is one line naming the
-/// interface and, where relevant, what is missing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DeviceError {
-    /// Not a name the kernel accepts for an interface.
-    BadName { ifname: String },
-    /// No such interface in this network namespace.
-    NotFound { ifname: String },
-    /// The interface exists but is administratively down.
-    Down { ifname: String },
-    /// Not an Ethernet interface (the ARPHRD link type).
-    NotEthernet { ifname: String, hwtype: u16 },
-    /// The caller lacks CAP_NET_RAW.
-    Permission { ifname: String },
-    /// The kernel has no AF_PACKET (or not the TPACKET_V3 / vnet header
-    /// features this device needs).
-    Unsupported { ifname: String, what: &'static str },
-    /// Options that cannot work.
-    BadOptions { ifname: String, why: String },
-    /// The rings are over [`MAX_RING_BYTES`] (`errno` None), or the
-    /// kernel could not allocate or map them.
-    RingTooLarge {
-        ifname: String,
-        bytes: usize,
-        errno: Option<i32>,
-    },
-    /// Any other failed system call.
-    Sys {
-        ifname: String,
-        op: &'static str,
-        errno: i32,
-    },
-}
-
-fn os_err(errno: i32) -> std::io::Error {
-    std::io::Error::from_raw_os_error(errno)
-}
-
-impl fmt::Display for DeviceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeviceError::BadName { ifname } => {
-                write!(f, "{ifname:?} is not a valid interface name")
-            }
-            DeviceError::NotFound { ifname } => write!(f, "interface {ifname} not found"),
-            DeviceError::Down { ifname } => {
-                write!(
-                    f,
-                    "interface {ifname} is down (bring it up with `ip link set {ifname} up`)"
-                )
-            }
-            DeviceError::NotEthernet { ifname, hwtype } => {
-                write!(
-                    f,
-                    "interface {ifname} is not an Ethernet interface (link type {hwtype})"
-                )
-            }
-            DeviceError::Permission { ifname } => write!(
-                f,
-                "AF_PACKET socket on {ifname} needs CAP_NET_RAW (run as root or grant the capability)"
-            ),
-            DeviceError::Unsupported { ifname, what } => {
-                write!(
-                    f,
-                    "AF_PACKET on {ifname}: this kernel does not support {what}"
-                )
-            }
-            DeviceError::BadOptions { ifname, why } => {
-                write!(f, "bad AF_PACKET options for {ifname}: {why}")
-            }
-            DeviceError::RingTooLarge {
-                ifname,
-                bytes,
-                errno,
-            } => {
-                let mib = bytes.div_ceil(1 << 20);
-                match errno {
-                    Some(e) => write!(
-                        f,
-                        "cannot set up {mib} MiB of AF_PACKET rings on {ifname}: {} (use fewer or smaller blocks)",
-                        os_err(*e)
-                    ),
-                    None => write!(
-                        f,
-                        "cannot set up {mib} MiB of AF_PACKET rings on {ifname}: over the {} MiB limit (use fewer or smaller blocks)",
-                        MAX_RING_BYTES >> 20
-                    ),
-                }
-            }
-            DeviceError::Sys { ifname, op, errno } => {
-                write!(f, "AF_PACKET {op} on {ifname} failed: {}", os_err(*errno))
-            }
-        }
-    }
-}
-
-impl std::error::Error for DeviceError {}
+use crate::error::os_err;
+pub use crate::error::{DeviceError, DeviceKind};
 
 /// Why a frame was not queued for transmission.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1033,6 +938,7 @@ impl AfPacket {
             return Err(DeviceError::BadName { ifname: name });
         }
         let bad = |why: String| DeviceError::BadOptions {
+            dev: DeviceKind::Packet,
             ifname: name.clone(),
             why,
         };
@@ -1067,6 +973,7 @@ impl AfPacket {
         let sys = |op: &'static str| {
             let n = name.clone();
             move |errno: i32| DeviceError::Sys {
+                dev: DeviceKind::Packet,
                 ifname: n,
                 op,
                 errno,
@@ -1075,9 +982,11 @@ impl AfPacket {
 
         let fd = socket_packet().map_err(|e| match e {
             libc::EPERM | libc::EACCES => DeviceError::Permission {
+                dev: DeviceKind::Packet,
                 ifname: name.clone(),
             },
             libc::EAFNOSUPPORT | libc::EINVAL => DeviceError::Unsupported {
+                dev: DeviceKind::Packet,
                 ifname: name.clone(),
                 what: "AF_PACKET sockets",
             },
@@ -1124,11 +1033,13 @@ impl AfPacket {
         };
         setsockopt(b, sol, libc::PACKET_VERSION, &(version as libc::c_int)).map_err(|_| {
             DeviceError::Unsupported {
+                dev: DeviceKind::Packet,
                 ifname: name.clone(),
                 what,
             }
         })?;
         setsockopt(b, sol, libc::PACKET_VNET_HDR, &one).map_err(|_| DeviceError::Unsupported {
+            dev: DeviceKind::Packet,
             ifname: name.clone(),
             what: "PACKET_VNET_HDR",
         })?;
@@ -1144,6 +1055,7 @@ impl AfPacket {
         }
         setsockopt(b, sol, libc::PACKET_IGNORE_OUTGOING, &one).map_err(|_| {
             DeviceError::Unsupported {
+                dev: DeviceKind::Packet,
                 ifname: name.clone(),
                 what: "PACKET_IGNORE_OUTGOING (Linux 4.20)",
             }
@@ -1215,6 +1127,7 @@ impl AfPacket {
                     errno: Some(errno),
                 },
                 errno => DeviceError::Sys {
+                    dev: DeviceKind::Packet,
                     ifname: n,
                     op: "ring setup",
                     errno,
@@ -1981,13 +1894,16 @@ mod tests {
                 hwtype: 65534,
             },
             DeviceError::Permission {
+                dev: DeviceKind::Packet,
                 ifname: "veth0".into(),
             },
             DeviceError::Unsupported {
+                dev: DeviceKind::Packet,
                 ifname: "veth0".into(),
                 what: "TPACKET_V3 rings",
             },
             DeviceError::BadOptions {
+                dev: DeviceKind::Packet,
                 ifname: "veth0".into(),
                 why: "x".into(),
             },
@@ -1997,6 +1913,7 @@ mod tests {
                 errno: Some(libc::ENOMEM),
             },
             DeviceError::Sys {
+                dev: DeviceKind::Packet,
                 ifname: "veth0".into(),
                 op: "bind",
                 errno: libc::EINVAL,

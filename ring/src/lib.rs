@@ -7,6 +7,7 @@ pub mod afpacket;
 pub mod apps;
 pub mod csum;
 pub mod engine;
+pub mod error;
 pub mod link;
 pub mod mem;
 pub mod netns;

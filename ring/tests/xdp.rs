@@ -12,7 +12,7 @@ use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use shunt_ring::netns;
 use shunt_ring::offload::VnetHdr;
 use shunt_ring::xdp::program::{XDP_PASS, XDP_REDIRECT};
-use shunt_ring::xdp::{Attach, Mode, Proto, XdpDevice, XdpError, XdpOptions, XdpSteering};
+use shunt_ring::xdp::{Attach, DeviceError, Mode, Proto, XdpDevice, XdpOptions, XdpSteering};
 use shunt_shim_tests::testbed::Testbed;
 
 const SHUNT4: [u8; 4] = [192, 0, 2, 1];
@@ -73,7 +73,7 @@ fn dedicated() -> XdpOptions {
     }
 }
 
-fn open_in(ns: &str, ifname: &'static str, opts: XdpOptions) -> Result<XdpDevice, XdpError> {
+fn open_in(ns: &str, ifname: &'static str, opts: XdpOptions) -> Result<XdpDevice, DeviceError> {
     netns::run_in(ns, move || XdpDevice::open(ifname, &opts)).expect("enter namespace")
 }
 
@@ -891,7 +891,7 @@ fn open_errors_are_one_clear_line() {
     ) {
         Err(e) => {
             eprintln!("native at MTU 3800: {e}");
-            assert!(matches!(e, XdpError::DriverMtu { .. }), "{e}");
+            assert!(matches!(e, DeviceError::DriverMtu { .. }), "{e}");
         }
         Ok(d) => eprintln!("native at MTU 3800 works (native={})", d.native()),
     }

@@ -149,130 +149,8 @@ impl Default for XdpOptions {
     }
 }
 
-/// Why the device could not be opened. Its Display is one line naming the
-/// interface and what is wrong, so that a caller can print it and fall
-/// back to the kernel.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum XdpError {
-    BadName {
-        ifname: String,
-    },
-    NotFound {
-        ifname: String,
-    },
-    Down {
-        ifname: String,
-    },
-    NotEthernet {
-        ifname: String,
-        hwtype: u16,
-    },
-    /// Missing CAP_NET_RAW, CAP_NET_ADMIN or CAP_BPF.
-    Permission {
-        ifname: String,
-    },
-    /// No AF_XDP sockets, BPF links, or the like in this kernel.
-    Unsupported {
-        ifname: String,
-        what: &'static str,
-    },
-    /// The MTU's frames do not fit a UMEM frame.
-    MtuTooLarge {
-        ifname: String,
-        mtu: usize,
-    },
-    /// The driver refuses native XDP at this MTU ([`Attach::Native`]).
-    DriverMtu {
-        ifname: String,
-        mtu: usize,
-    },
-    /// Another XDP program is attached to the interface.
-    Busy {
-        ifname: String,
-    },
-    /// Another AF_XDP socket is bound to the queue.
-    QueueBusy {
-        ifname: String,
-        queue: u32,
-    },
-    BadOptions {
-        ifname: String,
-        why: String,
-    },
-    /// The verifier refused the program (a bug here): errno and log.
-    Verifier {
-        ifname: String,
-        errno: i32,
-        log: String,
-    },
-    Sys {
-        ifname: String,
-        op: &'static str,
-        errno: i32,
-    },
-}
-
-fn os_err(errno: i32) -> std::io::Error {
-    std::io::Error::from_raw_os_error(errno)
-}
-
-impl fmt::Display for XdpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            XdpError::BadName { ifname } => write!(f, "{ifname:?} is not a valid interface name"),
-            XdpError::NotFound { ifname } => write!(f, "interface {ifname} not found"),
-            XdpError::Down { ifname } => write!(
-                f,
-                "interface {ifname} is down (bring it up with `ip link set {ifname} up`)"
-            ),
-            XdpError::NotEthernet { ifname, hwtype } => write!(
-                f,
-                "interface {ifname} is not an Ethernet interface (link type {hwtype})"
-            ),
-            XdpError::Permission { ifname } => write!(
-                f,
-                "AF_XDP on {ifname} needs CAP_NET_ADMIN and CAP_BPF (run as root)"
-            ),
-            XdpError::Unsupported { ifname, what } => {
-                write!(f, "AF_XDP on {ifname}: this kernel does not support {what}")
-            }
-            XdpError::MtuTooLarge { ifname, mtu } => write!(
-                f,
-                "AF_XDP on {ifname}: MTU {mtu} is over {MAX_MTU}, the most a {FRAME_SIZE}-byte UMEM frame holds (lower the MTU or use AF_PACKET)"
-            ),
-            XdpError::DriverMtu { ifname, mtu } => write!(
-                f,
-                "AF_XDP on {ifname}: the driver refuses native XDP at MTU {mtu} (lower the MTU or use generic XDP)"
-            ),
-            XdpError::Busy { ifname } => write!(
-                f,
-                "AF_XDP on {ifname}: another XDP program is attached to the interface"
-            ),
-            XdpError::QueueBusy { ifname, queue } => write!(
-                f,
-                "AF_XDP on {ifname}: RX queue {queue} is taken by another AF_XDP socket"
-            ),
-            XdpError::BadOptions { ifname, why } => {
-                write!(f, "bad AF_XDP options for {ifname}: {why}")
-            }
-            XdpError::Verifier { ifname, errno, log } => {
-                // The last lines say why; one line, joined.
-                let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
-                let tail = lines[lines.len().saturating_sub(8)..].join(" | ");
-                write!(
-                    f,
-                    "AF_XDP on {ifname}: the kernel refused the XDP program ({}): {tail}",
-                    os_err(*errno)
-                )
-            }
-            XdpError::Sys { ifname, op, errno } => {
-                write!(f, "AF_XDP {op} on {ifname} failed: {}", os_err(*errno))
-            }
-        }
-    }
-}
-
-impl std::error::Error for XdpError {}
+use crate::error::os_err;
+pub use crate::error::{DeviceError, DeviceKind};
 
 /// Why a frame was not queued for transmission.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -410,10 +288,11 @@ fn driver_name(fd: BorrowedFd, name: &str) -> String {
     String::from_utf8_lossy(&info.driver[..n]).into_owned()
 }
 
-fn if_info(ifname: &str) -> Result<IfInfo, XdpError> {
+fn if_info(ifname: &str) -> Result<IfInfo, DeviceError> {
     let name = || ifname.to_string();
     // Any socket answers SIOCGIF*; an XDP socket does not (no ioctl).
-    let s = socket::socket(libc::AF_INET, libc::SOCK_DGRAM).map_err(|errno| XdpError::Sys {
+    let s = socket::socket(libc::AF_INET, libc::SOCK_DGRAM).map_err(|errno| DeviceError::Sys {
+        dev: DeviceKind::Xdp,
         ifname: name(),
         op: "socket",
         errno,
@@ -421,9 +300,10 @@ fn if_info(ifname: &str) -> Result<IfInfo, XdpError> {
     let b = s.as_fd();
     let nf = |e: i32| {
         if e == libc::ENODEV {
-            XdpError::NotFound { ifname: name() }
+            DeviceError::NotFound { ifname: name() }
         } else {
-            XdpError::Sys {
+            DeviceError::Sys {
+                dev: DeviceKind::Xdp,
                 ifname: name(),
                 op: "ioctl",
                 errno: e,
@@ -434,14 +314,14 @@ fn if_info(ifname: &str) -> Result<IfInfo, XdpError> {
     let ifindex = u32::from_ne_bytes([r.data[0], r.data[1], r.data[2], r.data[3]]);
     let r = ifreq(b, ifname, libc::SIOCGIFFLAGS).map_err(nf)?;
     if u16::from_ne_bytes([r.data[0], r.data[1]]) & IFF_UP == 0 {
-        return Err(XdpError::Down { ifname: name() });
+        return Err(DeviceError::Down { ifname: name() });
     }
     let r = ifreq(b, ifname, libc::SIOCGIFMTU).map_err(nf)?;
     let mtu = i32::from_ne_bytes([r.data[0], r.data[1], r.data[2], r.data[3]]).max(68) as usize;
     let r = ifreq(b, ifname, libc::SIOCGIFHWADDR).map_err(nf)?;
     let hwtype = u16::from_ne_bytes([r.data[0], r.data[1]]);
     if hwtype != ARPHRD_ETHER {
-        return Err(XdpError::NotEthernet {
+        return Err(DeviceError::NotEthernet {
             ifname: name(),
             hwtype,
         });
@@ -483,17 +363,20 @@ const MAX_PORTS: u32 = 65536;
 impl XdpSteering {
     /// Create the maps and load the program for `mode`, with an XSKMAP of
     /// `queues` entries. `ifname` only names the interface in errors.
-    pub fn load(ifname: &str, mode: Mode, queues: u32) -> Result<XdpSteering, XdpError> {
+    pub fn load(ifname: &str, mode: Mode, queues: u32) -> Result<XdpSteering, DeviceError> {
         let name = ifname.to_string();
         let map_err = |errno: i32| match errno {
-            libc::EPERM | libc::EACCES => XdpError::Permission {
+            libc::EPERM | libc::EACCES => DeviceError::Permission {
+                dev: DeviceKind::Xdp,
                 ifname: name.clone(),
             },
-            libc::EINVAL | libc::ENOSYS => XdpError::Unsupported {
+            libc::EINVAL | libc::ENOSYS => DeviceError::Unsupported {
+                dev: DeviceKind::Xdp,
                 ifname: name.clone(),
                 what: "XSKMAP and hash BPF maps",
             },
-            errno => XdpError::Sys {
+            errno => DeviceError::Sys {
+                dev: DeviceKind::Xdp,
                 ifname: name.clone(),
                 op: "BPF_MAP_CREATE",
                 errno,
@@ -542,7 +425,7 @@ impl XdpSteering {
             MapRef::Addrs6 => a6,
             MapRef::Ports => p,
         })
-        .map_err(|log| XdpError::Verifier {
+        .map_err(|log| DeviceError::Verifier {
             ifname: name.clone(),
             errno: libc::EINVAL,
             log,
@@ -551,10 +434,11 @@ impl XdpSteering {
         let prog =
             bpf::prog_load_xdp(&insns, "Dual MIT/GPL", "shunt_steer").map_err(|e| {
                 match e.errno {
-                    libc::EPERM if e.log.is_empty() => XdpError::Permission {
+                    libc::EPERM if e.log.is_empty() => DeviceError::Permission {
+                        dev: DeviceKind::Xdp,
                         ifname: name.clone(),
                     },
-                    errno => XdpError::Verifier {
+                    errno => DeviceError::Verifier {
                         ifname: name.clone(),
                         errno,
                         log: e.log,
@@ -596,24 +480,27 @@ impl XdpSteering {
 
     /// Attach to `ifindex` (in the calling thread's namespace) with a BPF
     /// link; returns whether native XDP was used.
-    pub fn attach(&mut self, ifindex: u32, how: Attach, mtu: usize) -> Result<bool, XdpError> {
+    pub fn attach(&mut self, ifindex: u32, how: Attach, mtu: usize) -> Result<bool, DeviceError> {
         let name = self.ifname.clone();
         let err = |errno: i32, native: bool| match errno {
-            libc::EPERM | libc::EACCES => XdpError::Permission {
+            libc::EPERM | libc::EACCES => DeviceError::Permission {
+                dev: DeviceKind::Xdp,
                 ifname: name.clone(),
             },
-            libc::EBUSY | libc::EEXIST => XdpError::Busy {
+            libc::EBUSY | libc::EEXIST => DeviceError::Busy {
                 ifname: name.clone(),
             },
-            libc::ERANGE if native => XdpError::DriverMtu {
+            libc::ERANGE if native => DeviceError::DriverMtu {
                 ifname: name.clone(),
                 mtu,
             },
-            libc::EINVAL if !native => XdpError::Unsupported {
+            libc::EINVAL if !native => DeviceError::Unsupported {
+                dev: DeviceKind::Xdp,
                 ifname: name.clone(),
                 what: "BPF links for XDP (Linux 5.9)",
             },
-            errno => XdpError::Sys {
+            errno => DeviceError::Sys {
+                dev: DeviceKind::Xdp,
                 ifname: name.clone(),
                 op: "BPF_LINK_CREATE",
                 errno,
@@ -782,12 +669,13 @@ impl XdpDevice {
     /// namespace): socket, UMEM and rings, bind (zero-copy if asked and
     /// offered, else copy), load the program, put the socket in its map,
     /// add the addresses, attach.
-    pub fn open(ifname: &str, opts: &XdpOptions) -> Result<XdpDevice, XdpError> {
+    pub fn open(ifname: &str, opts: &XdpOptions) -> Result<XdpDevice, DeviceError> {
         let name = ifname.to_string();
         if !valid_ifname(ifname) {
-            return Err(XdpError::BadName { ifname: name });
+            return Err(DeviceError::BadName { ifname: name });
         }
-        let bad = |why: String| XdpError::BadOptions {
+        let bad = |why: String| DeviceError::BadOptions {
+            dev: DeviceKind::Xdp,
             ifname: name.clone(),
             why,
         };
@@ -808,7 +696,7 @@ impl XdpDevice {
         }
         let info = if_info(ifname)?;
         if info.mtu > MAX_MTU {
-            return Err(XdpError::MtuTooLarge {
+            return Err(DeviceError::MtuTooLarge {
                 ifname: name,
                 mtu: info.mtu,
             });
@@ -820,14 +708,17 @@ impl XdpDevice {
             frame_size: FRAME_SIZE,
         };
         let sys = |(op, errno): (&'static str, i32)| match errno {
-            libc::EPERM | libc::EACCES => XdpError::Permission {
+            libc::EPERM | libc::EACCES => DeviceError::Permission {
+                dev: DeviceKind::Xdp,
                 ifname: name.clone(),
             },
-            libc::EAFNOSUPPORT if op == "socket" => XdpError::Unsupported {
+            libc::EAFNOSUPPORT if op == "socket" => DeviceError::Unsupported {
+                dev: DeviceKind::Xdp,
                 ifname: name.clone(),
                 what: "AF_XDP sockets",
             },
-            errno => XdpError::Sys {
+            errno => DeviceError::Sys {
+                dev: DeviceKind::Xdp,
                 ifname: name.clone(),
                 op,
                 errno,
@@ -866,13 +757,13 @@ impl XdpDevice {
                 let mut s = Xsk::new(&geo).map_err(sys)?;
                 prime_fill(&mut s, opts.rx_frames);
                 bind(&s, libc::XDP_COPY | need_wakeup).map_err(|e| match e {
-                    libc::ENODEV => XdpError::NotFound {
+                    libc::ENODEV => DeviceError::NotFound {
                         ifname: name.clone(),
                     },
                     libc::EINVAL if opts.queue_id > 0 => {
                         bad(format!("{ifname} has no RX queue {}", opts.queue_id))
                     }
-                    libc::EBUSY => XdpError::QueueBusy {
+                    libc::EBUSY => DeviceError::QueueBusy {
                         ifname: name.clone(),
                         queue: opts.queue_id,
                     },
@@ -893,13 +784,15 @@ impl XdpDevice {
         let mut steering = XdpSteering::load(ifname, opts.mode, opts.queue_id + 1)?;
         steering
             .set_socket(opts.queue_id, xsk.fd.as_fd())
-            .map_err(|e| XdpError::Sys {
+            .map_err(|e| DeviceError::Sys {
+                dev: DeviceKind::Xdp,
                 ifname: name.clone(),
                 op: "XSKMAP update",
                 errno: e.raw_os_error().unwrap_or(libc::EIO),
             })?;
         for a in &opts.addrs {
-            steering.add_addr(*a).map_err(|e| XdpError::Sys {
+            steering.add_addr(*a).map_err(|e| DeviceError::Sys {
+                dev: DeviceKind::Xdp,
                 ifname: name.clone(),
                 op: "address map update",
                 errno: e.raw_os_error().unwrap_or(libc::EIO),
@@ -1378,30 +1271,35 @@ mod tests {
     fn errors_display_one_line() {
         let v = "veth0".to_string();
         let all = [
-            XdpError::Permission { ifname: v.clone() },
-            XdpError::MtuTooLarge {
+            DeviceError::Permission {
+                dev: DeviceKind::Xdp,
+                ifname: v.clone(),
+            },
+            DeviceError::MtuTooLarge {
                 ifname: v.clone(),
                 mtu: 9000,
             },
-            XdpError::DriverMtu {
+            DeviceError::DriverMtu {
                 ifname: v.clone(),
                 mtu: 4000,
             },
-            XdpError::Busy { ifname: v.clone() },
-            XdpError::QueueBusy {
+            DeviceError::Busy { ifname: v.clone() },
+            DeviceError::QueueBusy {
                 ifname: v.clone(),
                 queue: 0,
             },
-            XdpError::Unsupported {
+            DeviceError::Unsupported {
+                dev: DeviceKind::Xdp,
                 ifname: v.clone(),
                 what: "AF_XDP sockets",
             },
-            XdpError::Verifier {
+            DeviceError::Verifier {
                 ifname: v.clone(),
                 errno: libc::EACCES,
                 log: "0: (bf) r6 = r1\ninvalid access to packet\n\nprocessed 3 insns\n".into(),
             },
-            XdpError::Sys {
+            DeviceError::Sys {
+                dev: DeviceKind::Xdp,
                 ifname: v.clone(),
                 op: "bind",
                 errno: libc::EINVAL,
@@ -1412,11 +1310,15 @@ mod tests {
             assert!(!s.contains('\n') && s.contains("veth0"), "{s}");
         }
         assert_eq!(
-            XdpError::Permission { ifname: v.clone() }.to_string(),
+            DeviceError::Permission {
+                dev: DeviceKind::Xdp,
+                ifname: v.clone()
+            }
+            .to_string(),
             "AF_XDP on veth0 needs CAP_NET_ADMIN and CAP_BPF (run as root)"
         );
         assert_eq!(
-            XdpError::MtuTooLarge {
+            DeviceError::MtuTooLarge {
                 ifname: v,
                 mtu: 9000
             }
