@@ -37,6 +37,9 @@ pub struct Snapshot {
     /// The program that wrote it (empty: not known).
     pub exe: String,
     pub iface: String,
+    /// The device shunt runs on ("AF_PACKET", "AF_XDP (...)"; empty: an
+    /// export from before the line existed).
+    pub device: String,
     pub addrs: Vec<String>,
     pub counters: Vec<(String, u64)>,
     /// proto, state, recv-q, send-q, local, peer.
@@ -59,6 +62,7 @@ pub fn parse(text: &str) -> Option<Snapshot> {
             "comm" => s.comm = f.next().unwrap_or("").to_string(),
             "exe" => s.exe = f.next().unwrap_or("").to_string(),
             "iface" => s.iface = f.next()?.to_string(),
+            "device" => s.device = line["device".len()..].trim().to_string(),
             "addr" => s.addrs.push(f.next()?.to_string()),
             "counter" => {
                 let name = f.next()?.to_string();
@@ -173,12 +177,16 @@ fn run(argv: &[String]) -> Result<String, String> {
 /// nstat prints them, the sockets as `ss -tuna`.
 pub fn render(s: &Snapshot) -> String {
     let mut out = format!(
-        "pid {} ({}) on {} {}\n",
+        "pid {} ({}) on {} {}",
         s.pid,
         s.comm,
         s.iface,
         s.addrs.join(",")
     );
+    if !s.device.is_empty() {
+        out += &format!(" via {}", s.device);
+    }
+    out.push('\n');
     for (name, v) in &s.counters {
         out += &format!("{name:<32}{v:>14}\n");
     }
@@ -203,7 +211,8 @@ pub fn render(s: &Snapshot) -> String {
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "shunt-stat 1\npid 42\nstart 99\ncomm curl\niface veth0\naddr 192.0.2.1/24\n\
+    const SAMPLE: &str = "shunt-stat 1\npid 42\nstart 99\ncomm curl\niface veth0\n\
+        device AF_XDP (native XDP, copy mode)\naddr 192.0.2.1/24\n\
         counter IpInReceives 7\ncounter TcpActiveOpens 1\n\
         tcp ESTAB 0 5 192.0.2.1:40000 192.0.2.2:8000\nudp UNCONN 0 0 192.0.2.1:53 0.0.0.0:*\nend\n";
 
@@ -215,7 +224,9 @@ mod tests {
         assert_eq!(s.sockets.len(), 2);
         let r = render(&s);
         assert!(
-            r.starts_with("pid 42 (curl) on veth0 192.0.2.1/24\n"),
+            r.starts_with(
+                "pid 42 (curl) on veth0 192.0.2.1/24 via AF_XDP (native XDP, copy mode)\n"
+            ),
             "{r}"
         );
         assert!(r.contains("TcpActiveOpens"), "{r}");

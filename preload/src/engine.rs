@@ -487,7 +487,7 @@ impl Engine {
         }
         let prog_efd = new_eventfd().ok_or("cannot create an eventfd")?;
         let tap = Tap::new(cfg)?;
-        let stat = Export::new(cfg);
+        let stat = Export::new(cfg, &dev.name());
         let engine: &'static Engine = Box::leak(Box::new(Engine {
             inner: Mutex::new(Inner {
                 stack,

@@ -16,6 +16,7 @@
 //! comm curl
 //! exe /usr/bin/curl
 //! iface veth0
+//! device AF_XDP (native XDP, copy mode)   (the rest of the line)
 //! addr 192.0.2.1/24
 //! counter IpInReceives 7  (non-zero counters, nstat's names)
 //! tcp ESTAB 0 0 192.0.2.1:40812 192.0.2.2:8000
@@ -103,7 +104,7 @@ pub fn start_time(stat: &str) -> Option<u64> {
 pub struct Export {
     path: String,
     tmp: String,
-    /// The configuration's lines (`iface`, `addr`).
+    /// The configuration's lines (`iface`, `device`, `addr`).
     cfg_lines: String,
     state: Mutex<State>,
     cv: Condvar,
@@ -120,12 +121,12 @@ struct State {
 impl Export {
     /// `None` when the directory cannot be made (not root, read-only
     /// /run): `shunt stat` then does not see this process.
-    pub fn new(cfg: &Config) -> Option<Export> {
+    pub fn new(cfg: &Config, device: &str) -> Option<Export> {
         let _ = rustix::fs::mkdir("/run/shunt", Mode::from_raw_mode(0o755));
         let _ = rustix::fs::mkdir(STAT_DIR, Mode::from_raw_mode(0o755));
         rustix::fs::access(STAT_DIR, rustix::fs::Access::WRITE_OK).ok()?;
         let pid = rustix::process::getpid().as_raw_nonzero().get();
-        let mut cfg_lines = format!("iface {}\n", cfg.iface);
+        let mut cfg_lines = format!("iface {}\ndevice {device}\n", cfg.iface);
         for a in &cfg.addrs {
             let _ = writeln!(cfg_lines, "addr {a}");
         }
