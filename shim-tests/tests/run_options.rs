@@ -293,7 +293,9 @@ fn stat_shows_a_running_process_connection_and_counters() {
             && counter(out, "TcpOutSegs") >= 3
     });
     assert!(
-        out.starts_with(&format!("pid {pid} (python3) on veth0 192.0.2.1/24\n")),
+        out.starts_with(&format!(
+            "pid {pid} (python3) on veth0 192.0.2.1/24 via AF_PACKET\n"
+        )),
         "{out}"
     );
     let line = out.lines().find(|l| l.contains(&conn)).unwrap_or_default();
