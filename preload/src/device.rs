@@ -132,6 +132,43 @@ impl Device {
         }
     }
 
+    /// The device's counters for `shunt stat`, named like nstat's
+    /// (`Dev` + what is counted).
+    pub fn counters(&mut self) -> Vec<(&'static str, u64)> {
+        match self {
+            Device::Packet(d) => {
+                let s = d.stats();
+                vec![
+                    ("DevRxPackets", s.rx_packets),
+                    ("DevRxBytes", s.rx_bytes),
+                    ("DevRxDrops", s.rx_drops),
+                    ("DevRxRingFull", s.rx_ring_full),
+                    ("DevRxErrors", s.rx_errors),
+                    ("DevTxPackets", s.tx_packets),
+                    ("DevTxBytes", s.tx_bytes),
+                    ("DevTxErrors", s.tx_errors),
+                    ("DevTxFull", s.tx_full),
+                ]
+            }
+            Device::Xdp(d) => {
+                let s = d.stats();
+                vec![
+                    ("DevRxPackets", s.rx_packets),
+                    ("DevRxBytes", s.rx_bytes),
+                    ("DevRxDrops", s.rx_dropped),
+                    ("DevRxRingFull", s.rx_ring_full),
+                    ("DevRxFillEmpty", s.rx_fill_empty),
+                    ("DevRxErrors", s.rx_errors),
+                    ("DevTxPackets", s.tx_packets),
+                    ("DevTxBytes", s.tx_bytes),
+                    ("DevTxErrors", s.tx_errors),
+                    ("DevTxFull", s.tx_full),
+                    ("DevTxInvalid", s.tx_invalid),
+                ]
+            }
+        }
+    }
+
     #[inline]
     pub fn recv_batch(&mut self, max: usize, f: impl FnMut(&[u8], &VnetHdr)) -> usize {
         match self {

@@ -676,7 +676,8 @@ impl Engine {
                     let now = std::time::Instant::now();
                     let due = exported.map_or(now, |t| t + EXPORT_EVERY);
                     if due <= now {
-                        text = Some(Export::render(&g.stack));
+                        let dev = g.dev.counters();
+                        text = Some(Export::render(&g.stack, &dev));
                         g.dirty = false;
                         exported = Some(now);
                     } else {

@@ -144,8 +144,13 @@ impl Export {
 
     /// The export's body for the stack's state now (the progress thread,
     /// under the stack's lock).
-    pub fn render(stack: &Stack) -> String {
+    pub fn render(stack: &Stack, device: &[(&str, u64)]) -> String {
         let mut s = String::with_capacity(4096);
+        // The device's counters first (non-zero ones): drops at the ring
+        // are where a stack that looks healthy loses frames.
+        for (name, v) in device.iter().filter(|(_, v)| *v != 0) {
+            let _ = writeln!(s, "counter {name} {v}");
+        }
         render_body(&mut s, stack);
         s
     }

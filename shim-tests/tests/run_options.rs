@@ -300,7 +300,19 @@ fn stat_shows_a_running_process_connection_and_counters() {
     );
     let line = out.lines().find(|l| l.contains(&conn)).unwrap_or_default();
     assert_eq!(line, format!("tcp ESTAB 0 0 {conn}"), "{out}");
-    for c in ["IpInReceives", "IpOutRequests", "TcpInSegs", "TcpOutSegs"] {
+    // The device's own counters too: every frame the stack saw came
+    // through it.
+    assert!(
+        counter(&out, "DevRxPackets") >= counter(&out, "IpInReceives"),
+        "{out}"
+    );
+    for c in [
+        "IpInReceives",
+        "IpOutRequests",
+        "TcpInSegs",
+        "TcpOutSegs",
+        "DevTxPackets",
+    ] {
         assert!(counter(&out, c) > 0, "{c}: {out}");
     }
     assert_eq!(counter(&out, "TcpActiveOpens"), 1, "{out}");
