@@ -4,7 +4,7 @@
 //! into a ring, so the enum's match is the only cost of the choice.
 
 use std::net::IpAddr;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use shunt_ring::afpacket::{AfPacket, AfPacketOptions};
 use shunt_ring::offload::VnetHdr;
@@ -111,6 +111,28 @@ impl Device {
         match self {
             Device::Packet(d) => d.mac(),
             Device::Xdp(d) => d.mac(),
+        }
+    }
+
+    /// In a forked child, which never drives the stack (crate::relay):
+    /// close its copies of the device's descriptors, so that the parent's
+    /// exit or death still detaches the XDP program, frees the queue and
+    /// closes the packet socket while children live on. The device keeps
+    /// the numbers but is never used (nor dropped: the engine is leaked)
+    /// in the child. No allocation: this runs in a fork handler.
+    pub fn close_in_child(&mut self) {
+        let mut fds = [-1; 8];
+        let mut n = 0;
+        self.renumber_fds(|fd| {
+            if n < fds.len() {
+                fds[n] = fd.as_raw_fd();
+                n += 1;
+            }
+            None
+        });
+        for &fd in &fds[..n] {
+            crate::fdtable::clear(fd);
+            crate::relay::raw_close(fd);
         }
     }
 

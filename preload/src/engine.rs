@@ -582,6 +582,9 @@ impl Engine {
         // thread and forgot the guard: this thread has it to itself.
         let g = unsafe { &mut *self.inner.data_ptr() };
         crate::relay::after(g, in_child);
+        if in_child {
+            g.dev.close_in_child();
+        }
         if !in_child {
             // The progress thread now also watches the new control channel.
             efd_write(self.prog_efd);

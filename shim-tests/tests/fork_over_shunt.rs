@@ -2,7 +2,8 @@
 //! server (the parent accepts, a child serves, the parent closes its copy),
 //! a prefork server (children accept on the listener they inherited), a
 //! client whose children exit, close or use the inherited socket, and
-//! children forked while another thread keeps shunt busy.
+//! children forked while another thread keeps shunt busy; over AF_XDP, a
+//! child that outlives its parent does not keep the XDP program attached.
 //! As in over_shunt.rs, one end runs under libshunt.so on a veth without
 //! any kernel address, the other end is the kernel in a second namespace.
 //!
@@ -308,5 +309,73 @@ fn children_forked_while_shunt_is_busy_never_hang() {
         o.status.success() && String::from_utf8_lossy(&o.stdout).contains("hung 0"),
         "{}",
         text(&o)
+    );
+}
+
+/// A shunt program over AF_XDP forks a child that outlives it: the child
+/// holds the inherited listener (and, before it closed them, the device's
+/// descriptors: the XDP link kept the program attached). Killing the
+/// parent with SIGKILL must detach the program while the child lives.
+#[test]
+fn xdp_program_detaches_when_the_parent_dies_though_children_live() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let mut tb = Testbed::new();
+    let (s, _k) = pair(&mut tb);
+    let prog = r#"
+import os, socket, sys, time
+l = socket.socket()
+l.bind(("192.0.2.1", 7030))
+l.listen(4)
+c = os.fork()
+if c == 0:
+    time.sleep(60)
+    os._exit(0)
+print(os.getpid(), c, flush=True)
+time.sleep(60)
+"#;
+    let child = tb
+        .cmd(&s, "sh")
+        .args([
+            "-c",
+            &format!(
+                "{} export SHUNT_BACKEND=xdp; exec {} -c '{prog}'",
+                shunt_env(),
+                python()
+            ),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run sh");
+    let child = tb.adopt(child);
+    let mut line = String::new();
+    let out = child.stdout.take().expect("stdout piped");
+    std::io::BufReader::new(out)
+        .read_line(&mut line)
+        .expect("the program's pids");
+    let pids: Vec<u32> = line
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "{line:?}");
+    let xdp = |tb: &Testbed| {
+        let o = tb.sh(&s, "ip link show dev veth0");
+        String::from_utf8_lossy(&o.stdout).contains("xdp")
+    };
+    assert!(xdp(&tb), "no XDP program on veth0 while shunt runs");
+    let o = tb.sh(&s, &format!("kill -9 {}", pids[0]));
+    assert!(o.status.success(), "{}", text(&o));
+    let t0 = Instant::now();
+    while xdp(&tb) && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let attached = xdp(&tb);
+    let child_lives = std::path::Path::new(&format!("/proc/{}", pids[1])).exists();
+    let _ = tb.sh(&s, &format!("kill -9 {}", pids[1]));
+    assert!(child_lives, "the child should still live");
+    assert!(
+        !attached,
+        "the XDP program is still attached 5 s after the parent died, the child living"
     );
 }
