@@ -18,6 +18,37 @@ use shunt_shim_tests::over::{
 };
 use shunt_shim_tests::testbed::Testbed;
 
+/// What the cases below stand on: the environment they use gives the
+/// program an AF_XDP device, with the XDP program on veth0 while it runs
+/// (and not an AF_PACKET socket, over which they would pass as well).
+#[test]
+fn xdp_env_serves_the_program_on_an_af_xdp_device() {
+    let mut tb = Testbed::new();
+    let (s, _k) = pair(&mut tb);
+    let o = tb.sh(
+        &s,
+        &format!(
+            "{} SHUNT_LOG=debug {} -c 'import socket, subprocess; socket.socket(); \
+             print(subprocess.run([\"ip\", \"link\", \"show\", \"dev\", \"veth0\"], \
+             capture_output=True, text=True).stdout)'",
+            xdp_env(),
+            python()
+        ),
+    );
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(
+        o.status.success()
+            && err.contains("veth0: AF_XDP")
+            && err.contains("serving 192.0.2.1/24 on veth0")
+            && out.contains("prog/xdp"),
+        "{}",
+        text(&o)
+    );
+}
+
 #[test]
 fn xdp_curl_fetches_1mib_from_kernel_http_server() {
     cases::curl_fetches_1mib_from_kernel_http_server(&xdp_env());
