@@ -1,23 +1,31 @@
 #!/usr/bin/env python3
-"""posix-suite runner: every test on Linux, then on shunt, side by side.
+"""posix-suite runner: every test on Linux, on shunt over AF_PACKET and on
+shunt over AF_XDP, side by side.
 
-  python3 posix-suite/run.py [--only CATEGORY]... [--column linux|shunt]
+  python3 posix-suite/run.py [--only CATEGORY]... [--column linux|shunt|xdp]...
                              [-k NAME]... [--jobs N] [--no-build] [-v]
 
 Builds the C tests (make -C posix-suite), makes a fresh namespace pair for
 this run (shunt-<pid>-posix-t for the tests, shunt-<pid>-posix-p for the
 peer, a veth between them), starts peer.py in the peer namespace, and runs
-each category binary once per column inside the test namespace:
+each category binary once per column inside the test namespace (by
+default all three columns, one after the other):
 
   linux  the test veth carries 192.0.2.1/24 and 2001:db8::1/64 in the kernel;
          the tests run plainly.
   shunt  the same veth is up but has NO kernel address (not even a
          link-local one); the tests run under LD_PRELOAD=libshunt.so with
-         SHUNT_IFACE/SHUNT_ADDR, so whatever moves data can only be shunt.
+         SHUNT_IFACE/SHUNT_ADDR and SHUNT_BACKEND=packet, so whatever moves
+         data can only be shunt.
+  xdp    the same as shunt with SHUNT_BACKEND=xdp: shunt's stack on an
+         AF_XDP queue, its XDP program steering the frames for shunt's
+         addresses to it.
+In both shunt columns each category runs in a namespace pair of its own.
 
 Exit status 1 when a test fails on Linux (a broken test), when a test fails
-on shunt and is not in known-failures.txt, when a listed test passes on
-shunt, or when known-failures.txt names a test that does not exist.
+on a shunt column and is not in that column's list (known-failures.txt for
+shunt, known-failures-xdp.txt for xdp), when a listed test passes in its
+column, or when a list names a test that does not exist.
 The namespaces are removed on exit, on failure and on Ctrl-C; namespaces
 left by runs whose pid is gone (shunt-<deadpid>-*) are removed at start.
 """
@@ -35,7 +43,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 BUILD = os.path.join(HERE, "build")
-KNOWN = os.path.join(HERE, "known-failures.txt")
+# Each shunt column's list of expected failures.
+KNOWN = {"shunt": "known-failures.txt", "xdp": "known-failures-xdp.txt"}
+BACKEND = {"shunt": "packet", "xdp": "xdp"}
+COLUMNS = ["linux", "shunt", "xdp"]
 LIBSHUNT = os.path.join(REPO, "target", "release", "libshunt.so")
 
 LOCAL4, PEER4 = "192.0.2.1", "192.0.2.2"
@@ -151,11 +162,14 @@ class Testbed:
             if "inet" in left:
                 raise RuntimeError(f"test interface still has kernel addresses: {left}")
 
-    def down(self):
+    def drop_extra(self):
         with self.extra_lock:
             extra, self.extra = self.extra, []
         for b in extra:
             b.down()
+
+    def down(self):
+        self.drop_extra()
         if self.peer and self.peer.poll() is None:
             try:
                 self.peer.stdin.close()
@@ -184,18 +198,19 @@ def list_tests(cat):
     return tests
 
 
-def load_known():
+def load_known(col):
     known = {}
-    if not os.path.exists(KNOWN):
+    path = os.path.join(HERE, KNOWN[col])
+    if not os.path.exists(path):
         return known
-    with open(KNOWN) as f:
+    with open(path) as f:
         for n, line in enumerate(f, 1):
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
             key, _, reason = line.replace("\t", " ").partition(" ")
             if "/" not in key:
-                die(f"known-failures.txt:{n}: expected 'category/test reason', got {line!r}")
+                die(f"{KNOWN[col]}:{n}: expected 'category/test reason', got {line!r}")
             known[key] = reason.strip()
     return known
 
@@ -205,13 +220,14 @@ def run_binary(tb, col, cat, names):
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         "PS_LOCAL4": LOCAL4, "PS_PEER4": PEER4, "PS_LOCAL6": LOCAL6, "PS_PEER6": PEER6,
     }
-    if col == "shunt":
+    if col in BACKEND:
         env.update({
             "LD_PRELOAD": LIBSHUNT,
             "SHUNT_IFACE": IFACE,
             "SHUNT_ADDR": f"{LOCAL4}/24,{LOCAL6}/64",
+            "SHUNT_BACKEND": BACKEND[col],
         })
-        for k in ("SHUNT_LOG", "SHUNT_BACKEND", "SHUNT_SPIN_US"):
+        for k in ("SHUNT_LOG", "SHUNT_SPIN_US"):
             if k in os.environ:
                 env[k] = os.environ[k]
     cmd = ["ip", "netns", "exec", tb.t, "env", "-i"] + [f"{k}={v}" for k, v in env.items()] \
@@ -242,8 +258,8 @@ def run_binary(tb, col, cat, names):
     return cat, results, time.monotonic() - t0
 
 
-def category_beds(tb, cats):
-    """One namespace pair (and peer) per category, for the shunt column.
+def category_beds(tb, col, cats):
+    """One namespace pair (and peer) per category, for a shunt column.
 
     A process's stack owns its (interface, address) within its network
     namespace (the ownership lock): two categories running at once in one
@@ -251,7 +267,7 @@ def category_beds(tb, cats):
     kernel, which has no address there. Each category gets its own pair,
     with the same addresses, so they still run in parallel."""
     def make(i):
-        b = Testbed(f"{i}")
+        b = Testbed(f"{col}{i}")
         with tb.extra_lock:
             tb.extra.append(b)
         b.up()
@@ -266,7 +282,7 @@ def run_column(tb, col, selected, jobs, verbose):
     tb.column(col)
     res = {}
     cats = [cat for cat, names in selected.items() if names]
-    beds = category_beds(tb, cats) if col == "shunt" else {cat: tb for cat in cats}
+    beds = category_beds(tb, col, cats) if col in BACKEND else {cat: tb for cat in cats}
     ex = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
     try:
         futs = [ex.submit(run_binary, beds[cat], col, cat, selected[cat]) for cat in cats]
@@ -279,32 +295,41 @@ def run_column(tb, col, selected, jobs, verbose):
     finally:
         # On Ctrl-C, do not wait here: the caller kills the binaries.
         ex.shutdown(wait=False, cancel_futures=True)
+    # The next column starts with only the main pair.
+    tb.drop_extra()
     return res
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", action="append", metavar="CATEGORY", help="run only this category (repeatable)")
-    ap.add_argument("--column", choices=["linux", "shunt"], help="run only one column")
+    ap.add_argument("--column", action="append", metavar="linux|shunt|xdp",
+                    help="run only this column (repeatable, or a comma list; default: all three)")
     ap.add_argument("-k", action="append", metavar="NAME", dest="keys",
                     help="run only tests whose name contains NAME (repeatable)")
     ap.add_argument("--jobs", type=int, default=0, help="categories run at once (default: all)")
     ap.add_argument("--no-build", action="store_true", help="do not run make first")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every failure reason")
     ap.add_argument("--emit-known", metavar="REASON",
-                    help="after the report, print a known-failures.txt line with REASON for every "
-                         "shunt failure that is not listed yet (review before committing)")
+                    help="after the report, print a line with REASON for every shunt (or xdp) "
+                         "failure its list does not have yet (review before committing)")
     args = ap.parse_args()
 
     if os.geteuid() != 0:
         die("needs root (network namespaces)")
-    cols = [args.column] if args.column else ["linux", "shunt"]
+    cols = COLUMNS
+    if args.column:
+        asked = {c.strip() for arg in args.column for c in arg.split(",") if c.strip()}
+        bad = sorted(asked - set(COLUMNS))
+        if bad:
+            die(f"no such column: {', '.join(bad)} (have: {', '.join(COLUMNS)})")
+        cols = [c for c in COLUMNS if c in asked]
 
     if not args.no_build:
         r = subprocess.run(["make", "-s", "-C", HERE, "all"])
         if r.returncode != 0:
             die("build failed")
-    if "shunt" in cols and not os.path.exists(LIBSHUNT):
+    if any(c in BACKEND for c in cols) and not os.path.exists(LIBSHUNT):
         r = subprocess.run(["cargo", "build", "--release", "-p", "shunt-preload"], cwd=REPO)
         if r.returncode != 0 or not os.path.exists(LIBSHUNT):
             die("cannot build libshunt.so")
@@ -328,7 +353,7 @@ def main():
     total = sum(len(v) for v in selected.values())
     if total == 0:
         die("no test selected")
-    known = load_known()
+    known = {col: load_known(col) for col in BACKEND}
     jobs = args.jobs or len(selected)
 
     def on_signal(signum, frame):
@@ -394,6 +419,7 @@ def report(args, cols, selected, alltests, results, known, elapsed):
         return [(f"{cat}/{t}", results[col][cat][t][1]) for cat, names in selected.items()
                 for t in names if not results[col][cat][t][0]]
 
+    total = sum(len(v) for v in selected.values())
     if "linux" in cols:
         lf = fails("linux")
         if lf:
@@ -402,49 +428,53 @@ def report(args, cols, selected, alltests, results, known, elapsed):
             for k, why in lf:
                 print(f"  {k}: {why}")
 
-    # known-failures.txt must name real tests.
+    # Each list must name real tests.
     existing = {f"{c}/{t}" for c, ts in alltests.items() for t in ts}
-    ghosts = sorted(k for k in known if k not in existing)
-    if ghosts:
-        bad = True
-        print(f"\nknown-failures.txt names {len(ghosts)} test(s) that do not exist:")
-        for k in ghosts:
-            print(f"  {k}")
+    for col in BACKEND:
+        ghosts = sorted(k for k in known[col] if k not in existing)
+        if ghosts:
+            bad = True
+            print(f"\n{KNOWN[col]} names {len(ghosts)} test(s) that do not exist:")
+            for k in ghosts:
+                print(f"  {k}")
 
-    if "shunt" in cols:
-        sf = fails("shunt")
-        unexpected = [(k, why) for k, why in sf if k not in known]
-        expected = [k for k, _ in sf if k in known]
-        ran = {f"{cat}/{t}" for cat, names in selected.items() for t in names}
-        fixed = sorted(k for k in known if k in ran and k not in {x for x, _ in sf})
+    ran = {f"{cat}/{t}" for cat, names in selected.items() for t in names}
+    summary = [f"linux: {tot['linux']} passed, {len(fails('linux'))} failed"] if "linux" in cols else []
+    for col in (c for c in cols if c in BACKEND):
+        listed, name = known[col], KNOWN[col]
+        sf = fails(col)
+        failed = {k for k, _ in sf}
+        unexpected = [(k, why) for k, why in sf if k not in listed]
+        expected = [k for k, _ in sf if k in listed]
+        fixed = sorted(k for k in listed if k in ran and k not in failed)
         if unexpected:
             bad = True
-            print(f"\nUNEXPECTED shunt failures ({len(unexpected)}; fix them, or list them "
-                  "in known-failures.txt with a reason):")
+            print(f"\nUNEXPECTED {col} failures ({len(unexpected)}; fix them, or list them "
+                  f"in {name} with a reason):")
             for k, why in unexpected:
                 print(f"  {k}: {why}")
         elif args.verbose and sf:
-            print("\nshunt failures:")
+            print(f"\n{col} failures:")
             for k, why in sf:
                 print(f"  {k}: {why}")
         if args.emit_known and unexpected:
-            print(f"\n# --emit-known: {len(unexpected)} line(s) for known-failures.txt")
+            print(f"\n# --emit-known: {len(unexpected)} line(s) for {name}")
             for k, _ in unexpected:
                 print(f"{k:<56} {args.emit_known}")
         if fixed:
             bad = True
-            print(f"\nLISTED BUT PASSING on shunt ({len(fixed)}; remove them from known-failures.txt):")
+            print(f"\nLISTED BUT PASSING on {col} ({len(fixed)}; remove them from {name}):")
             for k in fixed:
                 print(f"  {k}")
-        npass = tot["shunt"]
-        print(f"\nshunt: {len(expected)} expected failures (known-failures.txt), "
-              f"{len(unexpected)} unexpected, {len(fixed)} listed but passing")
-        print(f"{'FAILED' if bad else 'OK'}")
-        print(f"{npass} passed, {len(sf)} failed")
-    else:
-        lf = fails("linux")
-        print(f"{'FAILED' if bad else 'OK'}")
-        print(f"{tot['linux']} passed, {len(lf)} failed")
+        summary.append(f"{col}: {tot[col]} passed, {len(sf)} failed: {len(expected)} expected "
+                       f"({name}), {len(unexpected)} unexpected, {len(fixed)} listed but passing")
+    print()
+    for line in summary:
+        print(line)
+    print(f"{'FAILED' if bad else 'OK'}")
+    # Every column run, counted literally (expected failures included).
+    npass = sum(tot.values())
+    print(f"{npass} passed, {len(cols) * total - npass} failed")
     return 1 if bad else 0
 
 

@@ -153,9 +153,10 @@ TEST(poll_timeout_elapses, "poll with a 100 ms timeout and no events returns 0 a
 
 TEST(poll_blocks_until_data, "a blocking poll(-1) wakes when the echo arrives", "poll(2)") {
     int fd = echo4();
+    /* Before fork: the parent can resume well after the child started. */
+    long t0 = ps_now_ms();
     pid_t pid = fork();
     if (pid == 0) { ps_sleep_ms(60); ps_write_all(fd, "w", 1); _exit(0); }
-    long t0 = ps_now_ms();
     struct pollfd p = {.fd = fd, .events = POLLIN};
     CHECK_EQ(poll(&p, 1, -1), 1);
     CHECK_EQ(p.revents, POLLIN);

@@ -170,3 +170,15 @@ pub fn random_file(tb: &Testbed, name: &str, mib: u32) -> (PathBuf, String) {
     let sum = first_word(&o);
     (dir, sum)
 }
+
+/// Shell exports that put a program over shunt's AF_XDP device on `veth0`
+/// with `addr` (dedicated mode: the XDP program steers `addr`'s frames to
+/// shunt and passes the rest to the kernel).
+pub fn xdp_env_addr(addr: &str) -> String {
+    format!("{}export SHUNT_BACKEND=xdp; ", shunt_env_addr(addr))
+}
+
+/// Shunt over AF_XDP on veth0 as 192.0.2.1/24.
+pub fn xdp_env() -> String {
+    xdp_env_addr("192.0.2.1/24")
+}

@@ -8,163 +8,30 @@
 
 use std::path::PathBuf;
 
+use shunt_shim_tests::cases;
 use shunt_shim_tests::over::{pair, python, random_file, require, shunt_env, text, wait_port};
 use shunt_shim_tests::testbed::Testbed;
 
+// The cases shared with xdp_over_shunt.rs (shunt_shim_tests::cases).
+
 #[test]
 fn curl_over_shunt_fetches_1mib_from_kernel_http_server() {
-    require("curl");
-    let mut tb = Testbed::new();
-    let (s, k) = pair(&mut tb);
-    let (dir, want) = random_file(&tb, "www", 1);
-    let py = python();
-    tb.spawn_sh(
-        &k,
-        &format!(
-            "cd {} && exec {py} -m http.server 8000 --bind 192.0.2.2 >/dev/null 2>&1",
-            dir.display()
-        ),
-    );
-    let o = tb.sh(&k, &wait_port("192.0.2.2", 8000));
-    assert!(o.status.success(), "{}", text(&o));
-    let o = tb.sh(
-        &s,
-        &format!(
-            "{} timeout 60 curl -sS --fail http://192.0.2.2:8000/f.bin | sha256sum",
-            shunt_env()
-        ),
-    );
-    let got = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && got.starts_with(&want),
-        "want {want}\n{}",
-        text(&o)
-    );
-    assert!(o.stderr.is_empty(), "{}", text(&o));
-    let _ = std::fs::remove_dir_all(&dir);
+    cases::curl_fetches_1mib_from_kernel_http_server(&shunt_env());
 }
 
 #[test]
 fn kernel_curl_fetches_1mib_from_http_server_over_shunt() {
-    require("curl");
-    let mut tb = Testbed::new();
-    let (s, k) = pair(&mut tb);
-    let (dir, want) = random_file(&tb, "www", 1);
-    let py = python();
-    tb.spawn_sh(
-        &s,
-        &format!(
-            "{} cd {} && exec {py} -m http.server 8001 --bind 0.0.0.0 >/dev/null 2>&1",
-            shunt_env(),
-            dir.display()
-        ),
-    );
-    let o = tb.sh(
-        &k,
-        &format!(
-            "{} timeout 60 curl -sS --fail http://192.0.2.1:8001/f.bin | sha256sum",
-            wait_port("192.0.2.1", 8001)
-        ),
-    );
-    let got = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && got.starts_with(&want),
-        "want {want}\n{}",
-        text(&o)
-    );
-    // A second fetch from the same server process.
-    let o = tb.sh(
-        &k,
-        "timeout 60 curl -sS --fail http://192.0.2.1:8001/f.bin | sha256sum",
-    );
-    assert!(
-        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with(&want),
-        "second fetch: {}",
-        text(&o)
-    );
-    // The wildcard listener serves the kernel's loopback too: a plain
-    // curl on the shunt side's own namespace.
-    let o = tb.sh(
-        &s,
-        "timeout 60 curl -sS --fail http://127.0.0.1:8001/f.bin | sha256sum",
-    );
-    assert!(
-        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with(&want),
-        "fetch over loopback: {}",
-        text(&o)
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    cases::kernel_curl_fetches_1mib_from_http_server(&shunt_env());
 }
 
 #[test]
 fn nc_over_shunt_to_kernel_socat_echo() {
-    require("socat");
-    require("nc");
-    let mut tb = Testbed::new();
-    let (s, k) = pair(&mut tb);
-    tb.spawn_sh(&k, "exec socat TCP-LISTEN:7000,reuseaddr,fork EXEC:cat");
-    let o = tb.sh(&k, &wait_port("192.0.2.2", 7000));
-    assert!(o.status.success(), "{}", text(&o));
-    // 300 KB through nc (half-close with -N), counted on the way back.
-    let o = tb.sh(
-        &s,
-        &format!(
-            "{} head -c 300000 /dev/zero | tr '\\0' x | timeout 20 nc -N 192.0.2.2 7000 | wc -c",
-            shunt_env()
-        ),
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
-        "300000",
-        "{}",
-        text(&o)
-    );
-    // UDP: nc -u over shunt to a kernel socat echo.
-    tb.spawn_sh(&k, "exec socat UDP-RECVFROM:7002,fork EXEC:cat");
-    let o = tb.sh(
-        &s,
-        &format!(
-            "sleep 0.3; {} echo ping | timeout 5 nc -u -w 1 192.0.2.2 7002",
-            shunt_env()
-        ),
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
-        "ping",
-        "{}",
-        text(&o)
-    );
+    cases::nc_to_kernel_socat_echo(&shunt_env());
 }
 
 #[test]
 fn kernel_nc_to_socat_echo_over_shunt() {
-    require("socat");
-    require("nc");
-    let mut tb = Testbed::new();
-    let (s, k) = pair(&mut tb);
-    // socat over shunt: one connection, echoed by a cat beside it (not
-    // PIPE: socat can block for good writing into its own full pipe).
-    tb.spawn_sh(
-        &s,
-        &format!(
-            "{} exec socat TCP-LISTEN:7001,reuseaddr EXEC:cat",
-            shunt_env()
-        ),
-    );
-    let o = tb.sh(
-        &k,
-        // No probe: the server takes exactly one connection.
-        "sleep 1; yes 'hello over shunt' | head -n 20000 | timeout 20 socat -t 5 - TCP:192.0.2.1:7001 | sha256sum; \
-         yes 'hello over shunt' | head -n 20000 | sha256sum",
-    );
-    let out = String::from_utf8_lossy(&o.stdout);
-    let lines: Vec<&str> = out.lines().collect();
-    assert!(
-        o.status.success() && lines.len() == 2 && lines[0] == lines[1],
-        "{}",
-        text(&o)
-    );
+    cases::kernel_socat_to_socat_echo(&shunt_env());
 }
 
 const PY_SELF: &str = r#"
