@@ -273,8 +273,11 @@ mod tests {
         let env = env_of(&cmd);
         assert_eq!(get(&env, "SHUNT_SHARE_ADDR"), Some("1"));
         assert_eq!(get(&env, "SHUNT_ADDR"), None);
-        let e = run(&s(&["--iface", "veth0", "--share-addr", "--", "true"]), no_env)
-            .expect_err("AF_PACKET cannot share");
+        let e = run(
+            &s(&["--iface", "veth0", "--share-addr", "--", "true"]),
+            no_env,
+        )
+        .expect_err("AF_PACKET cannot share");
         assert!(e.starts_with("--share-addr needs --backend xdp"), "{e}");
         let e = run(&s(&["--iface", "veth0", "--", "true"]), no_env).expect_err("no address");
         assert!(e.contains("--addr"), "{e}");

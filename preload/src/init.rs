@@ -306,8 +306,11 @@ fn ifindex_of(name: &str) -> Option<i32> {
             &mut req as *mut libc::ifreq,
         )
     };
+    if r != 0 {
+        return None;
+    }
     // SAFETY: the kernel filled the index member.
-    (r == 0).then(|| unsafe { req.ifr_ifru.ifru_ifindex })
+    Some(unsafe { req.ifr_ifru.ifru_ifindex })
 }
 
 /// Whether the kernel holds `addr` in this network namespace. IPv4: the
