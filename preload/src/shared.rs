@@ -257,6 +257,11 @@ fn backing_socket(proto: Proto, port: u16, reuse: Reuse) -> Result<OwnedFd, Errn
             ),
             Err(e) => return Err(e),
         };
+    if proto == Proto::Udp {
+        // Datagrams from this host to the port reach it (the wire's go
+        // to shunt): nobody reads them, so it keeps the smallest queue.
+        let _ = sockopt::set_socket_recv_buffer_size(&fd, 0);
+    }
     if reuse.addr {
         sockopt::set_socket_reuseaddr(&fd, true)?;
     }

@@ -2036,10 +2036,13 @@ unsafe impl ShuntSockets for Shunt {
                     .stack
                     .tcp(now, |l, cx| l.listen(cx, t, backlog))
                     .map_err(se);
-                // Shared mode: the kernel's listener would be on the
-                // kernel's own address (its backing socket holds the port).
+                // Shared mode too: the XDP program steers the port's
+                // frames from the wire to shunt, so the kernel listener
+                // serves this host's own clients only (it can listen next
+                // to the port's backing socket when both have
+                // SO_REUSEADDR, as servers set; without, shunt's path
+                // alone).
                 if r.is_ok()
-                    && g.shared.is_none()
                     && let Ok(local) = g.stack.tcp_layer().local_addr(t)
                     && local.ip.is_unspecified()
                     && !g.t.get(id).is_some_and(|s| s.klisten)
