@@ -308,4 +308,59 @@ mod tests {
         drop(a);
         assert!(backing_socket(Proto::Tcp, p, r).is_ok(), "freed on close");
     }
+
+    fn kernel_bind(ty: SocketType, port: u16) -> Result<(), Errno> {
+        let k = rustix::net::socket(AddressFamily::INET, ty, None)?;
+        rustix::net::bind(&k, &SocketAddr::from(([0, 0, 0, 0], port)))
+    }
+
+    #[test]
+    fn a_port_is_held_until_its_last_user_goes() {
+        let mut st = Stack::new(shunt_stack::StackConfig::new(shunt_stack::Mac([
+            2, 0, 0, 0, 0, 1,
+        ])));
+        // Index 1 (`lo`) exists in every namespace.
+        let mut sh =
+            Shared::open(1, &mut st, Instant::ZERO, |fd| fd.try_clone().ok()).expect("netlink");
+        let (a, b) = (Owner::Udp(st.udp_socket()), Owner::Udp(st.udp_socket()));
+        let p = sh.reserve(None, a, 0, Reuse::default()).unwrap();
+        assert_eq!(sh.port_of(a), Some(p));
+        assert_eq!(kernel_bind(SocketType::DGRAM, p), Err(Errno::ADDRINUSE));
+        assert_eq!(
+            sh.reserve(None, b, p, Reuse::default()),
+            Ok(p),
+            "shunt's own share"
+        );
+        sh.release(None, a);
+        assert_eq!(
+            kernel_bind(SocketType::DGRAM, p),
+            Err(Errno::ADDRINUSE),
+            "b holds it"
+        );
+        sh.release(None, b);
+        assert_eq!(sh.ports(), 0);
+        assert_eq!(kernel_bind(SocketType::DGRAM, p), Ok(()));
+
+        // A closed TCP socket's port stays while the stack uses it.
+        let now = Instant::ZERO;
+        let (l, c) = st.tcp(now, |t, _| {
+            (
+                t.socket(shunt_stack::tcp::Domain::V4),
+                t.socket(shunt_stack::tcp::Domain::V4),
+            )
+        });
+        let q = sh
+            .reserve(None, Owner::Tcp(l), 0, Reuse::default())
+            .unwrap();
+        sh.share(Owner::Tcp(l), Owner::Tcp(c));
+        sh.release(None, Owner::Tcp(l));
+        sh.linger(Owner::Tcp(c));
+        assert!(sh.sweep_due());
+        sh.sweep(None, &[q]);
+        assert!(!sh.sweep_due(), "at most once a second");
+        assert_eq!(kernel_bind(SocketType::STREAM, q), Err(Errno::ADDRINUSE));
+        sh.sweep(None, &[]);
+        assert_eq!(sh.ports(), 0);
+        assert_eq!(kernel_bind(SocketType::STREAM, q), Ok(()));
+    }
 }

@@ -3656,6 +3656,12 @@ pub(crate) fn connect_for_child(
         return Err(libc::EMFILE);
     };
     let serial = g.t.get(id).map_or(0, |s| s.serial);
+    if let Err(x) = shared_autobind(g, Proto::Tcp(t), false) {
+        if let Some(s) = g.t.remove(id) {
+            close_proto(g, s.proto);
+        }
+        return Err(x.raw_os_error());
+    }
     match g
         .stack
         .tcp(now, |l, cx| l.connect(cx, t, to_tcp(SocketAddr::V4(dst))))
