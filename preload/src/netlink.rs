@@ -285,6 +285,8 @@ pub struct Neighbors {
     buf: Vec<u8>,
     /// The notification socket overflowed: dump again.
     lost: bool,
+    /// A resolution request failed (said once).
+    refused: bool,
 }
 
 impl Neighbors {
@@ -306,6 +308,7 @@ impl Neighbors {
             seq: 1,
             buf: vec![0u8; 64 << 10],
             lost: false,
+            refused: false,
         })
     }
 
@@ -342,6 +345,22 @@ impl Neighbors {
                     && let Some((a, r)) = neighbor(t, b, self.ifindex)
                 {
                     f(a, r);
+                } else if t == NLMSG_ERROR
+                    && let Some(c) = b.get(..4)
+                    && let Ok(c) = <[u8; 4]>::try_from(c)
+                    && i32::from_ne_bytes(c) != 0
+                    && !self.refused
+                {
+                    // A resolution request refused (EPERM without
+                    // CAP_NET_ADMIN when the socket was opened): packets
+                    // to unknown neighbours then wait for the kernel to
+                    // resolve them for its own traffic, or fail.
+                    self.refused = true;
+                    crate::log!(
+                        Warn,
+                        "the kernel refuses neighbour resolution requests (errno {})",
+                        -i32::from_ne_bytes(c)
+                    );
                 }
             }
         }
