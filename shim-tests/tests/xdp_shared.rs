@@ -309,3 +309,46 @@ fn ephemeral_ports_are_reserved_in_the_kernel() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An explicit port the kernel (another program) holds is refused to
+/// shunt with the kernel's errno; a free one is shunt's.
+#[test]
+fn a_port_the_kernel_holds_is_refused_to_shunt() {
+    let mut tb = Testbed::new();
+    let (s, _k) = shared_pair(&mut tb);
+    let py = python();
+    tb.spawn_sh(
+        &s,
+        &format!(
+            "exec {py} -c 'import socket, time\n\
+             l = socket.socket(); l.bind((\"0.0.0.0\", 8009)); l.listen()\n\
+             time.sleep(30)'"
+        ),
+    );
+    let o = tb.sh(&s, &wait_listen(8009));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tb.sh(
+        &s,
+        &format!(
+            "{} export SHUNT_LOG=info; {py} -c 'import socket, errno\n\
+             for p in (8009, 8010):\n\
+             \x20   t = socket.socket()\n\
+             \x20   try:\n\
+             \x20       t.bind((\"192.0.2.1\", p)); print(\"bound\", p)\n\
+             \x20   except OSError as e:\n\
+             \x20       print(errno.errorcode[e.errno], p)'",
+            shared_env()
+        ),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "EADDRINUSE 8009\nbound 8010\n",
+        "{}",
+        text(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("with shunt's stack"),
+        "the program ran on the kernel: {}",
+        text(&o)
+    );
+}
