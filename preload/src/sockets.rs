@@ -2025,7 +2025,9 @@ unsafe impl ShuntSockets for Shunt {
         let mut g = self.e.lock();
         let s = g.t.get(id)?;
         let (proto, v6) = (s.proto, s.v6);
-        if let Err(x) = shared_autobind(&mut g, proto, v6) {
+        if matches!(proto, Proto::Tcp(_))
+            && let Err(x) = shared_autobind(&mut g, proto, v6)
+        {
             self.e.done(g);
             return Some(Err(x));
         }
