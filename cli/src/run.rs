@@ -30,12 +30,17 @@ const FLAGS: &[(&str, &str)] = &[
     ("log", "SHUNT_LOG"),
 ];
 
+/// Switches: the flag sets the variable to "1".
+const SWITCHES: &[(&str, &str)] = &[("share-addr", "SHUNT_SHARE_ADDR")];
+
 pub const USAGE: &str =
     "  run [--iface IF] [--addr CIDR,...] [--gw IP,...] [--spin-us N] [--pcap FILE]
-      [--netem SPEC] [--backend packet|xdp] [--log LEVEL] -- PROG [ARGS...]
+      [--netem SPEC] [--backend packet|xdp] [--share-addr] [--log LEVEL]
+      -- PROG [ARGS...]
       run PROG over shunt's stack on interface IF (flags set SHUNT_IFACE,
       SHUNT_ADDR, ... of the same name; unset flags keep the caller's
-      SHUNT_* variables)";
+      SHUNT_* variables); --share-addr (with --backend xdp) serves the
+      kernel's own addresses of IF, no --addr needed";
 
 pub fn main(argv: &[String]) -> i32 {
     match run(argv, |k| std::env::var_os(k)) {
@@ -68,7 +73,8 @@ fn run(argv: &[String], getenv: impl Fn(&str) -> Option<OsString>) -> Result<Com
         None => (argv, &[][..]),
     };
     let valued: Vec<&str> = FLAGS.iter().map(|(f, _)| *f).collect();
-    let a = args::parse(opts, &valued, &[])?;
+    let switches: Vec<&str> = SWITCHES.iter().map(|(f, _)| *f).collect();
+    let a = args::parse(opts, &valued, &switches)?;
     if let Some(p) = a.positional.first() {
         return Err(format!(
             "unexpected {p:?} before `--` (usage: shunt run [options] -- PROG [ARGS...])"
@@ -85,6 +91,16 @@ fn run(argv: &[String], getenv: impl Fn(&str) -> Option<OsString>) -> Result<Com
     for (flag, var) in FLAGS {
         if let Some(v) = a.value(flag) {
             env.push((var.to_string(), v.to_string()));
+        } else if let Some(v) = getenv(var) {
+            let v = v
+                .into_string()
+                .map_err(|_| format!("{var} is not valid UTF-8"))?;
+            env.push((var.to_string(), v));
+        }
+    }
+    for (flag, var) in SWITCHES {
+        if a.has(flag) {
+            env.push((var.to_string(), "1".to_string()));
         } else if let Some(v) = getenv(var) {
             let v = v
                 .into_string()
@@ -129,6 +145,10 @@ fn flag_names(msg: &str) -> String {
     let mut out = msg.to_string();
     for (flag, var) in FLAGS {
         out = out.replace(&format!("{var}="), &format!("--{flag} "));
+        out = out.replace(var, &format!("--{flag}"));
+    }
+    for (flag, var) in SWITCHES {
+        out = out.replace(&format!("{var}=1"), &format!("--{flag}"));
         out = out.replace(var, &format!("--{flag}"));
     }
     out
@@ -232,6 +252,35 @@ mod tests {
         assert_eq!(get(&env, "SHUNT_BACKEND"), Some("packet"));
         assert_eq!(get(&env, "SHUNT_LOG"), Some("info"));
         assert!(get(&env, "LD_PRELOAD").unwrap().ends_with("libshunt.so"));
+    }
+
+    #[test]
+    fn share_addr_switch_needs_no_addr_and_the_xdp_backend() {
+        let Ok(cmd) = run(
+            &s(&[
+                "--iface",
+                "veth0",
+                "--backend",
+                "xdp",
+                "--share-addr",
+                "--",
+                "true",
+            ]),
+            no_env,
+        ) else {
+            return; // libshunt.so not built
+        };
+        let env = env_of(&cmd);
+        assert_eq!(get(&env, "SHUNT_SHARE_ADDR"), Some("1"));
+        assert_eq!(get(&env, "SHUNT_ADDR"), None);
+        let e = run(
+            &s(&["--iface", "veth0", "--share-addr", "--", "true"]),
+            no_env,
+        )
+        .expect_err("AF_PACKET cannot share");
+        assert!(e.starts_with("--share-addr needs --backend xdp"), "{e}");
+        let e = run(&s(&["--iface", "veth0", "--", "true"]), no_env).expect_err("no address");
+        assert!(e.contains("--addr"), "{e}");
     }
 
     #[test]

@@ -142,8 +142,10 @@ pub struct Config {
     pub gateways: Vec<IpAddr>,
     pub backend: Backend,
     /// `SHUNT_SHARE_ADDR=1` (AF_XDP only): shunt serves the kernel's own
-    /// addresses on the interface, steered by (protocol, port); `addrs`
-    /// may then be empty (the kernel's are used).
+    /// addresses on the interface, steered by (protocol, local port); each
+    /// port shunt uses is held by a bound kernel socket and neighbours come
+    /// from the kernel's table (crate::shared). `addrs` (and `gateways`)
+    /// may then be empty: the kernel's are used (crate::init).
     pub share_addr: bool,
     pub spin_us: u32,
     pub pcap: Option<String>,

@@ -72,6 +72,8 @@ pub struct Engine {
     pub dev_fd: RawFd,
     /// The progress thread's wake-up eventfd.
     prog_efd: RawFd,
+    /// The kernel's neighbour notifications (shared mode; -1: none).
+    nl_fd: RawFd,
     /// Set in a forked child: the stack is the parent's, never touched.
     pub forked: AtomicBool,
     /// The interface's index (IP_PKTINFO).
@@ -100,6 +102,8 @@ pub struct Inner {
     dirty: bool,
     /// Where to say so (the progress thread's eventfd; -1: no export).
     dirty_efd: RawFd,
+    /// SHUNT_SHARE_ADDR=1: port reservations, the kernel's neighbours.
+    pub shared: Option<Box<crate::shared::Shared>>,
 }
 
 /// What the virtio-net header says about a received frame's checksum.
@@ -188,6 +192,11 @@ impl Inner {
 
     /// Everything the stack has to send, into the device.
     pub fn transmit(&mut self) -> usize {
+        if self.stack.has_neighbor_wants()
+            && let Some(sh) = &mut self.shared
+        {
+            sh.ask(&mut self.stack);
+        }
         let now = self.now();
         if let Some(tap) = &mut self.tap {
             let at = self.base + Duration::from_nanos(now.as_nanos());
@@ -442,6 +451,13 @@ impl Engine {
         // link coming up, its addresses are usable after 1 s, and the
         // link-local and the configured addresses finish DAD together.
         sc.ipv6.rtr_solicit_delay = Duration::from_millis(10);
+        if cfg.share_addr {
+            // The kernel owns the addresses (it ran DAD, it has the
+            // link-local one) and resolves the neighbours.
+            sc.neighbor.external = true;
+            sc.ipv6.dad_transmits = 0;
+            sc.ipv6.link_local = false;
+        }
         let mut seed = [0u8; 8];
         // SAFETY: getrandom(2) into our 8-byte buffer.
         let _ = unsafe { libc::syscall(libc::SYS_getrandom, seed.as_mut_ptr(), 8usize, 0) };
@@ -485,6 +501,15 @@ impl Engine {
                 }
             }
         }
+        let shared = if cfg.share_addr {
+            let sh = crate::shared::Shared::open(ifindex, &mut stack, Instant::ZERO, |fd| {
+                high_internal(fd.as_fd())
+            })?;
+            Some(Box::new(sh))
+        } else {
+            None
+        };
+        let nl_fd = shared.as_ref().map_or(-1, |s| s.netlink_fd());
         let prog_efd = new_eventfd().ok_or("cannot create an eventfd")?;
         let tap = Tap::new(cfg)?;
         let stat = Export::new(cfg, &dev.name());
@@ -502,7 +527,9 @@ impl Engine {
                 tap,
                 dirty: true,
                 dirty_efd: if stat.is_some() { prog_efd } else { -1 },
+                shared,
             }),
+            nl_fd,
             dev_fd,
             prog_efd,
             forked: AtomicBool::new(false),
@@ -633,6 +660,7 @@ impl Engine {
             let (timeout, text, due) = {
                 let mut g = self.inner.lock();
                 let busy = g.turn();
+                crate::sockets::shared_sweep(&mut g);
                 if !busy && let Some(tap) = &mut g.tap {
                     tap.flush();
                 }
@@ -674,6 +702,13 @@ impl Engine {
                         revents: 0,
                     });
                 }
+                if self.nl_fd >= 0 {
+                    fds.push(libc::pollfd {
+                        fd: self.nl_fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    });
+                }
                 g.relays.pollfds(&mut fds);
                 if self.stat.is_some() && g.dirty {
                     let now = std::time::Instant::now();
@@ -701,6 +736,17 @@ impl Engine {
             let _ = unsafe { raw_ppoll(&mut fds, timeout, core::ptr::null()) };
             if fds[0].revents != 0 {
                 efd_drain(self.prog_efd);
+            }
+            if self.nl_fd >= 0 && fds.iter().any(|p| p.fd == self.nl_fd && p.revents != 0) {
+                let mut g = self.inner.lock();
+                let now = g.now();
+                let Inner { shared, stack, .. } = &mut *g;
+                if let Some(sh) = shared {
+                    sh.on_netlink(stack, now);
+                }
+                // What waited goes out in the next turn; a failure is a
+                // socket error now.
+                g.notify();
             }
         }
     }

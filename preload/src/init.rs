@@ -207,8 +207,28 @@ fn activate() -> u8 {
 /// [`socket::ShuntSockets`] integration. Any failure is one line on stderr
 /// and the process runs on the kernel.
 fn start_stack(cfg: &config::Config) -> u8 {
-    // The kernel is a stack too: never two stacks on one address.
-    if let Some(a) = cfg.addrs.iter().find(|a| kernel_has(a.addr)) {
+    let shared;
+    let cfg = if cfg.share_addr {
+        match shared_config(cfg) {
+            Ok(c) => {
+                shared = c;
+                &shared
+            }
+            Err(e) => {
+                crate::log!(Error, "{}: {e}; the program runs on the kernel", cfg.iface);
+                return KERNEL;
+            }
+        }
+    } else {
+        cfg
+    };
+    // The kernel is a stack too: never two stacks on one address (unless
+    // shared: then the address is the kernel's, steered by port).
+    if let Some(a) = cfg
+        .addrs
+        .iter()
+        .find(|a| !cfg.share_addr && kernel_has(a.addr))
+    {
         crate::log!(
             Info,
             "{} is the kernel's own address in this namespace; the program runs on the kernel",
@@ -236,6 +256,61 @@ fn start_stack(cfg: &config::Config) -> u8 {
             KERNEL
         }
     }
+}
+
+/// Shared-address mode: without SHUNT_ADDR, the kernel's addresses of
+/// the interface (with their prefixes); without SHUNT_GW, its default
+/// gateways through it.
+fn shared_config(cfg: &config::Config) -> Result<config::Config, String> {
+    let mut c = cfg.clone();
+    let ifindex = ifindex_of(&cfg.iface).ok_or("no such interface")?;
+    if c.addrs.is_empty() {
+        c.addrs = crate::netlink::addresses(ifindex)?
+            .into_iter()
+            .map(|(addr, prefix)| config::Cidr { addr, prefix })
+            .collect();
+        if c.addrs.is_empty() {
+            return Err("SHUNT_SHARE_ADDR=1: the interface has no address".into());
+        }
+    }
+    if c.gateways.is_empty() {
+        c.gateways = crate::netlink::gateways(ifindex)?;
+    }
+    Ok(c)
+}
+
+/// The index of interface `name` (SIOCGIFINDEX, a raw system call).
+fn ifindex_of(name: &str) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    let fd = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )
+    .ok()?;
+    // SAFETY: ifreq is plain data; zero is valid.
+    let mut req: libc::ifreq = unsafe { core::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFINDEX reads the name and writes the index into our
+    // ifreq; a raw system call, not our ioctl hook.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_ioctl,
+            fd.as_raw_fd(),
+            libc::SIOCGIFINDEX,
+            &mut req as *mut libc::ifreq,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: the kernel filled the index member.
+    Some(unsafe { req.ifr_ifru.ifru_ifindex })
 }
 
 /// Whether the kernel holds `addr` in this network namespace. IPv4: the

@@ -41,6 +41,7 @@ use shunt_stack::{Ipv4Addr, Ipv6Addr, UdpHandle};
 use crate::engine::{Engine, Inner, WaitEnd, raw_ppoll, restart_after_signal};
 use crate::fdtable::{self, Entry};
 use crate::real;
+use crate::shared::Owner;
 use crate::sockaddr::{self as name, AddrUse};
 use crate::socket::{EpollId, Errno, Served, ShuntSockets, SocketId, SysResult, Timeout};
 
@@ -1204,6 +1205,11 @@ impl Shunt {
             drop(g);
             return None;
         }
+        if dst.is_some()
+            && let Err(x) = shared_autobind(&mut g, Proto::Udp(h), v6)
+        {
+            return Some(Err(x));
+        }
         // SAFETY: the program's msghdr, read above.
         let (tos, ttl) = match unsafe { ip_send_cmsgs(m) } {
             Ok(x) => x,
@@ -1739,6 +1745,70 @@ fn is_bcast(cfg: &crate::config::Config, a: &StdV4) -> bool {
     })
 }
 
+fn owner(p: Proto) -> Owner {
+    match p {
+        Proto::Tcp(t) => Owner::Tcp(t),
+        Proto::Udp(h) => Owner::Udp(h),
+    }
+}
+
+fn local_port(g: &Inner, p: Proto) -> u16 {
+    match p {
+        Proto::Tcp(t) => g.stack.tcp_layer().local_addr(t).map_or(0, |l| l.port),
+        Proto::Udp(h) => g.stack.udp_local_addr(h).map_or(0, |l| l.port()),
+    }
+}
+
+/// Bind the stack's socket to `a` (shared mode: see crate::shared).
+fn stack_bind(g: &mut Inner, p: Proto, a: SocketAddr) -> Result<(), Errno> {
+    match p {
+        Proto::Tcp(t) => {
+            let now = g.now();
+            g.stack
+                .tcp(now, |l, cx| l.bind(cx, t, to_tcp(a)))
+                .map_err(se)
+        }
+        Proto::Udp(h) => g.stack.udp_bind(h, a).map_err(se),
+    }
+}
+
+/// Shared mode's bind: the port (the kernel's pick for port 0) is
+/// reserved by a kernel socket first, whose errno (EADDRINUSE, EACCES)
+/// is the call's.
+fn shared_bind(
+    g: &mut Inner,
+    p: Proto,
+    mut a: SocketAddr,
+    reuse: crate::shared::Reuse,
+) -> Result<(), Errno> {
+    if local_port(g, p) != 0 {
+        return Err(Errno::INVAL);
+    }
+    let Inner { shared, dev, .. } = g;
+    let Some(sh) = shared else {
+        return Err(Errno::INVAL);
+    };
+    let port = sh.reserve(dev.steering(), owner(p), a.port(), reuse)?;
+    a.set_port(port);
+    let r = stack_bind(g, p, a);
+    if r.is_err()
+        && let Some(sh) = &mut g.shared
+    {
+        sh.release(g.dev.steering(), owner(p));
+    }
+    r
+}
+
+/// Shared mode: an unbound socket about to be bound implicitly (connect,
+/// listen, sendto) takes a port the kernel picked and reserved instead of
+/// one of the stack's (which the kernel might hand out too).
+fn shared_autobind(g: &mut Inner, p: Proto, v6: bool) -> Result<(), Errno> {
+    if g.shared.is_none() || local_port(g, p) != 0 {
+        return Ok(());
+    }
+    shared_bind(g, p, wildcard(v6, 0), crate::shared::Reuse::default())
+}
+
 fn close_proto(g: &mut Inner, p: Proto) {
     match p {
         Proto::Tcp(t) => {
@@ -1748,6 +1818,39 @@ fn close_proto(g: &mut Inner, p: Proto) {
         Proto::Udp(h) => {
             let _ = g.stack.udp_close(h);
         }
+    }
+    if let Inner {
+        shared: Some(sh),
+        dev,
+        ..
+    } = g
+    {
+        match p {
+            // The connection may go on closing (FIN_WAIT, TIME_WAIT).
+            Proto::Tcp(_) => sh.linger(owner(p)),
+            Proto::Udp(_) => sh.release(dev.steering(), owner(p)),
+        }
+    }
+}
+
+/// Shared mode: release the ports of closed connections the stack has
+/// freed since (see [`crate::shared::Shared::sweep`]).
+pub fn shared_sweep(g: &mut Inner) {
+    if let Inner {
+        shared: Some(sh),
+        dev,
+        stack,
+        ..
+    } = g
+        && sh.sweep_due()
+    {
+        let in_use: Vec<u16> = stack
+            .tcp_layer()
+            .table()
+            .iter()
+            .filter_map(|r| r.local.map(|l| l.port))
+            .collect();
+        sh.sweep(dev.steering(), &in_use);
     }
 }
 
@@ -1872,6 +1975,15 @@ unsafe impl ShuntSockets for Shunt {
         if !crate::privdrop::port_allowed(a.port()) {
             return Some(Err(Errno::ACCESS));
         }
+        if g.shared.is_some() {
+            let reuse = crate::shared::Reuse {
+                addr: kernel_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR) > 0,
+                port: kernel_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT) > 0,
+            };
+            let r = shared_bind(&mut g, proto, a, reuse);
+            self.e.done(g);
+            return Some(r.map(|()| 0));
+        }
         // A wildcard name with a port reserves the port in the kernel too,
         // so kernel sockets (IPv6 dual-stack ones, loopback) conflict with
         // it as in Linux.
@@ -1911,13 +2023,27 @@ unsafe impl ShuntSockets for Shunt {
             return None;
         }
         let mut g = self.e.lock();
-        let r = match g.t.get(id)?.proto {
+        let s = g.t.get(id)?;
+        let (proto, v6) = (s.proto, s.v6);
+        if matches!(proto, Proto::Tcp(_))
+            && let Err(x) = shared_autobind(&mut g, proto, v6)
+        {
+            self.e.done(g);
+            return Some(Err(x));
+        }
+        let r = match proto {
             Proto::Tcp(t) => {
                 let now = g.now();
                 let r = g
                     .stack
                     .tcp(now, |l, cx| l.listen(cx, t, backlog))
                     .map_err(se);
+                // Shared mode too: the XDP program steers the port's
+                // frames from the wire to shunt, so the kernel listener
+                // serves this host's own clients only (it can listen next
+                // to the port's backing socket when both have
+                // SO_REUSEADDR, as servers set; without, shunt's path
+                // alone).
                 if r.is_ok()
                     && let Ok(local) = g.stack.tcp_layer().local_addr(t)
                     && local.ip.is_unspecified()
@@ -2031,6 +2157,9 @@ unsafe impl ShuntSockets for Shunt {
                 let _ = unsafe { libc::syscall(libc::SYS_close, nfd) };
                 return Err(Errno::NFILE);
             };
+            if let Some(sh) = &mut g.shared {
+                sh.share(Owner::Tcp(lt), Owner::Tcp(child));
+            }
             fdtable::set(nfd, Entry::Socket(cid));
             Ok((nfd, Some(peer)))
         });
@@ -2117,6 +2246,10 @@ unsafe impl ShuntSockets for Shunt {
                 self.hand_over(&mut g, id);
                 return None;
             }
+        }
+        if let Err(x) = shared_autobind(&mut g, proto, v6) {
+            self.e.done(g);
+            return Some(Err(x));
         }
         match proto {
             Proto::Udp(h) => {
@@ -3525,6 +3658,12 @@ pub(crate) fn connect_for_child(
         return Err(libc::EMFILE);
     };
     let serial = g.t.get(id).map_or(0, |s| s.serial);
+    if let Err(x) = shared_autobind(g, Proto::Tcp(t), false) {
+        if let Some(s) = g.t.remove(id) {
+            close_proto(g, s.proto);
+        }
+        return Err(x.raw_os_error());
+    }
     match g
         .stack
         .tcp(now, |l, cx| l.connect(cx, t, to_tcp(SocketAddr::V4(dst))))
@@ -3595,6 +3734,9 @@ pub(crate) fn accept_for_child(
         g.stack.tcp(now, |l, cx| l.close(cx, child));
         return None;
     };
+    if let Some(sh) = &mut g.shared {
+        sh.share(Owner::Tcp(lt), Owner::Tcp(child));
+    }
     let cserial = g.t.get(cid)?.serial;
     Some((cid, cserial, child, local, tcp_v4(peer)))
 }

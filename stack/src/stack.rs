@@ -39,7 +39,8 @@ use crate::events::Event;
 use crate::icmp::{self, IcmpErrorKind, IcmpState, Offending};
 use crate::iface::ndp::{NdConfig, NdState, NdTimer};
 use crate::iface::neighbor::{
-    NeighborConfig, NeighborContext, NeighborEvent, NeighborInfo, NeighborTable, NeighborTimerId,
+    ExternalNeighbor, NeighborConfig, NeighborContext, NeighborEvent, NeighborInfo, NeighborTable,
+    NeighborTimerId,
 };
 use crate::iface::{BufPool, Device, ETH_HLEN, Frame, PacketType, RxOffload, arp};
 use crate::ip::{IpAddress, IpProto, IpVersion, Ipv4, Ipv4Addr, Ipv6, Ipv6Addr};
@@ -179,9 +180,18 @@ struct Core {
     echo_replies: VecDeque<EchoReply>,
     echo6_replies: VecDeque<EchoReply<Ipv6Addr>>,
     tcp_counters: [u64; TcpCounter::COUNT],
+    /// Neighbours to ask the external resolver for
+    /// ([`NeighborConfig::external`]), oldest first, without repeats.
+    neighbor_wants: Vec<IpAddr>,
 }
 
 impl Core {
+    fn want_neighbor(&mut self, a: IpAddr) {
+        if !self.neighbor_wants.contains(&a) {
+            self.neighbor_wants.push(a);
+        }
+    }
+
     fn emit(&mut self, e: Event) {
         if self.record_events {
             self.events.push_back(e);
@@ -353,11 +363,17 @@ macro_rules! delegate_to_core {
 struct ArpCtx<'a> {
     core: &'a mut Core,
     ip: &'a IpLayer<Ipv4>,
+    /// [`NeighborConfig::external`]: solicitations become wants.
+    external: bool,
 }
 delegate_to_core!(ArpCtx, NeighborTimerId<Ipv4>; NeighborEvent<Ipv4>);
 
 impl NeighborContext<Ipv4> for ArpCtx<'_> {
     fn send_solicitation(&mut self, target: Ipv4Addr, src: Option<Ipv4Addr>, unicast: Option<Mac>) {
+        if self.external {
+            self.core.want_neighbor(target.to_std());
+            return;
+        }
         let src = src
             .filter(|s| self.ip.is_local(s))
             .or_else(|| self.ip.select_source(&target))
@@ -639,6 +655,7 @@ impl OutCtx<'_> {
                 let mut ctx = ArpCtx {
                     core: &mut *self.core,
                     ip: &*self.ip4,
+                    external: self.arp.config().external,
                 };
                 self.arp.send(&mut ctx, nh, f, Some(src));
             }
@@ -890,6 +907,7 @@ impl Stack {
             echo_replies: VecDeque::new(),
             echo6_replies: VecDeque::new(),
             tcp_counters: [0; TcpCounter::COUNT],
+            neighbor_wants: Vec::new(),
         };
         let table_seed = crate::fasthash::mix_seed(config.seed ^ 0x6e65_6967_6862_6f72);
         let mut arp = NeighborTable::with_seed(config.neighbor, table_seed);
@@ -966,9 +984,11 @@ impl Stack {
     }
 
     fn arp_ctx(&mut self) -> (&mut NeighborTable<Ipv4>, ArpCtx<'_>) {
+        let external = self.arp.config().external;
         (
             &mut self.arp,
             ArpCtx {
+                external,
                 core: &mut self.core,
                 ip: &self.ip4,
             },
@@ -1029,8 +1049,11 @@ impl Stack {
                 gateway: None,
             });
         }
-        let (_, mut ctx) = self.arp_ctx();
-        arp::announce(&mut ctx, addr);
+        // An external resolver's stack owns the address and announced it.
+        if !self.arp.config().external {
+            let (_, mut ctx) = self.arp_ctx();
+            arp::announce(&mut ctx, addr);
+        }
         Ok(())
     }
 
@@ -1071,6 +1094,35 @@ impl Stack {
         let (t, mut ctx) = self.arp_ctx();
         t.add_static(&mut ctx, addr, mac);
         self.run_deferred();
+    }
+
+    /// What an external resolver ([`NeighborConfig::external`]) reports
+    /// about a neighbour: frames waiting for it go out (or fail).
+    pub fn set_external_neighbor(&mut self, addr: IpAddr, report: ExternalNeighbor, now: Instant) {
+        self.core.now = now;
+        match addr {
+            IpAddr::V4(a) => {
+                let (t, mut ctx) = self.arp_ctx();
+                t.set_external(&mut ctx, a.into(), report);
+            }
+            IpAddr::V6(a) => {
+                let (t, mut ctx) = self.ndp_ctx();
+                t.set_external(&mut ctx, a.into(), report);
+            }
+        }
+        self.run_deferred();
+    }
+
+    /// Moves the neighbours the stack needs resolved to `out`
+    /// ([`NeighborConfig::external`]: the driver asks the resolver; its
+    /// answers come back through [`Stack::set_external_neighbor`]).
+    pub fn drain_neighbor_wants(&mut self, out: &mut Vec<IpAddr>) {
+        out.append(&mut self.core.neighbor_wants);
+    }
+
+    /// Whether [`Stack::drain_neighbor_wants`] has anything.
+    pub fn has_neighbor_wants(&self) -> bool {
+        !self.core.neighbor_wants.is_empty()
     }
 
     /// `IP_ADD_MEMBERSHIP` (no IGMP reports yet).

@@ -77,6 +77,12 @@ pub struct NeighborConfig {
     /// ignored (the first of several proxy replies wins), unless the
     /// update is a gratuitous announcement.
     pub locktime: Duration,
+    /// Another stack resolves neighbours for this one (shunt sharing the
+    /// kernel's address: ARP replies and advertisements go to the
+    /// kernel). [`NeighborContext::send_solicitation`] then means "ask
+    /// the resolver"; entries come from [`NeighborTable::set_external`]
+    /// and never age here (the resolver reports every change).
+    pub external: bool,
 }
 
 impl Default for NeighborConfig {
@@ -90,6 +96,7 @@ impl Default for NeighborConfig {
             unres_qlen_bytes: 212_992,
             max_entries: 1024,
             locktime: Duration::from_secs(1),
+            external: false,
         }
     }
 }
@@ -126,6 +133,23 @@ pub trait NeighborContext<I: Ip>:
     fn resolution_failed(&mut self, target: I::Addr, frame: Frame);
     /// A frame is dropped; its buffer goes back to the pool.
     fn drop_frame(&mut self, frame: Frame);
+}
+
+/// What the external resolver says about a neighbour
+/// ([`NeighborConfig::external`]; the kernel's `NUD_*` states).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExternalNeighbor {
+    /// `NUD_REACHABLE`: use it.
+    Reachable(Mac),
+    /// `NUD_STALE`/`DELAY`/`PROBE`: use it; the next use asks the
+    /// resolver to confirm it.
+    Stale(Mac),
+    /// `NUD_PERMANENT`/`NOARP`.
+    Permanent(Mac),
+    /// `NUD_FAILED`: packets waiting for it fail (host unreachable).
+    Failed,
+    /// The resolver forgot it: the next packet asks again.
+    Removed,
 }
 
 /// How an update asserts the neighbour's state (`neigh_update`'s `new`).
@@ -323,7 +347,13 @@ impl<I: Ip> NeighborTable<I> {
                 frame.set_dst_mac(e.mac);
                 e.state = NeighborState::Delay;
                 e.updated = now;
-                ctx.schedule_timer(cfg.delay_first_probe_time, NeighborTimerId(next_hop));
+                if cfg.external {
+                    // The resolver confirms it (the kernel moves its entry
+                    // to DELAY and probes) and reports the outcome.
+                    ctx.send_solicitation(next_hop, src, Some(e.mac));
+                } else {
+                    ctx.schedule_timer(cfg.delay_first_probe_time, NeighborTimerId(next_hop));
+                }
                 emit(ctx, next_hop, e);
                 ctx.send_frame(frame);
             }
@@ -398,7 +428,7 @@ impl<I: Ip> NeighborTable<I> {
             ctx.cancel_timer(&NeighborTimerId(addr));
             e.state = new;
             e.probes = 0;
-            if new == NeighborState::Reachable {
+            if new == NeighborState::Reachable && !cfg.external {
                 e.reachable_time = ctx.jitter(cfg.base_reachable_time);
                 ctx.schedule_timer(e.reachable_time, NeighborTimerId(addr));
             }
@@ -437,6 +467,76 @@ impl<I: Ip> NeighborTable<I> {
         e.mac = mac;
         e.updated = now;
         emit(ctx, addr, e);
+        let queue = core::mem::take(&mut e.queue);
+        e.queue_bytes = 0;
+        for f in queue {
+            self.send(ctx, addr, f, None);
+        }
+    }
+
+    /// What the external resolver reports about `addr`
+    /// ([`NeighborConfig::external`]). A valid report sends what waited
+    /// for it; `Failed` fails what waited (as when resolution times out
+    /// here); `Removed` forgets a valid entry, keeping one that still
+    /// waits (its own request is in flight).
+    pub fn set_external<C: NeighborContext<I>>(
+        &mut self,
+        ctx: &mut C,
+        addr: I::Addr,
+        report: ExternalNeighbor,
+    ) {
+        self.sync();
+        let now = ctx.now();
+        let (state, mac) = match report {
+            ExternalNeighbor::Reachable(m) => (NeighborState::Reachable, m),
+            ExternalNeighbor::Stale(m) => (NeighborState::Stale, m),
+            ExternalNeighbor::Permanent(m) => (NeighborState::Permanent, m),
+            ExternalNeighbor::Failed => {
+                let Some(e) = self.entries.get_mut(&addr) else {
+                    return;
+                };
+                if e.state == NeighborState::Failed {
+                    return;
+                }
+                ctx.cancel_timer(&NeighborTimerId(addr));
+                let was_waiting = e.state == NeighborState::Incomplete;
+                e.state = NeighborState::Failed;
+                e.updated = now;
+                e.mac = Mac::ZERO;
+                emit(ctx, addr, e);
+                if was_waiting {
+                    ctx.increment(Counter::NeighResFailed);
+                }
+                e.queue_bytes = 0;
+                while let Some(f) = e.queue.pop_front() {
+                    ctx.resolution_failed(addr, f);
+                }
+                return;
+            }
+            ExternalNeighbor::Removed => {
+                if self.entries.get(&addr).is_some_and(|e| e.state.is_valid()) {
+                    self.remove(ctx, &addr);
+                }
+                return;
+            }
+        };
+        if !self.entries.contains_key(&addr) && !self.make_room(ctx) {
+            ctx.increment(Counter::NeighTableFulls);
+            return;
+        }
+        let e = self.entries.entry(addr).or_insert_with(|| Entry::new(now));
+        let changed = e.state != state || e.mac != mac;
+        ctx.cancel_timer(&NeighborTimerId(addr));
+        e.state = state;
+        e.mac = mac;
+        e.probes = 0;
+        e.updated = now;
+        if state.is_connected() {
+            e.confirmed = now;
+        }
+        if changed {
+            emit(ctx, addr, e);
+        }
         let queue = core::mem::take(&mut e.queue);
         e.queue_bytes = 0;
         for f in queue {
@@ -504,7 +604,10 @@ impl<I: Ip> NeighborTable<I> {
             }
             NeighborState::Incomplete | NeighborState::Probe => {
                 let max = if e.state == NeighborState::Incomplete {
-                    cfg.mcast_solicit
+                    // An external resolver's own verdict (the kernel's
+                    // FAILED after the same probes) normally comes first;
+                    // one more interval covers its lateness.
+                    cfg.mcast_solicit + u32::from(cfg.external)
                 } else {
                     cfg.ucast_solicit
                 };
@@ -870,5 +973,82 @@ pub(crate) mod tests {
         assert!(c.core.timers.is_empty());
         assert!(t.remove(&mut c, &A));
         assert_eq!(c.core.events.last().unwrap().state, None);
+    }
+
+    fn external() -> NeighborConfig {
+        NeighborConfig {
+            external: true,
+            ..NeighborConfig::default()
+        }
+    }
+
+    #[test]
+    fn external_queues_asks_then_sends_on_report() {
+        let mut t = NeighborTable::<Ipv4>::new(external());
+        let mut c = Ctx::default();
+        t.send(&mut c, A, frame(1), Some(SRC));
+        t.send(&mut c, A, frame(2), Some(SRC));
+        assert_eq!(c.solicits, vec![(A, Some(SRC), None)], "one request");
+        assert!(c.sent.is_empty());
+        t.set_external(&mut c, A, ExternalNeighbor::Reachable(MAC));
+        assert_eq!(c.sent.len(), 2);
+        assert_eq!(&c.sent[1].as_slice()[..6], &MAC.0);
+        assert_eq!(c.sent[0].as_slice()[14], 1, "in order");
+        // A reachable entry never ages here: no timer, no probe.
+        assert!(c.core.timers.is_empty());
+        let until = c.core.now + Duration::from_secs(600);
+        run_timers(&mut t, &mut c, until);
+        t.send(&mut c, A, frame(3), None);
+        assert_eq!(t.get(&A).unwrap().state, NeighborState::Reachable);
+        assert_eq!(c.solicits.len(), 1);
+        assert_eq!(c.sent.len(), 3);
+    }
+
+    #[test]
+    fn external_stale_is_used_and_confirmed_by_the_resolver() {
+        let mut t = NeighborTable::<Ipv4>::new(external());
+        let mut c = Ctx::default();
+        t.set_external(&mut c, A, ExternalNeighbor::Stale(MAC));
+        t.send(&mut c, A, frame(1), Some(SRC));
+        assert_eq!(c.sent.len(), 1, "a stale MAC is used at once");
+        assert_eq!(c.solicits, vec![(A, Some(SRC), Some(MAC))]);
+        t.send(&mut c, A, frame(2), Some(SRC));
+        assert_eq!(c.solicits.len(), 1, "asked once per stale period");
+        assert!(c.core.timers.is_empty(), "the resolver decides");
+        t.set_external(&mut c, A, ExternalNeighbor::Reachable(MAC2));
+        t.send(&mut c, A, frame(3), None);
+        assert_eq!(&c.sent[2].as_slice()[..6], &MAC2.0);
+    }
+
+    #[test]
+    fn external_failed_reports_queued_and_removed_forgets() {
+        let mut t = NeighborTable::<Ipv4>::new(external());
+        let mut c = Ctx::default();
+        t.send(&mut c, A, frame(1), Some(SRC));
+        // Removal of an entry that waits keeps it waiting.
+        t.set_external(&mut c, A, ExternalNeighbor::Removed);
+        assert_eq!(t.get(&A).unwrap().queued, 1);
+        t.set_external(&mut c, A, ExternalNeighbor::Failed);
+        assert_eq!(c.failed.len(), 1);
+        assert_eq!(t.get(&A).unwrap().state, NeighborState::Failed);
+        t.set_external(&mut c, A, ExternalNeighbor::Permanent(MAC));
+        t.set_external(&mut c, A, ExternalNeighbor::Removed);
+        assert!(t.get(&A).is_none());
+        // Unknown addresses: a failure or removal creates nothing.
+        t.set_external(&mut c, SRC, ExternalNeighbor::Failed);
+        assert!(t.get(&SRC).is_none());
+    }
+
+    #[test]
+    fn external_without_answer_fails_after_one_more_interval() {
+        let mut t = NeighborTable::<Ipv4>::new(external());
+        let mut c = Ctx::default();
+        let t0 = c.core.now;
+        t.send(&mut c, A, frame(1), Some(SRC));
+        run_timers(&mut t, &mut c, t0 + Duration::from_millis(3_999));
+        assert!(c.failed.is_empty());
+        assert_eq!(c.solicits.len(), 4, "asked again each interval");
+        run_timers(&mut t, &mut c, t0 + Duration::from_secs(4));
+        assert_eq!(c.failed.len(), 1);
     }
 }

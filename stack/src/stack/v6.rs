@@ -113,6 +113,8 @@ impl Core {
 pub(super) struct NdpCtx<'a> {
     core: &'a mut Core,
     ip: &'a IpLayer<Ipv6>,
+    /// [`NeighborConfig::external`]: solicitations become wants.
+    external: bool,
 }
 delegate_to_core!(NdpCtx, NeighborTimerId<Ipv6>; NeighborEvent<Ipv6>);
 
@@ -121,6 +123,10 @@ impl NeighborContext<Ipv6> for NdpCtx<'_> {
     /// resolution if it is ours, to the solicited-node group (or, probing
     /// a stale entry, to the cached MAC), with our link-layer address.
     fn send_solicitation(&mut self, target: Ipv6Addr, src: Option<Ipv6Addr>, unicast: Option<Mac>) {
+        if self.external {
+            self.core.want_neighbor(target.to_std());
+            return;
+        }
         let Some(src) = src
             .filter(|s| self.ip.is_local(s))
             .or_else(|| self.ip.select_source(&target))
@@ -249,6 +255,7 @@ impl OutCtx<'_> {
                 let mut ctx = NdpCtx {
                     core: &mut *self.core,
                     ip: &*self.ip6,
+                    external: self.ndp.config().external,
                 };
                 self.ndp.send(&mut ctx, nh, f, Some(route.src));
             }
@@ -319,9 +326,11 @@ impl Stack {
     }
 
     pub(super) fn ndp_ctx(&mut self) -> (&mut NeighborTable<Ipv6>, NdpCtx<'_>) {
+        let external = self.ndp.config().external;
         (
             &mut self.ndp,
             NdpCtx {
+                external,
                 core: &mut self.core,
                 ip: &self.ip6,
             },
@@ -1693,7 +1702,10 @@ impl Stack {
         if let Some(m) = g.multicast_mac() {
             self.core.device.join_group(m);
         }
-        if ndp::reported(&g) {
+        // With an external resolver the kernel owns the addresses and
+        // reports their solicited-node groups itself.
+        let kernels = self.ndp.config().external && g.is_solicited_node();
+        if ndp::reported(&g) && !kernels {
             self.send_mld(&[(mld_record::CHANGE_TO_EXCLUDE, g)]);
             // Robustness 2: once more within the unsolicited report
             // interval (1 s).
@@ -1713,7 +1725,8 @@ impl Stack {
         }
         self.nd.mld_repeats.retain(|(a, _)| *a != g);
         TimerContext::<NdTimer>::cancel_timer(&mut self.core, &NdTimer::Mld(g));
-        if ndp::reported(&g) {
+        let kernels = self.ndp.config().external && g.is_solicited_node();
+        if ndp::reported(&g) && !kernels {
             self.send_mld(&[(mld_record::CHANGE_TO_INCLUDE, g)]);
         }
     }
