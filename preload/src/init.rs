@@ -215,7 +215,11 @@ fn start_stack(cfg: &config::Config) -> u8 {
                 &shared
             }
             Err(e) => {
-                crate::log!(Error, "{}: {e}; the program runs on the kernel", cfg.iface);
+                crate::log!(
+                    Error,
+                    "{}; the program runs on the kernel",
+                    naming(&cfg.iface, &e)
+                );
                 return KERNEL;
             }
         }
@@ -252,7 +256,11 @@ fn start_stack(cfg: &config::Config) -> u8 {
             ACTIVE
         }
         Err(e) => {
-            crate::log!(Error, "{}: {e}; the program runs on the kernel", cfg.iface);
+            crate::log!(
+                Error,
+                "{}; the program runs on the kernel",
+                naming(&cfg.iface, &e)
+            );
             KERNEL
         }
     }
@@ -311,6 +319,16 @@ fn ifindex_of(name: &str) -> Option<i32> {
     }
     // SAFETY: the kernel filled the index member.
     Some(unsafe { req.ifr_ifru.ifru_ifindex })
+}
+
+/// `e`, with the interface in front unless it names it already (device
+/// errors do: "AF_XDP on veth0: ...").
+fn naming(iface: &str, e: &str) -> String {
+    if e.contains(iface) {
+        e.to_string()
+    } else {
+        format!("{iface}: {e}")
+    }
 }
 
 /// Whether the kernel holds `addr` in this network namespace. IPv4: the

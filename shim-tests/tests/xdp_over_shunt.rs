@@ -266,7 +266,8 @@ fn xdp_mtu_too_large_is_one_line_and_the_program_runs_on_the_kernel() {
             && lines[0].starts_with("shunt: ")
             && lines[0].contains("AF_XDP")
             && lines[0].contains("MTU 9000")
-            && lines[0].contains("runs on the kernel"),
+            && lines[0].contains("runs on the kernel")
+            && lines[0].matches("veth0").count() == 1,
         "{}",
         text(&o)
     );
