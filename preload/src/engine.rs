@@ -53,6 +53,10 @@ const RX_BATCH: usize = 256;
 /// poll) keeps the device without waking the progress thread.
 const HANDOVER: Duration = Duration::from_millis(1);
 
+/// How often the progress thread looks at a device an application thread
+/// polls, in case that thread left without saying so.
+const WAITER_GONE: Duration = Duration::from_millis(200);
+
 /// Who sleeps on the device's fd: exactly one thread, so that a frame
 /// wakes one thread (and that thread wakes the waiters its turn concerns).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +106,14 @@ pub struct Inner {
     dirty: bool,
     /// Where to say so (the progress thread's eventfd; -1: no export).
     dirty_efd: RawFd,
+    /// The progress thread's eventfd: told when the device's poller
+    /// leaves while the progress thread is parked (below).
+    prog_efd: RawFd,
+    /// The progress thread sleeps for long while an application thread
+    /// polls the device: the first release wakes it (once per parking, so
+    /// a thread that blocks and returns many times a millisecond does not
+    /// wake it each time).
+    prog_parked: bool,
     /// SHUNT_SHARE_ADDR=1: port reservations, the kernel's neighbours.
     pub shared: Option<Box<crate::shared::Shared>>,
 }
@@ -250,8 +262,16 @@ impl Inner {
     fn release_device(&mut self, e: RawFd) {
         if self.poller == DevPoller::Waiter(e) {
             self.poller = DevPoller::Left(std::time::Instant::now());
-            if let Some(&o) = self.waiters.iter().find(|&&o| o != e) {
-                efd_write(o);
+            match self.waiters.iter().find(|&&o| o != e) {
+                Some(&o) => efd_write(o),
+                // Nobody else waits: the progress thread takes the device
+                // back HANDOVER from now (woken now to time it, if it
+                // sleeps for long).
+                None if self.prog_parked => {
+                    self.prog_parked = false;
+                    efd_write(self.prog_efd);
+                }
+                None => {}
             }
         }
     }
@@ -527,6 +547,8 @@ impl Engine {
                 tap,
                 dirty: true,
                 dirty_efd: if stat.is_some() { prog_efd } else { -1 },
+                prog_efd,
+                prog_parked: false,
                 shared,
             }),
             nl_fd,
@@ -667,13 +689,18 @@ impl Engine {
                 let mut text = None;
                 let mut timeout = g.stack_wait();
                 let now = std::time::Instant::now();
+                g.prog_parked = false;
                 let poll_dev = match g.poller {
                     DevPoller::Progress => true,
                     // The waiter sleeps on the device and runs the timers
-                    // (its sleep ends at the stack's deadline); look again
-                    // in a while in case it left.
+                    // (its sleep ends at the stack's deadline) and tells
+                    // this thread when it leaves (`release_device`). A
+                    // waiter that never comes back (a signal handler that
+                    // longjmps out of its poll) costs at most WAITER_GONE
+                    // of unpolled device, not 1000 wake-ups a second.
                     DevPoller::Waiter(_) => {
-                        timeout = Some(HANDOVER);
+                        timeout = Some(timeout.map_or(WAITER_GONE, |t| t.min(WAITER_GONE)));
+                        g.prog_parked = true;
                         false
                     }
                     DevPoller::Left(t) if now >= t + HANDOVER => {
