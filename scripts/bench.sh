@@ -17,5 +17,5 @@ echo "# preload: the kernel path through a hook"
 cargo bench -q -p shunt-preload --bench passthrough 2>/dev/null | grep -E '^(BENCH|RATIO)'
 echo "# stack: checksum"
 cargo bench -q -p shunt-stack --bench checksum 2>/dev/null | grep -E '^(BENCH|RATIO)' || true
-echo "# programs over shunt against the kernel, one veth pair, one run (iperf3, sockperf, conn/s)"
+echo "# programs over shunt (AF_PACKET and AF_XDP) against the kernel, one veth pair, one run (iperf3, sockperf, conn/s, UDP packets/s)"
 bash scripts/bench_apps.sh | grep -E '^(BENCH|RATIO)'

@@ -961,6 +961,54 @@ fn zero_copy_falls_back_to_copy_on_veth() {
     }
 }
 
+/// A frame the kernel drops on the way out (here: longer than the peer's
+/// MTU, so veth refuses to forward it; a full backlog on the peer does
+/// the same) must not hold back the frames queued after it: one flush
+/// sends them all. In copy mode the kick that meets the drop fails with
+/// EBUSY after consuming that descriptor, and the rest stay on the TX
+/// ring; before the fix flush stopped there and they waited for the next
+/// flush, which may be the next RTO.
+#[test]
+fn a_dropped_frame_does_not_hold_back_the_rest_of_the_batch() {
+    let bed = bed();
+    ip(&["-n", &bed.b, "link", "set", "veth1", "mtu", "1000"]);
+    let peer = mac_of(&bed.b, "veth1");
+    let me = mac_of(&bed.a, "veth0");
+    let udp = |payload: usize| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(me, peer)
+            .ipv4(SHUNT4, PEER4, 64)
+            .udp(9000, 9)
+            .write(&mut f, &vec![0u8; payload])
+            .unwrap();
+        f
+    };
+    let (big, small) = (udp(1400), udp(18));
+    let hdr = VnetHdr::default();
+    for attach in [Attach::Native, Attach::Generic] {
+        let mut dev = open(
+            &bed.a,
+            XdpOptions {
+                attach,
+                ..dedicated()
+            },
+        );
+        let before = peer_rx_packets(&bed.b);
+        for f in [&big, &small, &big, &small, &small] {
+            dev.send(f, &hdr).unwrap();
+        }
+        dev.flush();
+        std::thread::sleep(Duration::from_millis(100));
+        let got = peer_rx_packets(&bed.b) - before;
+        assert_eq!(
+            got, 3,
+            "{attach:?}: the peer got {got} of the 3 small frames after one flush"
+        );
+        assert_eq!(dev.tx_in_flight(), 0, "{attach:?}: every frame completed");
+        assert_eq!(dev.stats().tx_dropped, 2, "{attach:?}: the two big frames");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Figures.
 // ---------------------------------------------------------------------------

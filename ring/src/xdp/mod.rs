@@ -200,6 +200,8 @@ pub struct XdpStats {
     pub tx_full: u64,
     /// From XDP_STATISTICS: TX descriptors the kernel found invalid.
     pub tx_invalid: u64,
+    /// Kicks that found a frame dropped by the device (copy mode).
+    pub tx_dropped: u64,
 }
 
 fn last_errno() -> i32 {
@@ -1104,6 +1106,15 @@ impl XdpDevice {
                 Ok(_) => {}
                 // Budget used up (older kernels: 32 per call): again.
                 Err(libc::EAGAIN) => continue,
+                // Copy mode: the device dropped one frame (NET_XMIT_DROP:
+                // the peer's backlog full, longer than its MTU, ...). The
+                // kernel consumed and completed that descriptor and stopped
+                // there: the frames after it are still on the ring, and
+                // nothing else would send them before the next flush.
+                Err(libc::EBUSY) if !self.zero_copy => {
+                    self.stats.tx_dropped += 1;
+                    continue;
+                }
                 // The driver's queue is busy or full: later.
                 Err(libc::EBUSY) | Err(libc::ENOBUFS) | Err(libc::EINTR) => break,
                 Err(e) => {
@@ -1228,7 +1239,7 @@ impl App for XdpDevice {
     fn report(&self) -> Option<String> {
         let s = &self.stats;
         let mut line = format!(
-            "{} (AF_XDP queue {}, {}, {}): rx {} pkts {} bytes, {} errors; tx {} pkts {} bytes, {} errors, {} full",
+            "{} (AF_XDP queue {}, {}, {}): rx {} pkts {} bytes, {} errors; tx {} pkts {} bytes, {} errors, {} full, {} dropped",
             self.ifname,
             self.queue_id,
             if self.zero_copy { "zero-copy" } else { "copy" },
@@ -1239,7 +1250,8 @@ impl App for XdpDevice {
             s.tx_packets,
             s.tx_bytes,
             s.tx_errors,
-            s.tx_full
+            s.tx_full,
+            s.tx_dropped
         );
         if self.last_tx_errno != 0 {
             line.push_str(&format!(" (last tx error: {})", os_err(self.last_tx_errno)));
