@@ -222,6 +222,16 @@ impl Device {
         }
     }
 
+    /// After a flush: frames are still waiting in the device for a kick
+    /// (AF_XDP; AF_PACKET's sends are done or refused at once).
+    #[inline]
+    pub fn tx_stalled(&mut self) -> bool {
+        match self {
+            Device::Packet(_) => false,
+            Device::Xdp(d) => d.tx_needs_kick(),
+        }
+    }
+
     #[inline]
     pub fn flush(&mut self) {
         match self {

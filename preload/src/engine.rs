@@ -213,7 +213,7 @@ impl Inner {
         if let Some(tap) = &mut self.tap {
             let at = self.base + Duration::from_nanos(now.as_nanos());
             let (n, blocked) = tap.transmit(&mut self.dev, &mut self.stack, now, at);
-            self.tx_blocked = blocked;
+            self.tx_blocked = blocked || self.dev.tx_stalled();
             return n;
         }
         let mut n = 0;
@@ -237,6 +237,12 @@ impl Inner {
             n += 1;
         }
         self.dev.flush();
+        // Frames the device could not push yet: come back soon (waiters
+        // sleep at most 200 us while tx_blocked) rather than at the next
+        // event, which on a quiet connection is a retransmission timeout.
+        if self.dev.tx_stalled() {
+            self.tx_blocked = true;
+        }
         n
     }
 

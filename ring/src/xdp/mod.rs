@@ -1126,6 +1126,14 @@ impl XdpDevice {
         self.reap();
     }
 
+    /// True when published frames wait on the TX ring for a kick that
+    /// [`XdpDevice::flush`] could not give (the driver busy, the kernel's
+    /// budget used up): the caller should flush again soon, as nothing
+    /// else will send them.
+    pub fn tx_needs_kick(&mut self) -> bool {
+        self.xsk.tx.prod_outstanding() > 0 && self.xsk.tx.needs_wakeup()
+    }
+
     /// Frames handed to the kernel and not yet completed (or not yet
     /// published).
     pub fn tx_in_flight(&self) -> usize {
