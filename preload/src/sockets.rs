@@ -1991,15 +1991,7 @@ unsafe impl ShuntSockets for Shunt {
         if wild && a.port() != 0 && kernel_bind(fd, a) < 0 {
             return Some(Err(errno_now()));
         }
-        let r = match proto {
-            Proto::Tcp(t) => {
-                let now = g.now();
-                g.stack
-                    .tcp(now, |l, cx| l.bind(cx, t, to_tcp(a)))
-                    .map_err(se)
-            }
-            Proto::Udp(h) => g.stack.udp_bind(h, a).map_err(se),
-        };
+        let r = stack_bind(&mut g, proto, a);
         if r.is_ok() && wild && a.port() == 0 {
             let port = match proto {
                 Proto::Tcp(t) => g
