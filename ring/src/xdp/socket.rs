@@ -167,6 +167,14 @@ impl Ring {
         n.min(max)
     }
 
+    /// Entries ready, re-reading the producer index even if some are
+    /// known to be ready already.
+    #[inline]
+    pub fn cons_ready_fresh(&mut self) -> u32 {
+        self.cached = self.producer().load(Ordering::Acquire);
+        self.cached.wrapping_sub(self.local)
+    }
+
     /// Pointer to the entry at consumer index + i (i < cons_ready()).
     #[inline]
     pub fn cons_slot(&self, i: u32, entry: usize) -> *const u8 {
