@@ -1424,6 +1424,167 @@ impl XdpDevice {
 mod tests {
     use super::*;
 
+    /// A device on an unbound socket whose RX ring the test fills itself
+    /// (as the kernel would): needs root for the socket and the program.
+    fn fake_device() -> XdpDevice {
+        let geo = Geometry {
+            rx_frames: 256,
+            tx_frames: 64,
+            frame_size: FRAME_SIZE,
+        };
+        // The fill ring is left empty, so that recv_batch has room to
+        // give every frame back.
+        let xsk = Xsk::new(&geo).expect("AF_XDP socket (root)");
+        let steering = XdpSteering::load("fake", Mode::Dedicated, 1).expect("XDP program");
+        XdpDevice {
+            steering,
+            xsk,
+            free: Vec::new(),
+            tx_pending: 0,
+            rx_frames: 256,
+            tx_frames: 64,
+            ifname: "fake".into(),
+            ifindex: 0,
+            queue_id: 0,
+            mtu: 1500,
+            mac: [2, 0, 0, 0, 0, 1],
+            zero_copy: false,
+            native: false,
+            multi_buffer: true,
+            rx_buf: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            rx_skip: false,
+            batch: 64,
+            infer_partial: false,
+            stats: XdpStats::default(),
+            last_tx_errno: 0,
+            tx_blocked: false,
+        }
+    }
+
+    /// Test frames: byte j of frame `id` (so that pieces out of place show).
+    fn byte(id: usize, j: usize) -> u8 {
+        (j % 253) as u8 ^ (id as u8).wrapping_mul(31)
+    }
+
+    /// Put a frame `len` bytes long in UMEM frames from `*next` on, in
+    /// pieces of at most `piece`, and return its descriptors (all but the
+    /// last with XDP_PKT_CONTD).
+    fn pieces(
+        d: &mut XdpDevice,
+        next: &mut u64,
+        id: usize,
+        len: usize,
+        piece: usize,
+    ) -> Vec<[u8; DESC]> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < len || out.is_empty() {
+            let n = piece.min(len - at);
+            let frame = *next % 256;
+            *next += 1;
+            let addr = frame * FRAME_SIZE as u64 + XDP_HEADROOM as u64;
+            let buf = d.xsk.umem.frame_mut(frame * FRAME_SIZE as u64);
+            for j in 0..n {
+                buf[XDP_HEADROOM + j] = byte(id, at + j);
+            }
+            at += n;
+            let mut e = [0u8; DESC];
+            e[..8].copy_from_slice(&addr.to_ne_bytes());
+            e[8..12].copy_from_slice(&(n as u32).to_ne_bytes());
+            let more = if at < len { libc::XDP_PKT_CONTD } else { 0 };
+            e[12..16].copy_from_slice(&more.to_ne_bytes());
+            out.push(e);
+        }
+        out
+    }
+
+    /// (id, len) of each frame delivered, checking every byte.
+    fn recv(d: &mut XdpDevice, max: usize) -> Vec<(usize, usize)> {
+        let mut got = Vec::new();
+        d.recv_batch(max, |f, _| {
+            let id = (0..256).find(|&id| f[0] == byte(id, 0)).unwrap();
+            for (j, &b) in f.iter().enumerate() {
+                assert_eq!(b, byte(id, j), "frame {id} byte {j} of {}", f.len());
+            }
+            got.push((id, f.len()));
+        });
+        got
+    }
+
+    const PIECE: usize = FRAME_SIZE - XDP_HEADROOM;
+
+    #[test]
+    fn multi_buffer_frames_are_put_together() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let mut d = fake_device();
+        let mut next = 0;
+        // One piece, three pieces, one piece, a 64 KiB frame: whole and in
+        // order.
+        let mut descs = pieces(&mut d, &mut next, 1, 60, PIECE);
+        descs.extend(pieces(&mut d, &mut next, 2, 9000, PIECE));
+        descs.extend(pieces(&mut d, &mut next, 3, 1514, PIECE));
+        descs.extend(pieces(&mut d, &mut next, 4, 65535 + 14, PIECE));
+        d.xsk.rx.kernel_produce(&descs);
+        assert_eq!(
+            recv(&mut d, 64),
+            [(1, 60), (2, 9000), (3, 1514), (4, 65549)]
+        );
+        assert_eq!(d.stats.rx_errors, 0);
+
+        // A batch ends inside a frame: nothing of it yet, then all of it.
+        let descs = pieces(&mut d, &mut next, 5, 10000, PIECE);
+        d.xsk.rx.kernel_produce(&descs[..2]);
+        assert_eq!(recv(&mut d, 64), []);
+        d.xsk.rx.kernel_produce(&descs[2..]);
+        assert_eq!(recv(&mut d, 64), [(5, 10000)]);
+
+        // `max` counts frames, not descriptors.
+        let mut descs = pieces(&mut d, &mut next, 6, 5000, PIECE);
+        descs.extend(pieces(&mut d, &mut next, 7, 5000, PIECE));
+        d.xsk.rx.kernel_produce(&descs);
+        assert_eq!(recv(&mut d, 1), [(6, 5000)]);
+        assert_eq!(recv(&mut d, 1), [(7, 5000)]);
+
+        // Longer than a packet: dropped (one error), the next one kept.
+        let mut descs = pieces(&mut d, &mut next, 8, MAX_FRAME + 1, PIECE);
+        descs.extend(pieces(&mut d, &mut next, 9, 100, PIECE));
+        d.xsk.rx.kernel_produce(&descs);
+        assert_eq!(recv(&mut d, 64), [(9, 100)]);
+        assert_eq!(d.stats.rx_errors, 1);
+
+        // Longer than a packet and unfinished: dropped as it comes.
+        let descs = pieces(
+            &mut d,
+            &mut next,
+            10,
+            PIECE * (MAX_DESCS as usize + 3),
+            PIECE,
+        );
+        d.xsk.rx.kernel_produce(&descs[..MAX_DESCS as usize + 1]);
+        assert_eq!(recv(&mut d, 64), []);
+        assert_eq!(d.stats.rx_errors, 2);
+        let mut rest = descs[MAX_DESCS as usize + 1..].to_vec();
+        rest.extend(pieces(&mut d, &mut next, 11, 200, PIECE));
+        d.xsk.rx.kernel_produce(&rest);
+        assert_eq!(recv(&mut d, 64), [(11, 200)]);
+        assert_eq!(d.stats.rx_errors, 2);
+
+        // A piece outside the UMEM spoils its frame only.
+        let mut descs = pieces(&mut d, &mut next, 12, 5000, PIECE);
+        descs[1][..8].copy_from_slice(&u64::MAX.to_ne_bytes());
+        descs.extend(pieces(&mut d, &mut next, 13, 300, PIECE));
+        d.xsk.rx.kernel_produce(&descs);
+        assert_eq!(recv(&mut d, 64), [(13, 300)]);
+        assert_eq!(d.stats.rx_errors, 3);
+        assert_eq!(d.stats.rx_packets, 10);
+        // Every descriptor's UMEM frame went back to the fill ring, and the
+        // RX ring is empty.
+        assert_eq!(d.xsk.fill.prod_outstanding() as u64, next);
+        assert_eq!(d.xsk.rx.cons_ready_fresh(), 0);
+    }
+
     #[test]
     fn errors_display_one_line() {
         let v = "veth0".to_string();

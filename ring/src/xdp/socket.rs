@@ -472,3 +472,21 @@ impl Xsk {
         })
     }
 }
+
+#[cfg(test)]
+impl Ring {
+    /// Play the kernel on a consumer ring (RX) of an unbound socket:
+    /// write `entries` past its producer index and publish them.
+    pub fn kernel_produce(&mut self, entries: &[[u8; DESC]]) {
+        let p = self.producer().load(Ordering::Relaxed);
+        for (k, e) in entries.iter().enumerate() {
+            let idx = (p.wrapping_add(k as u32) & self.mask) as usize;
+            // SAFETY: idx <= mask < size, so the entry is inside the
+            // mapping; the socket is not bound, so the kernel writes no
+            // entries of its own.
+            unsafe { ptr::copy_nonoverlapping(e.as_ptr(), self.descs.add(idx * DESC), DESC) };
+        }
+        self.producer()
+            .store(p.wrapping_add(entries.len() as u32), Ordering::Release);
+    }
+}
