@@ -29,7 +29,9 @@
 //! XDP_USE_SG (multi-buffer, Linux 6.6) where the kernel has it: such a
 //! frame then comes in several RX descriptors, which `recv_batch` copies
 //! into one buffer. Without it the kernel drops them (TCP from such a
-//! peer stalls). The program needs no frags flag (BPF_F_XDP_HAS_FRAGS)
+//! peer stalls). UDP aggregates (UDP_SEGMENT sends, UDP GRO) are dropped
+//! here all the same: they stand for many datagrams of a size nothing
+//! tells us, and delivered whole they would be one wrong datagram. The program needs no frags flag (BPF_F_XDP_HAS_FRAGS)
 //! for this (measured on Linux 6.18): generic XDP makes the skb linear
 //! for a program without it, and the socket cuts the linear frame into
 //! UMEM frames.
@@ -199,7 +201,8 @@ pub struct XdpStats {
     pub rx_packets: u64,
     pub rx_bytes: u64,
     /// Frames skipped here (a descriptor outside the UMEM, shorter than 14
-    /// bytes, or a multi-buffer frame longer than a packet).
+    /// bytes; a multi-buffer frame longer than a packet, or carrying UDP:
+    /// a GSO/GRO aggregate of datagrams whose size is not known).
     pub rx_errors: u64,
     /// From XDP_STATISTICS: frames the kernel dropped (too big for a
     /// frame without multi-buffer, ...), found the RX ring full, or found
@@ -1039,7 +1042,11 @@ impl XdpDevice {
                 }
             }
             i = end;
-            if !ok || total < 14 {
+            // Longer than the MTU, so a GSO or GRO aggregate. TCP's are
+            // one stretch of the byte stream, but UDP's stand for many
+            // datagrams (UDP_SEGMENT, UDP GRO) of a size the socket is not
+            // told: delivered whole they would be one wrong datagram.
+            if !ok || total < 14 || is_udp(&self.rx_buf[..total]) {
                 self.stats.rx_errors += 1;
                 continue;
             }
@@ -1304,6 +1311,25 @@ fn prime_fill(x: &mut Xsk, rx_frames: u32) {
     x.fill.produce(rx_frames.min(room));
 }
 
+/// True if `frame` (14 bytes or more) carries UDP over IPv4 or IPv6, after
+/// at most one VLAN tag (IPv6: as the first next header).
+fn is_udp(frame: &[u8]) -> bool {
+    let be16 = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let (mut ethertype, mut l3) = (be16(12), 14);
+    if matches!(ethertype, Some(0x8100 | 0x88a8)) {
+        (ethertype, l3) = (be16(16), 18);
+    }
+    match ethertype {
+        Some(0x0800) => frame.get(l3 + 9) == Some(&17),
+        Some(0x86dd) => frame.get(l3 + 6) == Some(&17),
+        _ => false,
+    }
+}
+
 /// (addr, len, options) of the xdp_desc at `p`.
 #[inline]
 fn read_desc(p: *const u8) -> (u64, u32, u32) {
@@ -1512,6 +1538,33 @@ mod tests {
     }
 
     const PIECE: usize = FRAME_SIZE - XDP_HEADROOM;
+
+    #[test]
+    fn udp_is_recognised_under_a_vlan_tag_too() {
+        let frame = |tag: bool, ethertype: u16, at: usize, proto: u8| {
+            let mut f = vec![0u8; 80];
+            let l3 = if tag {
+                f[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+                f[16..18].copy_from_slice(&ethertype.to_be_bytes());
+                18
+            } else {
+                f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+                14
+            };
+            f[l3 + at] = proto;
+            f
+        };
+        for tag in [false, true] {
+            assert!(is_udp(&frame(tag, 0x0800, 9, 17)));
+            assert!(is_udp(&frame(tag, 0x86dd, 6, 17)));
+            assert!(!is_udp(&frame(tag, 0x0800, 9, 6)));
+            assert!(!is_udp(&frame(tag, 0x86dd, 6, 6)));
+            assert!(!is_udp(&frame(tag, 0x0806, 9, 17)));
+        }
+        // Cut short: no panic, not UDP.
+        assert!(!is_udp(&frame(true, 0x0800, 9, 17)[..20]));
+        assert!(!is_udp(&[0x08; 14]));
+    }
 
     #[test]
     fn multi_buffer_frames_are_put_together() {
