@@ -23,6 +23,19 @@
 //! Native veth XDP refuses an MTU over about 3.5 KiB (ERANGE); [`Attach::Auto`]
 //! then falls back to generic XDP.
 //!
+//! Frames longer than a UMEM frame: generic XDP runs on the skb as the
+//! kernel built it, so a local peer's TSO frames and a NIC's GRO frames
+//! (up to 64 KiB) reach the socket whole. The socket is bound with
+//! XDP_USE_SG (multi-buffer, Linux 6.6) where the kernel has it: such a
+//! frame then comes in several RX descriptors, which `recv_batch` copies
+//! into one buffer. Without it the kernel drops them (TCP from such a
+//! peer stalls). UDP aggregates (UDP_SEGMENT sends, UDP GRO) are dropped
+//! here all the same: they stand for many datagrams of a size nothing
+//! tells us, and delivered whole they would be one wrong datagram. The program needs no frags flag (BPF_F_XDP_HAS_FRAGS)
+//! for this (measured on Linux 6.18): generic XDP makes the skb linear
+//! for a program without it, and the socket cuts the linear frame into
+//! UMEM frames.
+//!
 //! Offloads: an XDP socket carries no virtio-net header. Frames sent with
 //! a partial checksum are completed in software and GSO frames are cut in
 //! software ([`crate::offload`]) before they go into the UMEM. Frames
@@ -57,6 +70,10 @@ pub const FRAME_SIZE: usize = 4096;
 /// Headroom the kernel keeps in front of a received frame
 /// (XDP_PACKET_HEADROOM).
 const XDP_HEADROOM: usize = 256;
+/// Most descriptors of one received frame we can take: [`MAX_FRAME`] in
+/// the smallest pieces the kernel makes (a UMEM frame less its headroom),
+/// and one more.
+const MAX_DESCS: u32 = (MAX_FRAME / (FRAME_SIZE - XDP_HEADROOM) + 2) as u32;
 /// Bytes of Ethernet header plus one VLAN tag beyond the MTU.
 const L2_MAX: usize = 18;
 /// Largest MTU whose frames fit a UMEM frame.
@@ -183,11 +200,13 @@ pub struct XdpStats {
     /// Frames and bytes delivered to the caller.
     pub rx_packets: u64,
     pub rx_bytes: u64,
-    /// Descriptors skipped here (outside the UMEM, shorter than 14 bytes,
-    /// too large for a packet).
+    /// Frames skipped here (a descriptor outside the UMEM, shorter than 14
+    /// bytes; a multi-buffer frame longer than a packet, or carrying UDP:
+    /// a GSO/GRO aggregate of datagrams whose size is not known).
     pub rx_errors: u64,
     /// From XDP_STATISTICS: frames the kernel dropped (too big for a
-    /// frame, ...), found the RX ring full, or found no fill entry for.
+    /// frame without multi-buffer, ...), found the RX ring full, or found
+    /// no fill entry for.
     pub rx_dropped: u64,
     pub rx_ring_full: u64,
     pub rx_fill_empty: u64,
@@ -650,6 +669,14 @@ pub struct XdpDevice {
     mac: [u8; 6],
     zero_copy: bool,
     native: bool,
+    /// Bound with XDP_USE_SG: a frame may span several RX descriptors.
+    multi_buffer: bool,
+    /// Where a frame that spans several descriptors is put together
+    /// ([`MAX_FRAME`] bytes, allocated once).
+    rx_buf: Box<[u8]>,
+    /// Descriptors of a frame too long for `rx_buf` are being skipped up
+    /// to its last one (which may come in a later batch).
+    rx_skip: bool,
     batch: usize,
     /// Received frames may carry unmarked partial checksums.
     infer_partial: bool,
@@ -727,7 +754,6 @@ impl XdpDevice {
             },
         };
         let need_wakeup = libc::XDP_USE_NEED_WAKEUP;
-        let mut zero_copy = false;
         // A socket closed just before (by this process or another) keeps
         // its queue until the kernel's deferred release runs: EBUSY for a
         // moment. Wait that out, not a socket that stays.
@@ -742,38 +768,65 @@ impl XdpDevice {
                 }
             }
         };
-        let mut xsk = None;
-        if opts.zero_copy {
+        // Multi-buffer (XDP_USE_SG, Linux 6.6): a frame longer than a UMEM
+        // frame arrives in several descriptors instead of being dropped.
+        // Generic XDP sees the skb as built, so a local peer's TSO frames
+        // (64 KiB) and a NIC's GRO frames come through it whole. Older
+        // kernels refuse the flag (EINVAL); a zero-copy driver without
+        // multi-buffer support refuses it with EOPNOTSUPP. A failed bind
+        // may leave the socket half set up: each try gets a fresh one.
+        let sg = libc::XDP_USE_SG;
+        let tries: &[u16] = if opts.zero_copy {
+            &[
+                libc::XDP_ZEROCOPY | sg,
+                libc::XDP_ZEROCOPY,
+                libc::XDP_COPY | sg,
+                libc::XDP_COPY,
+            ]
+        } else {
+            &[libc::XDP_COPY | sg, libc::XDP_COPY]
+        };
+        let mut bound = None;
+        let mut last = libc::EINVAL;
+        for &flags in tries {
+            let copy = flags & libc::XDP_COPY != 0;
+            // Skip copy mode without SG unless SG was refused (not merely
+            // zero-copy).
+            if copy && flags & sg == 0 && !matches!(last, libc::EINVAL | libc::EOPNOTSUPP) {
+                break;
+            }
             let mut s = Xsk::new(&geo).map_err(sys)?;
             prime_fill(&mut s, opts.rx_frames);
-            if bind(&s, libc::XDP_ZEROCOPY | need_wakeup).is_ok() {
-                zero_copy = true;
-                xsk = Some(s);
+            match bind(&s, flags | need_wakeup) {
+                Ok(()) => {
+                    bound = Some((s, flags));
+                    break;
+                }
+                // The queue is taken whatever the mode.
+                Err(libc::EBUSY) => {
+                    last = libc::EBUSY;
+                    break;
+                }
+                Err(e) => last = e,
             }
-            // Otherwise a fresh socket for copy mode: a failed bind may
-            // leave this one half set up.
         }
-        let xsk = match xsk {
-            Some(s) => s,
-            None => {
-                let mut s = Xsk::new(&geo).map_err(sys)?;
-                prime_fill(&mut s, opts.rx_frames);
-                bind(&s, libc::XDP_COPY | need_wakeup).map_err(|e| match e {
-                    libc::ENODEV => DeviceError::NotFound {
-                        ifname: name.clone(),
-                    },
-                    libc::EINVAL if opts.queue_id > 0 => {
-                        bad(format!("{ifname} has no RX queue {}", opts.queue_id))
-                    }
-                    libc::EBUSY => DeviceError::QueueBusy {
-                        ifname: name.clone(),
-                        queue: opts.queue_id,
-                    },
-                    e => sys(("bind", e)),
-                })?;
-                s
-            }
+        let Some((xsk, flags)) = bound else {
+            return Err(match last {
+                libc::ENODEV => DeviceError::NotFound {
+                    ifname: name.clone(),
+                },
+                libc::EINVAL if opts.queue_id > 0 => {
+                    bad(format!("{ifname} has no RX queue {}", opts.queue_id))
+                }
+                libc::EBUSY => DeviceError::QueueBusy {
+                    ifname: name.clone(),
+                    queue: opts.queue_id,
+                },
+                e => sys(("bind", e)),
+            });
         };
+        let zero_copy = flags & libc::XDP_ZEROCOPY != 0;
+        let multi_buffer = flags & sg != 0;
         // Let one sendto send a whole TX ring in copy mode (Linux 6.17;
         // older kernels send 32 per call and flush() kicks again).
         let _ = socket::setsockopt(
@@ -822,6 +875,9 @@ impl XdpDevice {
             mac: info.mac,
             zero_copy,
             native,
+            multi_buffer,
+            rx_buf: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            rx_skip: false,
             batch: opts.tx_batch,
             infer_partial,
             stats: XdpStats::default(),
@@ -867,6 +923,13 @@ impl XdpDevice {
         self.zero_copy
     }
 
+    /// True if the socket is bound with XDP_USE_SG (Linux 6.6): frames
+    /// longer than a UMEM frame are received (in several descriptors, put
+    /// together here) instead of dropped by the kernel.
+    pub fn multi_buffer(&self) -> bool {
+        self.multi_buffer
+    }
+
     /// True if the program runs as native (driver) XDP, false if generic.
     pub fn native(&self) -> bool {
         self.native
@@ -889,47 +952,130 @@ impl XdpDevice {
         self.steering.renumber_fds(&mut f);
     }
 
-    /// Read up to `max` frames in place from the RX ring, calling `f` with
-    /// each frame and its virtio-net header (plain, or `NEEDS_CSUM` where
-    /// the device infers an unmarked partial checksum), then give their UMEM
-    /// frames back through the fill ring. Returns the number of frames
-    /// delivered.
+    /// Read up to `max` frames from the RX ring, calling `f` with each
+    /// frame and its virtio-net header (plain, or `NEEDS_CSUM` where the
+    /// device infers an unmarked partial checksum), then give their UMEM
+    /// frames back through the fill ring. A frame in one descriptor is
+    /// read in place; one in several (multi-buffer: every descriptor but
+    /// the last has XDP_PKT_CONTD) is copied together first. Returns the
+    /// number of frames delivered.
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8], &VnetHdr)) -> usize {
         let x = &mut self.xsk;
-        let n = x.rx.cons_ready(max.min(u32::MAX as usize) as u32);
+        let mut n = x.rx.cons_ready(u32::MAX);
         let plain = VnetHdr::default();
         let mut delivered = 0;
-        for i in 0..n {
-            let (addr, len) = read_desc(x.rx.cons_slot(i, DESC));
-            match x.umem.slice(addr, len as usize) {
-                Some(frame) if frame.len() >= 14 => {
-                    self.stats.rx_packets += 1;
-                    self.stats.rx_bytes += len as u64;
-                    delivered += 1;
-                    if self.infer_partial {
-                        f(frame, &offload::infer_partial(frame).unwrap_or(plain));
-                    } else {
-                        f(frame, &plain);
+        // Descriptors looked at, and descriptors done with (complete frames
+        // delivered or dropped): a frame whose last descriptor is not in
+        // the ring yet stays there for the next call.
+        let mut i = 0;
+        let mut fresh = false;
+        while i < n && delivered < max {
+            let (addr, len, options) = read_desc(x.rx.cons_slot(i, DESC));
+            i += 1;
+            let more = options & libc::XDP_PKT_CONTD != 0;
+            if self.rx_skip {
+                self.rx_skip = more;
+                continue;
+            }
+            if !more {
+                match x.umem.slice(addr, len as usize) {
+                    Some(frame) if frame.len() >= 14 => {
+                        self.stats.rx_packets += 1;
+                        self.stats.rx_bytes += len as u64;
+                        delivered += 1;
+                        if self.infer_partial {
+                            f(frame, &offload::infer_partial(frame).unwrap_or(plain));
+                        } else {
+                            f(frame, &plain);
+                        }
+                    }
+                    _ => self.stats.rx_errors += 1,
+                }
+                continue;
+            }
+            // The first of several: find the last.
+            let first = i - 1;
+            let mut end = None;
+            loop {
+                let mut j = i;
+                while j < n {
+                    let (_, _, o) = read_desc(x.rx.cons_slot(j, DESC));
+                    j += 1;
+                    if o & libc::XDP_PKT_CONTD == 0 {
+                        end = Some(j);
+                        break;
                     }
                 }
-                _ => self.stats.rx_errors += 1,
+                // The kernel publishes a frame's descriptors together, but
+                // our view of its producer index may be older.
+                if end.is_some() || fresh {
+                    break;
+                }
+                fresh = true;
+                n = x.rx.cons_ready_fresh();
+            }
+            let Some(end) = end else {
+                if n - first > MAX_DESCS {
+                    // Longer than any frame we take, and not even finished:
+                    // drop what is here and the rest as it comes.
+                    self.stats.rx_errors += 1;
+                    self.rx_skip = true;
+                    i = n;
+                } else {
+                    i = first;
+                }
+                break;
+            };
+            let mut total = 0;
+            let mut ok = true;
+            for k in first..end {
+                let (a, l, _) = read_desc(x.rx.cons_slot(k, DESC));
+                match x.umem.slice(a, l as usize) {
+                    Some(piece) if piece.len() <= self.rx_buf.len() - total => {
+                        self.rx_buf[total..total + piece.len()].copy_from_slice(piece);
+                        total += piece.len();
+                    }
+                    _ => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            i = end;
+            // Longer than the MTU, so a GSO or GRO aggregate. TCP's are
+            // one stretch of the byte stream, but UDP's stand for many
+            // datagrams (UDP_SEGMENT, UDP GRO) of a size the socket is not
+            // told: delivered whole they would be one wrong datagram.
+            if !ok || total < 14 || is_udp(&self.rx_buf[..total]) {
+                self.stats.rx_errors += 1;
+                continue;
+            }
+            let frame = &self.rx_buf[..total];
+            self.stats.rx_packets += 1;
+            self.stats.rx_bytes += total as u64;
+            delivered += 1;
+            if self.infer_partial {
+                f(frame, &offload::infer_partial(frame).unwrap_or(plain));
+            } else {
+                f(frame, &plain);
             }
         }
-        if n > 0 {
+        let done = i;
+        if done > 0 {
             // The fill ring holds every RX frame, so there is room.
-            let room = x.fill.prod_room(n);
-            debug_assert!(room >= n);
+            let room = x.fill.prod_room(done);
+            debug_assert!(room >= done);
             let mask = !(FRAME_SIZE as u64 - 1);
-            for i in 0..n.min(room) {
-                let (addr, _) = read_desc(x.rx.cons_slot(i, DESC));
-                // SAFETY: i < room, so the slot is ours to write until
+            for k in 0..done.min(room) {
+                let (addr, _, _) = read_desc(x.rx.cons_slot(k, DESC));
+                // SAFETY: k < room, so the slot is ours to write until
                 // produce(); fill entries are u64 addresses.
-                unsafe { ptr::write_unaligned(x.fill.prod_slot(i, ADDR) as *mut u64, addr & mask) };
+                unsafe { ptr::write_unaligned(x.fill.prod_slot(k, ADDR) as *mut u64, addr & mask) };
             }
-            x.fill.produce(n.min(room));
-            x.rx.release(n);
+            x.fill.produce(done.min(room));
+            x.rx.release(done);
         }
-        if x.fill.needs_wakeup() && n > 0 {
+        if x.fill.needs_wakeup() && done > 0 {
             let _ = socket::kick_rx(x.fd.as_fd());
         }
         delivered
@@ -1173,15 +1319,35 @@ fn prime_fill(x: &mut Xsk, rx_frames: u32) {
     x.fill.produce(rx_frames.min(room));
 }
 
-/// (addr, len) of the xdp_desc at `p`.
+/// True if `frame` (14 bytes or more) carries UDP over IPv4 or IPv6, after
+/// at most one VLAN tag (IPv6: as the first next header).
+fn is_udp(frame: &[u8]) -> bool {
+    let be16 = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let (mut ethertype, mut l3) = (be16(12), 14);
+    if matches!(ethertype, Some(0x8100 | 0x88a8)) {
+        (ethertype, l3) = (be16(16), 18);
+    }
+    match ethertype {
+        Some(0x0800) => frame.get(l3 + 9) == Some(&17),
+        Some(0x86dd) => frame.get(l3 + 6) == Some(&17),
+        _ => false,
+    }
+}
+
+/// (addr, len, options) of the xdp_desc at `p`.
 #[inline]
-fn read_desc(p: *const u8) -> (u64, u32) {
+fn read_desc(p: *const u8) -> (u64, u32, u32) {
     // SAFETY: `p` is a published RX descriptor slot (16 bytes) inside the
     // RX ring mapping.
     unsafe {
         (
             ptr::read_unaligned(p as *const u64),
             ptr::read_unaligned(p.add(8) as *const u32),
+            ptr::read_unaligned(p.add(12) as *const u32),
         )
     }
 }
@@ -1247,10 +1413,15 @@ impl App for XdpDevice {
     fn report(&self) -> Option<String> {
         let s = &self.stats;
         let mut line = format!(
-            "{} (AF_XDP queue {}, {}, {}): rx {} pkts {} bytes, {} errors; tx {} pkts {} bytes, {} errors, {} full, {} dropped",
+            "{} (AF_XDP queue {}, {}{}, {}): rx {} pkts {} bytes, {} errors; tx {} pkts {} bytes, {} errors, {} full, {} dropped",
             self.ifname,
             self.queue_id,
             if self.zero_copy { "zero-copy" } else { "copy" },
+            if self.multi_buffer {
+                " multi-buffer"
+            } else {
+                ""
+            },
             if self.native { "native" } else { "generic" },
             s.rx_packets,
             s.rx_bytes,
@@ -1286,6 +1457,194 @@ impl XdpDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device on an unbound socket whose RX ring the test fills itself
+    /// (as the kernel would): needs root for the socket and the program.
+    fn fake_device() -> XdpDevice {
+        let geo = Geometry {
+            rx_frames: 256,
+            tx_frames: 64,
+            frame_size: FRAME_SIZE,
+        };
+        // The fill ring is left empty, so that recv_batch has room to
+        // give every frame back.
+        let xsk = Xsk::new(&geo).expect("AF_XDP socket (root)");
+        let steering = XdpSteering::load("fake", Mode::Dedicated, 1).expect("XDP program");
+        XdpDevice {
+            steering,
+            xsk,
+            free: Vec::new(),
+            tx_pending: 0,
+            rx_frames: 256,
+            tx_frames: 64,
+            ifname: "fake".into(),
+            ifindex: 0,
+            queue_id: 0,
+            mtu: 1500,
+            mac: [2, 0, 0, 0, 0, 1],
+            zero_copy: false,
+            native: false,
+            multi_buffer: true,
+            rx_buf: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            rx_skip: false,
+            batch: 64,
+            infer_partial: false,
+            stats: XdpStats::default(),
+            last_tx_errno: 0,
+            tx_blocked: false,
+        }
+    }
+
+    /// Test frames: byte j of frame `id` (so that pieces out of place show).
+    fn byte(id: usize, j: usize) -> u8 {
+        (j % 253) as u8 ^ (id as u8).wrapping_mul(31)
+    }
+
+    /// Put a frame `len` bytes long in UMEM frames from `*next` on, in
+    /// pieces of at most `piece`, and return its descriptors (all but the
+    /// last with XDP_PKT_CONTD).
+    fn pieces(
+        d: &mut XdpDevice,
+        next: &mut u64,
+        id: usize,
+        len: usize,
+        piece: usize,
+    ) -> Vec<[u8; DESC]> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < len || out.is_empty() {
+            let n = piece.min(len - at);
+            let frame = *next % 256;
+            *next += 1;
+            let addr = frame * FRAME_SIZE as u64 + XDP_HEADROOM as u64;
+            let buf = d.xsk.umem.frame_mut(frame * FRAME_SIZE as u64);
+            for j in 0..n {
+                buf[XDP_HEADROOM + j] = byte(id, at + j);
+            }
+            at += n;
+            let mut e = [0u8; DESC];
+            e[..8].copy_from_slice(&addr.to_ne_bytes());
+            e[8..12].copy_from_slice(&(n as u32).to_ne_bytes());
+            let more = if at < len { libc::XDP_PKT_CONTD } else { 0 };
+            e[12..16].copy_from_slice(&more.to_ne_bytes());
+            out.push(e);
+        }
+        out
+    }
+
+    /// (id, len) of each frame delivered, checking every byte.
+    fn recv(d: &mut XdpDevice, max: usize) -> Vec<(usize, usize)> {
+        let mut got = Vec::new();
+        d.recv_batch(max, |f, _| {
+            let id = (0..256).find(|&id| f[0] == byte(id, 0)).unwrap();
+            for (j, &b) in f.iter().enumerate() {
+                assert_eq!(b, byte(id, j), "frame {id} byte {j} of {}", f.len());
+            }
+            got.push((id, f.len()));
+        });
+        got
+    }
+
+    const PIECE: usize = FRAME_SIZE - XDP_HEADROOM;
+
+    #[test]
+    fn udp_is_recognised_under_a_vlan_tag_too() {
+        let frame = |tag: bool, ethertype: u16, at: usize, proto: u8| {
+            let mut f = vec![0u8; 80];
+            let l3 = if tag {
+                f[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+                f[16..18].copy_from_slice(&ethertype.to_be_bytes());
+                18
+            } else {
+                f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+                14
+            };
+            f[l3 + at] = proto;
+            f
+        };
+        for tag in [false, true] {
+            assert!(is_udp(&frame(tag, 0x0800, 9, 17)));
+            assert!(is_udp(&frame(tag, 0x86dd, 6, 17)));
+            assert!(!is_udp(&frame(tag, 0x0800, 9, 6)));
+            assert!(!is_udp(&frame(tag, 0x86dd, 6, 6)));
+            assert!(!is_udp(&frame(tag, 0x0806, 9, 17)));
+        }
+        // Cut short: no panic, not UDP.
+        assert!(!is_udp(&frame(true, 0x0800, 9, 17)[..20]));
+        assert!(!is_udp(&[0x08; 14]));
+    }
+
+    #[test]
+    fn multi_buffer_frames_are_put_together() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let mut d = fake_device();
+        let mut next = 0;
+        // One piece, three pieces, one piece, a 64 KiB frame: whole and in
+        // order.
+        let mut descs = pieces(&mut d, &mut next, 1, 60, PIECE);
+        descs.extend(pieces(&mut d, &mut next, 2, 9000, PIECE));
+        descs.extend(pieces(&mut d, &mut next, 3, 1514, PIECE));
+        descs.extend(pieces(&mut d, &mut next, 4, 65535 + 14, PIECE));
+        d.xsk.rx.kernel_produce(&descs);
+        assert_eq!(
+            recv(&mut d, 64),
+            [(1, 60), (2, 9000), (3, 1514), (4, 65549)]
+        );
+        assert_eq!(d.stats.rx_errors, 0);
+
+        // A batch ends inside a frame: nothing of it yet, then all of it.
+        let descs = pieces(&mut d, &mut next, 5, 10000, PIECE);
+        d.xsk.rx.kernel_produce(&descs[..2]);
+        assert_eq!(recv(&mut d, 64), []);
+        d.xsk.rx.kernel_produce(&descs[2..]);
+        assert_eq!(recv(&mut d, 64), [(5, 10000)]);
+
+        // `max` counts frames, not descriptors.
+        let mut descs = pieces(&mut d, &mut next, 6, 5000, PIECE);
+        descs.extend(pieces(&mut d, &mut next, 7, 5000, PIECE));
+        d.xsk.rx.kernel_produce(&descs);
+        assert_eq!(recv(&mut d, 1), [(6, 5000)]);
+        assert_eq!(recv(&mut d, 1), [(7, 5000)]);
+
+        // Longer than a packet: dropped (one error), the next one kept.
+        let mut descs = pieces(&mut d, &mut next, 8, MAX_FRAME + 1, PIECE);
+        descs.extend(pieces(&mut d, &mut next, 9, 100, PIECE));
+        d.xsk.rx.kernel_produce(&descs);
+        assert_eq!(recv(&mut d, 64), [(9, 100)]);
+        assert_eq!(d.stats.rx_errors, 1);
+
+        // Longer than a packet and unfinished: dropped as it comes.
+        let descs = pieces(
+            &mut d,
+            &mut next,
+            10,
+            PIECE * (MAX_DESCS as usize + 3),
+            PIECE,
+        );
+        d.xsk.rx.kernel_produce(&descs[..MAX_DESCS as usize + 1]);
+        assert_eq!(recv(&mut d, 64), []);
+        assert_eq!(d.stats.rx_errors, 2);
+        let mut rest = descs[MAX_DESCS as usize + 1..].to_vec();
+        rest.extend(pieces(&mut d, &mut next, 11, 200, PIECE));
+        d.xsk.rx.kernel_produce(&rest);
+        assert_eq!(recv(&mut d, 64), [(11, 200)]);
+        assert_eq!(d.stats.rx_errors, 2);
+
+        // A piece outside the UMEM spoils its frame only.
+        let mut descs = pieces(&mut d, &mut next, 12, 5000, PIECE);
+        descs[1][..8].copy_from_slice(&u64::MAX.to_ne_bytes());
+        descs.extend(pieces(&mut d, &mut next, 13, 300, PIECE));
+        d.xsk.rx.kernel_produce(&descs);
+        assert_eq!(recv(&mut d, 64), [(13, 300)]);
+        assert_eq!(d.stats.rx_errors, 3);
+        assert_eq!(d.stats.rx_packets, 10);
+        // Every descriptor's UMEM frame went back to the fill ring, and the
+        // RX ring is empty.
+        assert_eq!(d.xsk.fill.prod_outstanding() as u64, next);
+        assert_eq!(d.xsk.rx.cons_ready_fresh(), 0);
+    }
 
     #[test]
     fn errors_display_one_line() {

@@ -167,6 +167,14 @@ impl Ring {
         n.min(max)
     }
 
+    /// Entries ready, re-reading the producer index even if some are
+    /// known to be ready already.
+    #[inline]
+    pub fn cons_ready_fresh(&mut self) -> u32 {
+        self.cached = self.producer().load(Ordering::Acquire);
+        self.cached.wrapping_sub(self.local)
+    }
+
     /// Pointer to the entry at consumer index + i (i < cons_ready()).
     #[inline]
     pub fn cons_slot(&self, i: u32, entry: usize) -> *const u8 {
@@ -462,5 +470,23 @@ impl Xsk {
             fd,
             umem,
         })
+    }
+}
+
+#[cfg(test)]
+impl Ring {
+    /// Play the kernel on a consumer ring (RX) of an unbound socket:
+    /// write `entries` past its producer index and publish them.
+    pub fn kernel_produce(&mut self, entries: &[[u8; DESC]]) {
+        let p = self.producer().load(Ordering::Relaxed);
+        for (k, e) in entries.iter().enumerate() {
+            let idx = (p.wrapping_add(k as u32) & self.mask) as usize;
+            // SAFETY: idx <= mask < size, so the entry is inside the
+            // mapping; the socket is not bound, so the kernel writes no
+            // entries of its own.
+            unsafe { ptr::copy_nonoverlapping(e.as_ptr(), self.descs.add(idx * DESC), DESC) };
+        }
+        self.producer()
+            .store(p.wrapping_add(entries.len() as u32), Ordering::Release);
     }
 }
