@@ -306,6 +306,18 @@ def est(t, port=ECHO, **kw):
     return c
 
 
+def held_ids(t, wait=3.0):
+    """The DUT server's HOLD connections, once it has accepted one: the
+    handshake completes in the DUT's stack before its server accepts, and
+    a loaded machine may run that accept late."""
+    end = time.monotonic() + wait
+    while True:
+        ids = t.dut.cmd("held")["ids"]
+        if ids or time.monotonic() >= end:
+            return ids
+        time.sleep(0.02)
+
+
 def is_challenge(c):
     return lambda s: s.flags.A and not s.flags.R and not s.flags.S and s.ack == c.snd_nxt
 
@@ -891,7 +903,7 @@ def tcp_7_2(t):
 def tcp_7_3(t):
     c = est(t, HOLD)
     fill_window(t, c)
-    held = t.dut.cmd("held")["ids"]
+    held = held_ids(t)
     t.check(held, "the DUT server holds no connection")
     t.mark()
     for _ in range(10):
@@ -1000,7 +1012,7 @@ def tcp_8_6(t):
     t.mark()
     c.send("PA", b"u" * 100)
     c.expect(lambda s: s.ack == c.snd_nxt, 1, "the ACK of the data")
-    held = t.dut.cmd("held")["ids"]
+    held = held_ids(t)
     t.check(held, "the DUT server holds no connection")
     t.mark()
     t.dut.cmd("close", id=held[-1])
