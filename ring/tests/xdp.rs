@@ -366,6 +366,63 @@ fn shared_program_decisions() {
         )),
         XDP_PASS
     );
+    // ICMP errors quoting a packet shunt sent (the quoted *source* port
+    // is shunt's) are shunt's; others, and echo, are the kernel's.
+    let icmp4 = |ty: u8, code: u8, quoted: &[u8]| {
+        let mut m = vec![ty, code, 0, 0, 0, 0, 5, 220];
+        m.extend_from_slice(&quoted[14..]);
+        ipv4(KERNEL4, 1, &m)
+    };
+    let sent_udp = ipv4(PEER4, 17, &l4(17, 9000, 5000));
+    let unreach = icmp4(3, 3, &sent_udp);
+    assert_eq!(run(&unreach), XDP_REDIRECT);
+    check_prefixes(&dev, &unreach, 14 + 20 + 8 + 20 + 2, XDP_REDIRECT);
+    let frag_needed = icmp4(3, 4, &ipv4(PEER4, 6, &l4(6, 80, 5000)));
+    assert_eq!(run(&frag_needed), XDP_REDIRECT);
+    assert_eq!(run(&icmp4(11, 0, &sent_udp)), XDP_REDIRECT);
+    assert_eq!(run(&icmp4(12, 0, &sent_udp)), XDP_REDIRECT);
+    // Options in the quoted header move its L4 header.
+    let quoted_opts = ipv4_full(PEER4, 17, &l4(17, 9000, 5000), 2, 0);
+    assert_eq!(run(&icmp4(3, 1, &quoted_opts)), XDP_REDIRECT);
+    let mut bad_quote = unreach.clone();
+    bad_quote[14 + 20 + 8] = 0x44;
+    assert_eq!(run(&bad_quote), XDP_PASS);
+    assert_eq!(
+        run(&icmp4(3, 3, &ipv4(PEER4, 17, &l4(17, 5000, 9000)))),
+        XDP_PASS
+    );
+    assert_eq!(
+        run(&icmp4(3, 3, &ipv4(PEER4, 6, &l4(6, 9000, 5000)))),
+        XDP_PASS
+    );
+    assert_eq!(run(&icmp4(8, 0, &sent_udp)), XDP_PASS);
+    assert_eq!(run(&icmp4(0, 0, &sent_udp)), XDP_PASS);
+    let icmp6 = |ty: u8, quoted: &[u8]| {
+        let mut m = vec![ty, 0, 0, 0, 0, 0, 5, 0];
+        m.extend_from_slice(&quoted[14..]);
+        ipv6(KERNEL6, 58, &m)
+    };
+    let too_big = icmp6(2, &ipv6(PEER6, 6, &l4(6, 80, 5000)));
+    assert_eq!(run(&too_big), XDP_REDIRECT);
+    check_prefixes(&dev, &too_big, 14 + 40 + 8 + 40 + 2, XDP_REDIRECT);
+    for ty in [1, 3, 4] {
+        assert_eq!(
+            run(&icmp6(ty, &ipv6(PEER6, 17, &l4(17, 9000, 5000)))),
+            XDP_REDIRECT,
+            "ICMPv6 type {ty}"
+        );
+    }
+    assert_eq!(
+        run(&icmp6(1, &ipv6(PEER6, 17, &l4(17, 9001, 5000)))),
+        XDP_PASS
+    );
+    for ty in [0, 128, 129, 135, 136] {
+        assert_eq!(
+            run(&icmp6(ty, &ipv6(PEER6, 17, &l4(17, 9000, 5000)))),
+            XDP_PASS,
+            "ICMPv6 type {ty}"
+        );
+    }
     // Truncated.
     check_prefixes(&dev, &udp9000, 38, XDP_REDIRECT);
     check_prefixes(&dev, &udp6, 58, XDP_REDIRECT);

@@ -2,8 +2,9 @@
 //! serves a program on the kernel's own address, next to the kernel. The
 //! shunt side's veth HAS 192.0.2.1/24 and 2001:db8::1/64 in the kernel;
 //! the program is started with no SHUNT_ADDR at all. The XDP program
-//! steers the ports shunt's sockets hold to shunt; everything else (ARP,
-//! ICMP, the kernel's own ports) stays with the kernel.
+//! steers the ports shunt's sockets hold to shunt, and the ICMP errors
+//! about what they sent; everything else (ARP, other ICMP, the kernel's
+//! own ports) stays with the kernel.
 //!
 //! What would fail if the traffic went through the kernel: the kernel's
 //! TCP counters of the shunt namespace (/proc/net/snmp PassiveOpens,
@@ -349,6 +350,44 @@ fn a_port_the_kernel_holds_is_refused_to_shunt() {
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("with shunt's stack"),
         "the program ran on the kernel: {}",
+        text(&o)
+    );
+}
+
+/// ICMP errors about what shunt sent reach shunt's sockets, not the
+/// kernel's: a connected UDP socket over shunt learns that the peer's port
+/// is closed (ICMP and ICMPv6 port unreachable: ECONNREFUSED), as it would
+/// on Linux. Without the XDP program's ICMP steering the error went to the
+/// kernel, and the recv timed out.
+#[test]
+fn icmp_errors_reach_shunts_sockets() {
+    let mut tb = Testbed::new();
+    let (s, _k) = shared_pair(&mut tb);
+    let prog = r#"
+import socket, sys
+for fam, peer in ((socket.AF_INET, "192.0.2.2"), (socket.AF_INET6, "2001:db8::2")):
+    u = socket.socket(fam, socket.SOCK_DGRAM)
+    u.settimeout(5)
+    u.connect((peer, 9))
+    u.send(b"anyone?")
+    try:
+        u.recv(100)
+        print(peer, "got data")
+    except ConnectionRefusedError:
+        print(peer, "refused")
+    except socket.timeout:
+        print(peer, "timeout")
+"#;
+    let o = tb.sh(
+        &s,
+        &format!("{} timeout 30 {} -c '{prog}'", shared_env(), python()),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && out.contains("192.0.2.2 refused")
+            && out.contains("2001:db8::2 refused"),
+        "{}",
         text(&o)
     );
 }

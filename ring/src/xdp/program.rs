@@ -17,7 +17,11 @@
 //!   kernel) go to shunt.
 //! - [`SHARED`]: shunt uses the kernel's address. An unfragmented IPv4
 //!   or IPv6 (no extension headers) TCP or UDP frame whose (protocol,
-//!   destination port) is in the port map goes to shunt.
+//!   destination port) is in the port map goes to shunt, and so does an
+//!   ICMP or ICMPv6 error (unreachable, packet too big, time exceeded,
+//!   parameter problem) that quotes a TCP or UDP packet whose (protocol,
+//!   *source* port) is: shunt's connections learn their path MTU and
+//!   their unreachable peers.
 //!
 //! Addresses and ports live in hash maps rather than in immediate
 //! constants: the stack gains addresses after start (SLAAC, DHCP) and
@@ -178,6 +182,10 @@ const fn jne_imm(dst: Reg, imm: i32, to: &'static str) -> Op {
 const fn jlt_imm(dst: Reg, imm: i32, to: &'static str) -> Op {
     jump(JLT, false, dst, R0, imm, to)
 }
+/// if dst > imm goto to (unsigned)
+const fn jgt_imm(dst: Reg, imm: i32, to: &'static str) -> Op {
+    jump(JGT, false, dst, R0, imm, to)
+}
 /// if dst > src goto to (unsigned)
 const fn jgt(dst: Reg, src: Reg, to: &'static str) -> Op {
     jump(JGT, true, dst, src, 0, to)
@@ -321,15 +329,52 @@ pub const SHARED: &[Op] = &[
     ldx(Size::B, R9, R7, 20),                // r9 = next header (extension headers: kernel)
     mov(R2, R7),                             // r2 = data
     add_imm(R2, 40),                         // r2 = data + header length
-    label("ports"),                          //
+    label("ports"),                          // (the L4 header is at r2 + 14)
     jeq_imm(R9, 6, "l4"),                    // TCP
     jeq_imm(R9, 17, "l4"),                   // UDP
+    jeq_imm(R9, 1, "icmp4"),                 // ICMP: errors about shunt's ports
+    jeq_imm(R9, 58, "icmp6"),                // ICMPv6: the same
     ja("pass"),                              // other protocols: kernel
+    label("icmp4"),                          //
+    mov(R4, R2),                             // r4 = data + header length
+    add_imm(R4, 42),                         // r4 = end of ICMP (8) + quoted IPv4 (20)
+    jgt(R4, R8, "pass"),                     // truncated: kernel
+    ldx(Size::B, R5, R2, 14),                // r5 = ICMP type
+    jeq_imm(R5, 3, "icmp4_err"),             // destination unreachable (PMTU too)
+    jeq_imm(R5, 11, "icmp4_err"),            // time exceeded
+    jeq_imm(R5, 12, "icmp4_err"),            // parameter problem
+    ja("pass"),                              // echo and the rest: kernel
+    label("icmp4_err"),                      //
+    ldx(Size::B, R9, R2, 31),                // r9 = quoted protocol
+    ldx(Size::B, R5, R2, 22),                // r5 = quoted version and IHL
+    and_imm(R5, 0x0f),                       // r5 = quoted IHL
+    lsh_imm(R5, 2),                          // r5 = quoted header length (0..60)
+    jlt_imm(R5, 20, "pass"),                 // malformed: kernel
+    add(R2, R5),                             // quoted L4 header at r2 + 22
+    mov(R4, R2),                             // r4 = r2
+    add_imm(R4, 24),                         // r4 = end of the quoted source port
+    jgt(R4, R8, "pass"),                     // truncated: kernel
+    ldx(Size::H, R5, R2, 22),                // r5 = quoted source port (shunt's)
+    ja("quoted"),                            //
+    label("icmp6"),                          //
+    mov(R4, R2),                             // r4 = data + 40
+    add_imm(R4, 64),                         // r4 = end of ICMPv6 (8), IPv6 (40), a port
+    jgt(R4, R8, "pass"),                     // truncated: kernel
+    ldx(Size::B, R5, R2, 14),                // r5 = ICMPv6 type
+    jgt_imm(R5, 4, "pass"),                  // not an error (echo, NDP, MLD): kernel
+    jeq_imm(R5, 0, "pass"),                  // type 0 is reserved: kernel
+    ldx(Size::B, R9, R2, 28),                // r9 = quoted next header
+    ldx(Size::H, R5, R2, 62),                // r5 = quoted source port (shunt's)
+    label("quoted"),                         //
+    jeq_imm(R9, 6, "key"),                   // quoted TCP
+    jeq_imm(R9, 17, "key"),                  // quoted UDP
+    ja("pass"),                              // anything else: kernel
     label("l4"),                             //
     mov(R4, R2),                             // r4 = data + header length
     add_imm(R4, 18),                         // r4 = end of the two ports
     jgt(R4, R8, "pass"),                     // truncated: kernel
     ldx(Size::H, R5, R2, 16),                // r5 = destination port
+    label("key"),                            // r5 = port, r9 = protocol
     stx(Size::H, R10, -4, R5),               // key[0..2] = port
     stx(Size::B, R10, -2, R9),               // key[2] = protocol
     st_imm(Size::B, R10, -1, 0),             // key[3] = 0
