@@ -494,7 +494,7 @@ mod tests {
             assert_eq!(prog.last().unwrap().code, JMP | EXIT);
         }
         assert_eq!(d.len(), 56);
-        assert_eq!(s.len(), 54);
+        assert_eq!(s.len(), 86);
         assert!(assemble(&[ja("nowhere")], |_| 0).is_err());
         assert!(assemble(&[label("a"), label("a")], |_| 0).is_err());
     }
