@@ -477,6 +477,14 @@ impl Engine {
         // link coming up, its addresses are usable after 1 s, and the
         // link-local and the configured addresses finish DAD together.
         sc.ipv6.rtr_solicit_delay = Duration::from_millis(10);
+        if cfg.backend == crate::config::Backend::Xdp && !cfg.share_addr {
+            // Dedicated AF_XDP serves the addresses it is given: the
+            // program steers those. An address SLAAC would form is not
+            // steered, and the kernel, with the same MAC, may form the
+            // same one: shunt takes none (router advertisements still
+            // give routes and the MTU).
+            sc.ipv6.autoconf = false;
+        }
         if cfg.share_addr {
             // The kernel owns the addresses (it ran DAD, it has the
             // link-local one) and resolves the neighbours.
