@@ -195,17 +195,7 @@ pub fn adopt(fd: c_int, id: SocketId, reads: bool) {
         .map_or(-1, IntoRawFd::into_raw_fd);
     let fl = raw_fcntl(fd, libc::F_GETFL, 0).unwrap_or(0) as c_int;
     for &f in &fds {
-        let Ok(fdfl) = raw_fcntl(f, libc::F_GETFD, 0) else {
-            continue;
-        };
-        let flags = if fdfl as c_int & libc::FD_CLOEXEC != 0 {
-            libc::O_CLOEXEC
-        } else {
-            0
-        };
-        // SAFETY: dup3 onto an fd of ours that names this socket: the
-        // kernel replaces it atomically.
-        if unsafe { libc::syscall(libc::SYS_dup3, mine, f, flags) } >= 0 {
+        if replace_fd(mine, f) {
             if reads {
                 fdtable::clear(f);
             } else {
@@ -230,6 +220,23 @@ pub fn adopt(fd: c_int, id: SocketId, reads: bool) {
             listener: false,
         });
     }
+}
+
+/// Make the program's fd `f` (one that names the inherited socket) name
+/// `mine` instead, keeping its close-on-exec flag: dup3 replaces it
+/// atomically. False when `f` is not open or the dup fails.
+fn replace_fd(mine: RawFd, f: c_int) -> bool {
+    let Ok(fdfl) = raw_fcntl(f, libc::F_GETFD, 0) else {
+        return false;
+    };
+    let flags = if fdfl as c_int & libc::FD_CLOEXEC != 0 {
+        libc::O_CLOEXEC
+    } else {
+        0
+    };
+    // SAFETY: dup3 onto an fd of the program's that names a socket of
+    // ours being relayed.
+    unsafe { libc::syscall(libc::SYS_dup3, mine, f, flags) >= 0 }
 }
 
 /// Relay inherited listener `id`: its fds become one end of an accept
@@ -263,17 +270,7 @@ fn adopt_listener(
     let orig = crate::engine::high_internal(unsafe { BorrowedFd::borrow_raw(fd) })
         .map_or(-1, IntoRawFd::into_raw_fd);
     for &f in &fds {
-        let Ok(fdfl) = raw_fcntl(f, libc::F_GETFD, 0) else {
-            continue;
-        };
-        let flags = if fdfl as c_int & libc::FD_CLOEXEC != 0 {
-            libc::O_CLOEXEC
-        } else {
-            0
-        };
-        // SAFETY: dup3 onto an fd of ours that names this listener: the
-        // kernel replaces it atomically.
-        if unsafe { libc::syscall(libc::SYS_dup3, mine, f, flags) } >= 0 {
+        if replace_fd(mine, f) {
             fdtable::set(f, Entry::Socket(id | RELAYED));
         }
     }
