@@ -252,6 +252,22 @@ fn as_bytes<T>(v: &T) -> &[u8] {
 /// # Safety
 /// The program's pointers.
 unsafe fn write_bytes(addr: *mut sockaddr, len: *mut socklen_t, b: &[u8]) -> SysResult<()> {
+    // SAFETY: passed on; a name reports its whole length, as Linux.
+    unsafe { copy_out(addr.cast(), len, b, true) }
+}
+
+/// Copy `b` to the program's buffer `dst` of `*len` bytes (truncated, as
+/// Linux), then store in `*len` the whole length (`full`: socket names)
+/// or what was copied (option values).
+///
+/// # Safety
+/// The program's pointers.
+pub(crate) unsafe fn copy_out(
+    dst: *mut u8,
+    len: *mut socklen_t,
+    b: &[u8],
+    full: bool,
+) -> SysResult<()> {
     if len.is_null() {
         return Err(Errno::FAULT);
     }
@@ -262,14 +278,15 @@ unsafe fn write_bytes(addr: *mut sockaddr, len: *mut socklen_t, b: &[u8]) -> Sys
     }
     let n = (l as usize).min(b.len());
     if n > 0 {
-        if addr.is_null() {
+        if dst.is_null() {
             return Err(Errno::FAULT);
         }
         // SAFETY: `n` bytes of the program's buffer.
-        unsafe { core::ptr::copy_nonoverlapping(b.as_ptr(), addr.cast::<u8>(), n) };
+        unsafe { core::ptr::copy_nonoverlapping(b.as_ptr(), dst, n) };
     }
+    let reported = if full { b.len() } else { n };
     // SAFETY: as above.
-    unsafe { len.write_unaligned(b.len() as socklen_t) };
+    unsafe { len.write_unaligned(reported as socklen_t) };
     Ok(())
 }
 

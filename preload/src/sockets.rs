@@ -1288,25 +1288,8 @@ impl Shunt {
     }
 
     unsafe fn put_bytes(val: *mut c_void, len: *mut socklen_t, b: &[u8]) -> SysResult<c_int> {
-        if len.is_null() {
-            return Err(Errno::FAULT);
-        }
-        // SAFETY: the program's pointer.
-        let l = unsafe { len.read_unaligned() } as i32;
-        if l < 0 {
-            return Err(Errno::INVAL);
-        }
-        let n = (l as usize).min(b.len());
-        if n > 0 {
-            if val.is_null() {
-                return Err(Errno::FAULT);
-            }
-            // SAFETY: `n` bytes of the program's buffer.
-            unsafe { core::ptr::copy_nonoverlapping(b.as_ptr(), val.cast::<u8>(), n) };
-        }
-        // SAFETY: as above.
-        unsafe { len.write_unaligned(n as socklen_t) };
-        Ok(0)
+        // SAFETY: the program's pointers; an option reports what it copied.
+        unsafe { crate::sockaddr::copy_out(val.cast(), len, b, false) }.map(|()| 0)
     }
 
     fn tcp_opt(level: c_int, name: c_int) -> Option<SockOpt> {
