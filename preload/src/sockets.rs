@@ -94,6 +94,33 @@ struct Sock {
     out_gen: u32,
 }
 
+impl Sock {
+    /// A fresh socket named by `fd`, with Linux's defaults.
+    fn open(proto: Proto, v6: bool, fd: c_int, nonblock: bool) -> Sock {
+        Sock {
+            proto,
+            v6,
+            refs: 1,
+            fds: vec![fd],
+            nonblock,
+            rcvtimeo: None,
+            sndtimeo: None,
+            bufs_set: false,
+            cc_set: false,
+            serial: 0,
+            klisten: false,
+            inflight: 0,
+            zombie: false,
+            async_io: false,
+            async_seen: (0, 0),
+            owner_set: false,
+            urg_seen: 0,
+            excl_seen: (0, 0),
+            out_gen: 0,
+        }
+    }
+}
+
 struct Member {
     fd: c_int,
     sid: SocketId,
@@ -1876,27 +1903,7 @@ unsafe impl ShuntSockets for Shunt {
                 let _ = g.stack.udp_set_options(h, |o| o.owner = uid);
             }
         }
-        let s = Sock {
-            proto,
-            v6,
-            refs: 1,
-            fds: vec![fd],
-            nonblock: ty & libc::SOCK_NONBLOCK != 0,
-            rcvtimeo: None,
-            sndtimeo: None,
-            bufs_set: false,
-            cc_set: false,
-            serial: 0,
-            klisten: false,
-            inflight: 0,
-            zombie: false,
-            async_io: false,
-            async_seen: (0, 0),
-            owner_set: false,
-            urg_seen: 0,
-            excl_seen: (0, 0),
-            out_gen: 0,
-        };
+        let s = Sock::open(proto, v6, fd, ty & libc::SOCK_NONBLOCK != 0);
         let Some(id) = g.t.insert(s) else {
             close_proto(&mut g, proto);
             return None;
@@ -2106,25 +2113,8 @@ unsafe impl ShuntSockets for Shunt {
                 copy_congestion(lfd, nfd);
             }
             let s = Sock {
-                proto: Proto::Tcp(child),
-                v6,
-                refs: 1,
-                fds: vec![nfd],
-                nonblock: flags & libc::SOCK_NONBLOCK != 0,
-                rcvtimeo: None,
-                sndtimeo: None,
-                bufs_set: false,
                 cc_set,
-                serial: 0,
-                klisten: false,
-                inflight: 0,
-                zombie: false,
-                async_io: false,
-                async_seen: (0, 0),
-                owner_set: false,
-                urg_seen: 0,
-                excl_seen: (0, 0),
-                out_gen: 0,
+                ..Sock::open(Proto::Tcp(child), v6, nfd, flags & libc::SOCK_NONBLOCK != 0)
             };
             let Some(cid) = g.t.insert(s) else {
                 g.stack.tcp(now, |l, cx| l.close(cx, child));
@@ -3656,25 +3646,9 @@ pub(crate) fn connect_for_child(
 /// A socket no fd of this process names: a child's relay holds it.
 fn held_sock(proto: Proto, v6: bool) -> Sock {
     Sock {
-        proto,
-        v6,
         refs: 0,
         fds: Vec::new(),
-        nonblock: true,
-        rcvtimeo: None,
-        sndtimeo: None,
-        bufs_set: false,
-        cc_set: false,
-        serial: 0,
-        klisten: false,
-        inflight: 0,
-        zombie: false,
-        async_io: false,
-        async_seen: (0, 0),
-        owner_set: false,
-        urg_seen: 0,
-        excl_seen: (0, 0),
-        out_gen: 0,
+        ..Sock::open(proto, v6, -1, true)
     }
 }
 
