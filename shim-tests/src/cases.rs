@@ -52,40 +52,26 @@ pub fn kernel_curl_fetches_1mib_from_http_server(env: &str) {
             dir.display()
         ),
     );
-    let o = tb.sh(
-        &k,
-        &format!(
-            "{} timeout 60 curl -sS --fail http://192.0.2.1:8001/f.bin | sha256sum",
-            wait_port("192.0.2.1", 8001)
-        ),
-    );
-    let got = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && got.starts_with(&want),
-        "want {want}\n{}",
-        text(&o)
-    );
+    // Each fetch's sha256 must be the file's.
+    let fetch = |ns: &str, before: &str, url: &str, what: &str| {
+        let o = tb.sh(
+            ns,
+            &format!("{before}timeout 60 curl -sS --fail {url} | sha256sum"),
+        );
+        assert!(
+            o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with(&want),
+            "{what}: want {want}\n{}",
+            text(&o)
+        );
+    };
+    let url = "http://192.0.2.1:8001/f.bin";
+    fetch(&k, &wait_port("192.0.2.1", 8001), url, "first fetch");
     // A second fetch from the same server process.
-    let o = tb.sh(
-        &k,
-        "timeout 60 curl -sS --fail http://192.0.2.1:8001/f.bin | sha256sum",
-    );
-    assert!(
-        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with(&want),
-        "second fetch: {}",
-        text(&o)
-    );
+    fetch(&k, "", url, "second fetch");
     // The wildcard listener serves the kernel's loopback too: a plain
     // curl on the shunt side's own namespace.
-    let o = tb.sh(
-        &s,
-        "timeout 60 curl -sS --fail http://127.0.0.1:8001/f.bin | sha256sum",
-    );
-    assert!(
-        o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with(&want),
-        "fetch over loopback: {}",
-        text(&o)
-    );
+    let local = "http://127.0.0.1:8001/f.bin";
+    fetch(&s, "", local, "fetch over loopback");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -10,7 +10,7 @@
 //! Needs root (namespaces), python3 and socat; libshunt.so comes from
 //! `cargo build --release` (target/release).
 
-use shunt_shim_tests::over::{pair, python, require, shunt_env, text};
+use shunt_shim_tests::over::{pair, python, require, shunt_env, text, wait_listen};
 use shunt_shim_tests::testbed::Testbed;
 
 /// Kernel clients, in parallel: each sends its own 300 KB, half-closes,
@@ -145,10 +145,7 @@ fn forked_children_leave_the_parents_connection_intact() {
     let (s, k) = pair(&mut tb);
     // Not PIPE: socat can block for good writing into its own full pipe.
     tb.spawn_sh(&k, "exec socat TCP-LISTEN:7011,reuseaddr EXEC:cat");
-    let o = tb.sh(
-        &k,
-        "for i in $(seq 200); do ss -ltn | grep -q ':7011 ' && break; sleep 0.05; done",
-    );
+    let o = tb.sh(&k, &wait_listen(7011));
     assert!(o.status.success(), "{}", text(&o));
     let py = python();
     let o = tb.sh(
@@ -295,10 +292,7 @@ fn children_forked_while_shunt_is_busy_never_hang() {
     let mut tb = Testbed::new();
     let (s, k) = pair(&mut tb);
     tb.spawn_sh(&k, "exec socat TCP-LISTEN:7013,reuseaddr PIPE");
-    let o = tb.sh(
-        &k,
-        "for i in $(seq 200); do ss -ltn | grep -q ':7013 ' && break; sleep 0.05; done",
-    );
+    let o = tb.sh(&k, &wait_listen(7013));
     assert!(o.status.success(), "{}", text(&o));
     let py = python();
     let o = tb.sh(
